@@ -1,0 +1,112 @@
+package producerapi
+
+import (
+	"slices"
+	"strings"
+)
+
+// TimeseriesKey returns the stable 64-bit identity of the sample's timeseries:
+// FNV-1a 64 over this byte string (all integers little-endian):
+//
+//	u32 len(name) | name                    name = "target_name:metric_name"
+//	u32 number of fields
+//	per field, sorted by name (bytewise):
+//	  u32 len(field name) | field name
+//	  u8  field type                        FieldType numbering
+//	  value:
+//	    string   u32 len | bytes
+//	    bool     u8 0 or 1
+//	    i8..i64  i64 (sign-extended)
+//	    u8..u64  u64 (zero-extended)
+//	    ip_addr  u8 4 | 4 bytes, or u8 6 | 16 bytes
+//	    uuid     16 bytes
+//	u8  datum type                          DatumType numbering
+//
+// Target and metric fields are hashed together: names are unique across both.
+// The value does not depend on field order. A golden test pins it.
+func TimeseriesKey(s *Sample) uint64 {
+	var buf [16]*Field
+	fields := buf[:0]
+	for i := range s.Target.Fields {
+		fields = append(fields, &s.Target.Fields[i])
+	}
+	for i := range s.Metric.Fields {
+		fields = append(fields, &s.Metric.Fields[i])
+	}
+	if !slices.IsSortedFunc(fields, compareFieldNames) {
+		slices.SortFunc(fields, compareFieldNames)
+	}
+	h := fnvOffset
+	h = h.u32(uint32(len(s.Target.Name) + 1 + len(s.Metric.Name)))
+	h = h.str(s.Target.Name).byte(':').str(s.Metric.Name)
+	h = h.u32(uint32(len(fields)))
+	for _, f := range fields {
+		h = h.u32(uint32(len(f.Name))).str(f.Name).byte(byte(f.Value.Type))
+		v := &f.Value
+		switch v.Type {
+		case FieldString:
+			h = h.u32(uint32(len(v.Str))).str(v.Str)
+		case FieldBool:
+			if v.Bool {
+				h = h.byte(1)
+			} else {
+				h = h.byte(0)
+			}
+		case FieldI8, FieldI16, FieldI32, FieldI64:
+			h = h.u64(uint64(v.Int))
+		case FieldU8, FieldU16, FieldU32, FieldU64:
+			h = h.u64(v.Uint)
+		case FieldIPAddr:
+			if v.IP.Is4() {
+				a := v.IP.As4()
+				h = h.byte(4).bytes(a[:])
+			} else {
+				a := v.IP.As16()
+				h = h.byte(6).bytes(a[:])
+			}
+		case FieldUUID:
+			h = h.bytes(v.UUID[:])
+		}
+	}
+	return uint64(h.byte(byte(s.Datum.Type)))
+}
+
+func compareFieldNames(a, b *Field) int { return strings.Compare(a.Name, b.Name) }
+
+// fnv64 is FNV-1a 64, written out so hashing allocates nothing.
+type fnv64 uint64
+
+const (
+	fnvOffset fnv64 = 14695981039346656037
+	fnvPrime        = 1099511628211
+)
+
+func (h fnv64) byte(b byte) fnv64 { return (h ^ fnv64(b)) * fnvPrime }
+
+func (h fnv64) str(s string) fnv64 {
+	for i := 0; i < len(s); i++ {
+		h = (h ^ fnv64(s[i])) * fnvPrime
+	}
+	return h
+}
+
+func (h fnv64) bytes(b []byte) fnv64 {
+	for _, c := range b {
+		h = (h ^ fnv64(c)) * fnvPrime
+	}
+	return h
+}
+
+func (h fnv64) u32(v uint32) fnv64 {
+	for i := 0; i < 4; i++ {
+		h = h.byte(byte(v >> (8 * i)))
+	}
+	return h
+}
+
+func (h fnv64) u64(v uint64) fnv64 {
+	for i := 0; i < 8; i++ {
+		h = h.byte(byte(v >> (8 * i)))
+	}
+	return h
+}

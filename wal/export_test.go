@@ -1,0 +1,29 @@
+package wal
+
+// SetCommitHook installs a function that runs before each commit group is
+// written and can fail it as a write or fsync would.
+func SetCommitHook(o *Options, hook func() error) { o.commitHook = hook }
+
+// SegmentsModel returns the log's idea of its segment files (name, size).
+func (l *Log) SegmentsModel() map[string]int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := map[string]int64{}
+	for _, s := range l.mu.segs {
+		out[s.name] = s.size
+	}
+	return out
+}
+
+// SegmentsOnDisk lists the segment files in dir (name, size).
+func SegmentsOnDisk(dir string) map[string]int64 {
+	segs, err := listSegments(dir)
+	if err != nil {
+		panic(err)
+	}
+	out := map[string]int64{}
+	for _, s := range segs {
+		out[s.name] = s.size
+	}
+	return out
+}

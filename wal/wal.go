@@ -1,0 +1,481 @@
+package wal
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	twal "github.com/tidwall/wal"
+)
+
+// Options configure a Log. Zero values mean defaults; Open works on a copy
+// and never changes the caller's struct.
+type Options struct {
+	// SegmentSize is the size at which a segment is closed and a new one
+	// begun. The tail segment is held in memory. Default 8 MiB.
+	SegmentSize int
+	// SegmentCacheSize is how many older segments are kept in memory for
+	// reading. Default 2.
+	SegmentCacheSize int
+	// BudgetBytes is the disk budget: Append returns ErrFull while the log
+	// would hold more. 0 means no budget.
+	BudgetBytes int64
+	// MaxGroupRecords and MaxGroupBytes bound one commit group (one write,
+	// one fsync). Defaults 4096 records and 32 MiB.
+	MaxGroupRecords int
+	MaxGroupBytes   int
+	// SlowSync is the commit time above which a warning is logged.
+	// Default 1 s.
+	SlowSync time.Duration
+	// Registerer takes the log's metrics; nil means none.
+	Registerer prometheus.Registerer
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+
+	// commitHook, when set (by tests), runs before each group is written
+	// and can fail it as a write or fsync would.
+	commitHook func() error
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if o.SegmentSize == 0 {
+		o.SegmentSize = 8 << 20
+	}
+	if o.SegmentCacheSize == 0 {
+		o.SegmentCacheSize = 2
+	}
+	if o.MaxGroupRecords == 0 {
+		o.MaxGroupRecords = 4096
+	}
+	if o.MaxGroupBytes == 0 {
+		o.MaxGroupBytes = 32 << 20
+	}
+	if o.SlowSync == 0 {
+		o.SlowSync = time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	switch {
+	case o.SegmentSize < 4096:
+		return o, fmt.Errorf("wal: SegmentSize %d is below the minimum of 4096", o.SegmentSize)
+	case o.SegmentCacheSize < 1:
+		return o, fmt.Errorf("wal: SegmentCacheSize %d must be at least 1", o.SegmentCacheSize)
+	case o.BudgetBytes < 0:
+		return o, fmt.Errorf("wal: BudgetBytes %d is negative", o.BudgetBytes)
+	case o.MaxGroupRecords < 1 || o.MaxGroupBytes < 1:
+		return o, errors.New("wal: MaxGroupRecords and MaxGroupBytes must be positive")
+	}
+	return o, nil
+}
+
+// Log is a durable, checksummed record log. See the package documentation
+// for the concurrency contract.
+type Log struct {
+	dir     string
+	opts    Options
+	log     *slog.Logger
+	m       *metrics
+	lock    *os.File
+	twOpts  twal.Options
+	reqs    chan *appendReq
+	quit    chan struct{}
+	stopped chan struct{} // closed when the writer goroutine has exited
+	repair  *RepairReport
+
+	// handle guards the tidwall handle against being swapped (truncation,
+	// close) while appends or reads use it.
+	handle struct {
+		sync.RWMutex
+		tw *twal.Log
+	}
+	// readMu serialises reads: tidwall/wal's Read mutates its segment
+	// cache under a read lock (its issue 34).
+	readMu sync.Mutex
+
+	mu struct {
+		sync.Mutex
+		first, last uint64 // first == last+1 when empty
+		size        int64  // bytes on disk in segment files
+		segs        []segmentFile
+		failed      error // set on a write or fsync error; sticky
+		closed      bool
+		notify      chan struct{} // closed and replaced after each commit
+	}
+}
+
+type appendReq struct {
+	frame []byte
+	done  chan appendResult
+}
+
+type appendResult struct {
+	index uint64
+	err   error
+}
+
+// Open opens (creating if needed) the log in dir. It takes the directory's
+// lock, verifies every segment, repairs a torn or zero-filled tail of the last
+// segment (keeping the damaged file aside as *.broken.*) and fails with a
+// *CorruptionError on damage anywhere else.
+func Open(dir string, opts Options) (*Log, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	dir, err = filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("wal: creating %s: %w", dir, err)
+	}
+	if err := syncDir(filepath.Dir(dir)); err != nil {
+		return nil, fmt.Errorf("wal: fsync of %s: %w", filepath.Dir(dir), err)
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	l := &Log{dir: dir, opts: opts, log: opts.Logger.With("wal", dir), lock: lock}
+	fail := func(err error) (*Log, error) {
+		lock.Close()
+		return nil, err
+	}
+	segs, report, err := checkSegments(dir, l.log)
+	if err != nil {
+		return fail(err)
+	}
+	l.repair = report
+	l.twOpts = twal.Options{
+		SegmentSize:      opts.SegmentSize,
+		SegmentCacheSize: opts.SegmentCacheSize,
+		AllowEmpty:       true,
+		LogFormat:        twal.Binary,
+		DirPerms:         0o750,
+		FilePerms:        0o640,
+	}
+	tw, err := l.openHandle()
+	if err != nil {
+		return fail(err)
+	}
+	if len(segs) == 0 {
+		// tidwall created the first segment file.
+		if err := syncDir(dir); err != nil {
+			tw.Close()
+			return fail(err)
+		}
+		if segs, err = listSegments(dir); err != nil {
+			tw.Close()
+			return fail(err)
+		}
+	}
+	first, err1 := tw.FirstIndex()
+	last, err2 := tw.LastIndex()
+	if err := errors.Join(err1, err2); err != nil {
+		tw.Close()
+		return fail(fmt.Errorf("wal: reading index range: %w", err))
+	}
+	if m, err := newMetrics(opts.Registerer); err != nil {
+		tw.Close()
+		return fail(fmt.Errorf("wal: registering metrics: %w", err))
+	} else {
+		l.m = m
+	}
+	if report != nil {
+		l.m.repairs.Inc()
+	}
+	l.handle.tw = tw
+	l.mu.first, l.mu.last, l.mu.segs = first, last, segs
+	l.mu.notify = make(chan struct{})
+	l.recount()
+	l.m.budgetBytes.Set(float64(opts.BudgetBytes))
+	l.reqs = make(chan *appendReq, opts.MaxGroupRecords)
+	l.quit = make(chan struct{})
+	l.stopped = make(chan struct{})
+	go l.writer()
+	return l, nil
+}
+
+func (l *Log) openHandle() (*twal.Log, error) {
+	o := l.twOpts // tidwall writes its defaults back into the options
+	tw, err := twal.Open(l.dir, &o)
+	if err != nil {
+		return nil, fmt.Errorf("wal: opening %s: %w", l.dir, err)
+	}
+	return tw, nil
+}
+
+// recount refreshes size and gauges from the segment list. Callers hold mu
+// or have exclusive access.
+func (l *Log) recount() {
+	var size int64
+	for _, s := range l.mu.segs {
+		size += s.size
+	}
+	l.mu.size = size
+	l.m.sizeBytes.Set(float64(size))
+	l.m.segments.Set(float64(len(l.mu.segs)))
+	l.m.firstIndex.Set(float64(l.mu.first))
+	l.m.lastIndex.Set(float64(l.mu.last))
+}
+
+// Repair returns what Open repaired, or nil.
+func (l *Log) Repair() *RepairReport { return l.repair }
+
+// Dir returns the log's directory.
+func (l *Log) Dir() string { return l.dir }
+
+// Append writes a record and returns its index once it is fsynced. Many
+// goroutines may append at once: their records are written together with one
+// write and one fsync (group commit). Errors: ErrFull (over budget, nothing
+// written), ErrFailed (an earlier write or fsync failed), ErrClosed, or the
+// context's error if it ends first (then the record may or may not have been
+// written).
+func (l *Log) Append(ctx context.Context, rec Record) (uint64, error) {
+	if len(rec.Payload) == 0 || len(rec.Payload) > MaxPayload {
+		return 0, fmt.Errorf("%w: payload of %d bytes (must be 1..%d)", ErrBadRecord, len(rec.Payload), MaxPayload)
+	}
+	if rec.Type == 0 {
+		return 0, fmt.Errorf("%w: record type 0", ErrBadRecord)
+	}
+	req := &appendReq{frame: appendEnvelope(make([]byte, 0, headerSize+len(rec.Payload)), rec), done: make(chan appendResult, 1)}
+	select {
+	case l.reqs <- req:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-l.quit:
+		return 0, ErrClosed
+	}
+	select {
+	case res := <-req.done:
+		return res.index, res.err
+	case <-ctx.Done():
+		return 0, fmt.Errorf("wal: append outcome unknown: %w", ctx.Err())
+	case <-l.stopped:
+		select {
+		case res := <-req.done:
+			return res.index, res.err
+		default:
+			return 0, ErrClosed
+		}
+	}
+}
+
+// writer is the only goroutine that writes to the log. It takes whatever
+// appends are waiting, up to the group limits, and commits them at once.
+func (l *Log) writer() {
+	defer close(l.stopped)
+	var batch twal.Batch
+	group := make([]*appendReq, 0, l.opts.MaxGroupRecords)
+	for {
+		group = group[:0]
+		select {
+		case r := <-l.reqs:
+			group = append(group, r)
+		case <-l.quit:
+			l.refuseWaiting(ErrClosed)
+			return
+		}
+		bytes := len(group[0].frame)
+	fill:
+		for len(group) < l.opts.MaxGroupRecords && bytes < l.opts.MaxGroupBytes {
+			select {
+			case r := <-l.reqs:
+				group = append(group, r)
+				bytes += len(r.frame)
+			default:
+				break fill
+			}
+		}
+		l.commit(group, &batch)
+	}
+}
+
+func (l *Log) refuseWaiting(err error) {
+	for {
+		select {
+		case r := <-l.reqs:
+			r.done <- appendResult{err: err}
+		default:
+			return
+		}
+	}
+}
+
+func frameSize(frame []byte) int64 {
+	return int64(uvarintLen(uint64(len(frame))) + len(frame))
+}
+
+func uvarintLen(x uint64) int {
+	var buf [binary.MaxVarintLen64]byte
+	return binary.PutUvarint(buf[:], x)
+}
+
+func (l *Log) commit(group []*appendReq, batch *twal.Batch) {
+	l.mu.Lock()
+	failed, size, last := l.mu.failed, l.mu.size, l.mu.last
+	tail := l.mu.segs[len(l.mu.segs)-1]
+	l.mu.Unlock()
+	if failed != nil {
+		for _, r := range group {
+			r.done <- appendResult{err: failed}
+		}
+		return
+	}
+	// Admit what fits in the budget; refuse the rest without writing.
+	admitted := group[:0]
+	var added int64
+	for _, r := range group {
+		fs := frameSize(r.frame)
+		if b := l.opts.BudgetBytes; b > 0 && size+added+fs > b {
+			l.m.fullRejections.Inc()
+			r.done <- appendResult{err: &FullError{SizeBytes: size + added, RecordBytes: fs, BudgetBytes: b}}
+			continue
+		}
+		added += fs
+		admitted = append(admitted, r)
+	}
+	if len(admitted) == 0 {
+		return
+	}
+	// Predict where tidwall/wal will start new segments (its writeBatch
+	// cycles before a batch when the tail is over SegmentSize, and after any
+	// entry that brings it to SegmentSize) so new files are known and the
+	// directory is fsynced before anything is acknowledged.
+	tailSize := tail.size
+	var newSegs []segmentFile
+	if tailSize > int64(l.opts.SegmentSize) {
+		newSegs = append(newSegs, segmentFile{start: last + 1})
+		tailSize = 0
+	}
+	for i, r := range admitted {
+		idx := last + 1 + uint64(i)
+		batch.Write(idx, r.frame)
+		fs := frameSize(r.frame)
+		tailSize += fs
+		if n := len(newSegs); n > 0 {
+			newSegs[n-1].size += fs
+			newSegs[n-1].records++
+		}
+		if tailSize >= int64(l.opts.SegmentSize) {
+			newSegs = append(newSegs, segmentFile{start: idx + 1})
+			tailSize = 0
+		}
+	}
+	began := time.Now()
+	err := l.write(batch)
+	if err == nil && len(newSegs) > 0 {
+		err = syncDir(l.dir)
+	}
+	took := time.Since(began)
+	batch.Clear()
+	if err != nil {
+		l.m.appendErrors.Inc()
+		err = fmt.Errorf("%w: %v", ErrFailed, err)
+		l.log.Error("wal: write or fsync failed; refusing appends until reopened", "err", err)
+		l.mu.Lock()
+		l.mu.failed = err
+		l.mu.Unlock()
+		for _, r := range admitted {
+			r.done <- appendResult{err: err}
+		}
+		return
+	}
+	l.m.syncSeconds.Observe(took.Seconds())
+	l.m.groupRecords.Observe(float64(len(admitted)))
+	l.m.recordsAppended.Add(float64(len(admitted)))
+	l.m.bytesAppended.Add(float64(added))
+	if took > l.opts.SlowSync {
+		l.log.Warn("wal: slow commit", "duration", took, "records", len(admitted), "bytes", added)
+	}
+
+	l.mu.Lock()
+	segs := l.mu.segs
+	inTail := added
+	for _, s := range newSegs {
+		inTail -= s.size
+	}
+	segs[len(segs)-1].size += inTail
+	segs[len(segs)-1].records += uint64(len(admitted))
+	for _, s := range newSegs {
+		segs[len(segs)-1].records -= s.records
+		s.name = segmentName(s.start)
+		segs = append(segs, s)
+	}
+	l.mu.segs = segs
+	l.mu.last = last + uint64(len(admitted))
+	l.recount()
+	close(l.mu.notify)
+	l.mu.notify = make(chan struct{})
+	l.mu.Unlock()
+	for i, r := range admitted {
+		r.done <- appendResult{index: last + 1 + uint64(i)}
+	}
+}
+
+func (l *Log) write(batch *twal.Batch) error {
+	if l.opts.commitHook != nil {
+		if err := l.opts.commitHook(); err != nil {
+			return err
+		}
+	}
+	l.handle.RLock()
+	defer l.handle.RUnlock()
+	return l.handle.tw.WriteBatch(batch)
+}
+
+// Stats is a snapshot of the log's state.
+type Stats struct {
+	FirstIndex  uint64 // FirstIndex == LastIndex+1 when the log is empty
+	LastIndex   uint64
+	SizeBytes   int64
+	BudgetBytes int64
+	Segments    int
+	Failed      error // non-nil once a write or fsync failed
+}
+
+// Full reports whether the log is at or over its budget.
+func (s Stats) Full() bool { return s.BudgetBytes > 0 && s.SizeBytes >= s.BudgetBytes }
+
+// Stats returns a snapshot of the log's state.
+func (l *Log) Stats() Stats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return Stats{FirstIndex: l.mu.first, LastIndex: l.mu.last, SizeBytes: l.mu.size,
+		BudgetBytes: l.opts.BudgetBytes, Segments: len(l.mu.segs), Failed: l.mu.failed}
+}
+
+// Close stops the writer (appends waiting get ErrClosed), closes the files,
+// releases the lock and unregisters the metrics. Reads after Close fail.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.mu.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.mu.closed = true
+	close(l.mu.notify) // wake readers so they see the close
+	l.mu.notify = make(chan struct{})
+	l.mu.Unlock()
+	close(l.quit)
+	<-l.stopped
+	l.handle.Lock()
+	err := l.handle.tw.Close()
+	l.handle.tw = nil
+	l.handle.Unlock()
+	if errors.Is(err, twal.ErrCorrupt) {
+		// tidwall reports a handle it marked corrupt after a failed
+		// truncation; the files are fine and Open repairs the rest.
+		err = nil
+	}
+	l.m.unregister()
+	return errors.Join(err, l.lock.Close())
+}
