@@ -48,6 +48,11 @@ start() {
     echo "HOLDFAST_CLICKHOUSE=$(cat "$dir/addr")"
     return 0
   fi
+  if [ -f "$dir/config.xml" ] && [ -f "$dir/addr" ]; then
+    # A restart keeps the data and the ports, so clients reconnect.
+    launch "$dir"
+    return
+  fi
   local tcp_port http_port interserver_port
   tcp_port=$(free_port); http_port=$(free_port); interserver_port=$(free_port)
   mkdir -p "$dir/data" "$dir/tmp" "$dir/log" "$dir/user_files" "$dir/format_schemas"
@@ -72,11 +77,20 @@ start() {
   cp /etc/clickhouse-server/users.xml "$dir/users.xml"
   echo "127.0.0.1:$tcp_port" > "$dir/addr"
   echo "$http_port" > "$dir/http_port"
-  (cd "$dir" && nohup "$(server_bin)" --config-file="$dir/config.xml" >"$dir/log/stdout.log" 2>&1 & echo $! > "$dir/pid")
+  launch "$dir"
+}
+
+launch() {
+  local dir=$1 http_port
+  http_port=$(cat "$dir/http_port")
+  # Background the server itself (not a subshell) so $! is its pid.
+  (cd "$dir" || exit 1
+   nohup "$(server_bin)" --config-file="$dir/config.xml" </dev/null >"$dir/log/stdout.log" 2>&1 &
+   echo $! > "$dir/pid")
   local i
   for i in $(seq 1 120); do
     if ping_native "$http_port"; then
-      echo "HOLDFAST_CLICKHOUSE=127.0.0.1:$tcp_port"
+      echo "HOLDFAST_CLICKHOUSE=$(cat "$dir/addr")"
       return 0
     fi
     if ! kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
@@ -89,15 +103,20 @@ start() {
 }
 
 stop() {
-  local dir=$1
-  [ -f "$dir/pid" ] || return 0
-  local pid; pid=$(cat "$dir/pid")
-  if kill -0 "$pid" 2>/dev/null; then
-    kill "$pid" 2>/dev/null || true
-    local i
-    for i in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-    kill -9 "$pid" 2>/dev/null || true
-  fi
+  local dir=$1 pid i
+  [ -d "$dir" ] || return 0
+  dir=$(cd "$dir" && pwd)
+  # The pid file, and as a fallback any server started with this config.
+  local pids
+  pids="$(cat "$dir/pid" 2>/dev/null || true) $(pgrep -f -- "--config-file=$dir/config.xml" || true)"
+  for pid in $pids; do kill "$pid" 2>/dev/null || true; done
+  for i in $(seq 1 60); do
+    local alive=""
+    for pid in $pids; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ -z "$alive" ] && break
+    sleep 0.5
+  done
+  for pid in $pids; do kill -9 "$pid" 2>/dev/null || true; done
   rm -f "$dir/pid"
 }
 

@@ -109,3 +109,12 @@ func (l *Log) segmentOf(index uint64) string {
 	}
 	return name
 }
+
+// Notify returns the index of the last record written and a channel that is
+// closed when a later record is written or the log is closed. It lets a
+// caller wait for records and other events in one select.
+func (l *Log) Notify() (last uint64, changed <-chan struct{}) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.mu.last, l.mu.notify
+}

@@ -1,0 +1,510 @@
+package forwarder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/cockroachdb/pebble"
+	"github.com/prometheus/client_golang/prometheus"
+
+	pa "github.com/holdfast/holdfast/producerapi"
+	"github.com/holdfast/holdfast/wal"
+)
+
+// Options configure a Forwarder. Zero values mean defaults.
+type Options struct {
+	// Addr is ClickHouse's native-protocol address, host:port.
+	Addr     string
+	Database string // default "holdfast"
+	Username string // default "default"
+	Password string
+
+	BatchRows  int           // flush at this many rows; default 100,000
+	BatchBytes int           // flush at this many bytes of WAL payload; default 64 MiB
+	FlushAge   time.Duration // flush a non-empty batch this old; default 5 s
+
+	InsertTimeout time.Duration // one INSERT; default 60 s
+	DialTimeout   time.Duration // default 5 s
+	BackoffMin    time.Duration // first retry delay; default 100 ms
+	BackoffMax    time.Duration // retry delay cap; default 30 s
+
+	// MaxSeenKeys bounds the set of timeseries keys whose fields were
+	// written; default 262,144 (about 10 MiB).
+	MaxSeenKeys int
+	// Limits validate every sample read back from the WAL.
+	Limits pa.Limits
+
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+
+	// Conn, when set, is used instead of dialing Addr (tests, benchmarks).
+	Conn driver.Conn
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if o.Database == "" {
+		o.Database = "holdfast"
+	}
+	if o.Username == "" {
+		o.Username = "default"
+	}
+	if o.BatchRows == 0 {
+		o.BatchRows = 100_000
+	}
+	if o.BatchBytes == 0 {
+		o.BatchBytes = 64 << 20
+	}
+	if o.FlushAge == 0 {
+		o.FlushAge = 5 * time.Second
+	}
+	if o.InsertTimeout == 0 {
+		o.InsertTimeout = 60 * time.Second
+	}
+	if o.DialTimeout == 0 {
+		o.DialTimeout = 5 * time.Second
+	}
+	if o.BackoffMin == 0 {
+		o.BackoffMin = 100 * time.Millisecond
+	}
+	if o.BackoffMax == 0 {
+		o.BackoffMax = 30 * time.Second
+	}
+	if o.MaxSeenKeys == 0 {
+		o.MaxSeenKeys = 1 << 18
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if err := ValidateDatabase(o.Database); err != nil {
+		return o, err
+	}
+	switch {
+	case o.Conn == nil && o.Addr == "":
+		return o, errors.New("forwarder: no ClickHouse address")
+	case o.BatchRows < 1 || o.BatchBytes < 1 || o.FlushAge < 0:
+		return o, errors.New("forwarder: BatchRows, BatchBytes and FlushAge must be positive")
+	case o.BackoffMin > o.BackoffMax:
+		return o, errors.New("forwarder: BackoffMin exceeds BackoffMax")
+	}
+	return o, nil
+}
+
+// Dial opens a native-protocol connection pool with LZ4 compression. It does
+// not contact the server: the first query does, so a collector starts even
+// when ClickHouse is down.
+func Dial(addr, user, password string, dialTimeout time.Duration) (driver.Conn, error) {
+	return clickhouse.Open(&clickhouse.Options{
+		Addr:             []string{addr},
+		Auth:             clickhouse.Auth{Database: "default", Username: user, Password: password},
+		Protocol:         clickhouse.Native,
+		Compression:      &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
+		DialTimeout:      dialTimeout,
+		MaxOpenConns:     4,
+		MaxIdleConns:     2,
+		ConnMaxLifetime:  time.Hour,
+		ReadTimeout:      5 * time.Minute,
+		ConnOpenStrategy: clickhouse.ConnOpenInOrder,
+	})
+}
+
+// Status is a snapshot of the forwarder's progress.
+type Status struct {
+	CheckpointIndex     uint64    `json:"checkpoint_index"`
+	LastInsertTime      time.Time `json:"last_insert_time"`
+	LastInsertError     string    `json:"last_insert_error,omitempty"`
+	LastErrorTime       time.Time `json:"last_error_time"`
+	ConsecutiveFailures int       `json:"consecutive_failures"`
+	LastProgress        time.Time `json:"last_progress"`
+	QuarantinedRecords  uint64    `json:"quarantined_records"`
+	BatchRecords        int       `json:"batch_records"`
+	BatchRows           int       `json:"batch_rows"`
+}
+
+// Forwarder tails a WAL into ClickHouse. See the package documentation.
+type Forwarder struct {
+	opts  Options
+	log   *slog.Logger
+	wal   *wal.Log
+	state *pebble.DB
+	conn  driver.Conn
+	own   bool // conn was dialed here and is closed by Close
+	m     *metrics
+	w     *writer
+	kick  chan struct{}
+
+	schemaReady bool // touched by the Run goroutine only
+
+	// afterInsert, when set by tests, runs after a batch is in ClickHouse
+	// and before its checkpoint is written.
+	afterInsert func()
+
+	mu struct {
+		sync.Mutex
+		status      Status
+		flushTarget uint64
+		progressed  chan struct{} // closed and replaced when the checkpoint moves
+	}
+}
+
+// New returns a forwarder for the log, keeping its checkpoint and quarantine
+// in state. Call Run to start it and Close when done.
+func New(log *wal.Log, state *pebble.DB, opts Options) (*Forwarder, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	f := &Forwarder{opts: opts, log: opts.Logger.With("component", "forwarder"), wal: log, state: state, conn: opts.Conn,
+		kick: make(chan struct{}, 1)}
+	if f.conn == nil {
+		if f.conn, err = Dial(opts.Addr, opts.Username, opts.Password, opts.DialTimeout); err != nil {
+			return nil, fmt.Errorf("forwarder: %w", err)
+		}
+		f.own = true
+	}
+	if f.m, err = newMetrics(opts.Registerer); err != nil {
+		f.Close()
+		return nil, err
+	}
+	ckpt, err := LoadCheckpoint(state)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	q, err := Quarantined(state)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	f.w = newWriter(f.conn, opts.Database, opts.InsertTimeout, opts.MaxSeenKeys)
+	f.mu.status.CheckpointIndex = ckpt
+	f.mu.status.QuarantinedRecords = uint64(len(q))
+	f.mu.status.LastProgress = time.Now()
+	f.mu.progressed = make(chan struct{})
+	f.m.checkpoint.Set(float64(ckpt))
+	return f, nil
+}
+
+// Close releases the connection (if the forwarder dialed it) and the metrics.
+// Call it after Run has returned.
+func (f *Forwarder) Close() error {
+	if f.m != nil {
+		f.m.unregister()
+	}
+	if f.own && f.conn != nil {
+		return f.conn.Close()
+	}
+	return nil
+}
+
+// Status returns a snapshot of the forwarder's progress.
+func (f *Forwarder) Status() Status {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.mu.status
+}
+
+// Flush asks the forwarder to deliver everything written to the WAL so far
+// without waiting for the batch age, and returns once it is in ClickHouse (or
+// quarantined) and checkpointed, or when ctx ends.
+func (f *Forwarder) Flush(ctx context.Context) error {
+	target, _ := f.wal.Notify()
+	f.mu.Lock()
+	if target > f.mu.flushTarget {
+		f.mu.flushTarget = target
+	}
+	f.mu.Unlock()
+	select {
+	case f.kick <- struct{}{}:
+	default:
+	}
+	for {
+		f.mu.Lock()
+		done, progressed := f.mu.status.CheckpointIndex >= target, f.mu.progressed
+		f.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-progressed:
+		case <-ctx.Done():
+			return fmt.Errorf("forwarder: flush through index %d: %w", target, ctx.Err())
+		}
+	}
+}
+
+// batch is the forwarder's current batch: whole WAL records only, so the
+// checkpoint after it is exact.
+type batch struct {
+	records []batchRecord
+	rows    int
+	bytes   int
+	started time.Time
+	last    uint64 // last WAL index consumed, inserted or quarantined
+}
+
+// Run tails the WAL from the checkpoint until ctx ends or the WAL is closed.
+// It returns nil on ctx's end; a non-nil error means the forwarder cannot go
+// on (the state store failed, the WAL failed), and the process should exit
+// and be restarted: everything not checkpointed is replayed.
+func (f *Forwarder) Run(ctx context.Context) error {
+	ckpt := f.Status().CheckpointIndex
+	st := f.wal.Stats()
+	next := ckpt + 1
+	switch {
+	case ckpt > st.LastIndex:
+		// The checkpoint is ahead of the log: the WAL directory was
+		// replaced. Replaying all of it is safe (inserts are idempotent);
+		// skipping would lose it.
+		f.log.Warn("checkpoint is ahead of the WAL; replaying the whole WAL", "checkpoint", ckpt, "wal_last", st.LastIndex)
+		next = st.FirstIndex
+	case next < st.FirstIndex:
+		next = st.FirstIndex
+	}
+	r := f.wal.NewReader(next)
+	b := &batch{last: next - 1}
+	var timer *time.Timer
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		idx, rec, ok, err := r.Next()
+		switch {
+		case errors.Is(err, wal.ErrClosed):
+			return nil
+		case errors.Is(err, wal.ErrNotFound):
+			r.Seek(f.wal.Stats().FirstIndex)
+			continue
+		case wal.IsCorrupt(err):
+			pos := r.Position()
+			if qerr := f.quarantine(QuarantinedRecord{Index: pos, Reason: err.Error()}, "corrupt"); qerr != nil {
+				return qerr
+			}
+			b.last = pos
+			r.Seek(pos + 1)
+			continue
+		case err != nil:
+			return err
+		case ok:
+			if err := f.add(b, idx, rec); err != nil {
+				return err
+			}
+			if b.rows >= f.opts.BatchRows || b.bytes >= f.opts.BatchBytes {
+				if err := f.flush(ctx, b); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		// Caught up with the log.
+		last, changed := f.wal.Notify()
+		f.m.backlogRecords.Set(float64(last - f.Status().CheckpointIndex))
+		if r.Position() <= last {
+			continue
+		}
+		if b.last > f.Status().CheckpointIndex && (len(b.records) == 0 || f.flushWanted() || time.Since(b.started) >= f.opts.FlushAge) {
+			if err := f.flush(ctx, b); err != nil {
+				return err
+			}
+			continue
+		}
+		var wake <-chan time.Time
+		if len(b.records) > 0 {
+			wait := f.opts.FlushAge - time.Since(b.started)
+			if timer == nil {
+				timer = time.NewTimer(wait)
+			} else {
+				timer.Reset(wait)
+			}
+			wake = timer.C
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		case <-f.kick:
+		case <-wake:
+		}
+	}
+}
+
+// flushWanted reports whether a Flush caller waits for more than the
+// checkpoint covers. It is asked only once the reader has caught up, when
+// the batch covers everything written so far.
+func (f *Forwarder) flushWanted() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.mu.flushTarget > f.mu.status.CheckpointIndex
+}
+
+// add decodes a record into the batch, or quarantines it if it cannot be
+// decoded or holds an invalid sample.
+func (f *Forwarder) add(b *batch, idx uint64, rec wal.Record) error {
+	b.last = idx
+	if rec.Type != wal.TypePage {
+		return f.quarantine(QuarantinedRecord{Index: idx, Type: uint8(rec.Type), Payload: rec.Payload,
+			Reason: fmt.Sprintf("unknown record type %d", rec.Type)}, "unknown_type")
+	}
+	var page pa.PageRecord
+	if err := pa.DecodePageRecord(rec.Payload, &page); err != nil {
+		return f.quarantine(QuarantinedRecord{Index: idx, Type: uint8(rec.Type), Payload: rec.Payload, Reason: err.Error()}, "malformed")
+	}
+	keys := make([]uint64, len(page.Samples))
+	for i := range page.Samples {
+		if err := pa.Validate(&page.Samples[i], f.opts.Limits); err != nil {
+			return f.quarantine(QuarantinedRecord{Index: idx, Type: uint8(rec.Type), Payload: rec.Payload,
+				Reason: fmt.Sprintf("sample %d: %v", i, err)}, "invalid")
+		}
+		keys[i] = pa.TimeseriesKey(&page.Samples[i])
+	}
+	if len(b.records) == 0 {
+		b.started = time.Now()
+	}
+	b.records = append(b.records, batchRecord{index: idx, bytes: len(rec.Payload), samples: page.Samples, keys: keys})
+	b.rows += len(page.Samples)
+	b.bytes += len(rec.Payload)
+	return nil
+}
+
+func (f *Forwarder) quarantine(q QuarantinedRecord, reason string) error {
+	f.log.Error("quarantining WAL record", "index", q.Index, "reason", q.Reason)
+	if err := putQuarantined(f.state, q); err != nil {
+		return err
+	}
+	f.m.quarantined.WithLabelValues(reason).Inc()
+	f.mu.Lock()
+	f.mu.status.QuarantinedRecords++
+	f.mu.Unlock()
+	return nil
+}
+
+// flush delivers the batch, retrying transient failures forever (with capped,
+// jittered exponential backoff) until ctx ends, then checkpoints and
+// truncates the WAL.
+func (f *Forwarder) flush(ctx context.Context, b *batch) error {
+	f.mu.Lock()
+	f.mu.status.BatchRecords, f.mu.status.BatchRows = len(b.records), b.rows
+	f.mu.Unlock()
+	for attempt := 0; ; attempt++ {
+		began := time.Now()
+		err := f.deliver(ctx, b.records)
+		if err == nil {
+			f.m.insertSeconds.Observe(time.Since(began).Seconds())
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		f.m.transientErrors.Inc()
+		if needsSchema(err) {
+			f.schemaReady = false
+		}
+		delay := f.backoff(attempt)
+		f.mu.Lock()
+		f.mu.status.LastInsertError = err.Error()
+		f.mu.status.LastErrorTime = time.Now()
+		f.mu.status.ConsecutiveFailures++
+		f.mu.Unlock()
+		f.log.Warn("delivery failed; retrying", "err", err, "attempt", attempt+1, "retry_in", delay, "records", len(b.records), "rows", b.rows)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(delay):
+		}
+	}
+	if f.afterInsert != nil && len(b.records) > 0 {
+		f.afterInsert()
+	}
+	if err := storeCheckpoint(f.state, b.last); err != nil {
+		return err
+	}
+	rows := b.rows
+	f.m.rowsInserted.Add(float64(rows))
+	f.m.batchRows.Observe(float64(rows))
+	f.m.batches.Inc()
+	f.m.checkpoint.Set(float64(b.last))
+	f.mu.Lock()
+	f.m.recordsDone.Add(float64(b.last - f.mu.status.CheckpointIndex))
+	f.mu.status.CheckpointIndex = b.last
+	now := time.Now()
+	if len(b.records) > 0 {
+		f.mu.status.LastInsertTime = now
+	}
+	f.mu.status.LastProgress = now
+	f.mu.status.ConsecutiveFailures = 0
+	f.mu.status.LastInsertError = ""
+	f.mu.status.BatchRecords, f.mu.status.BatchRows = 0, 0
+	close(f.mu.progressed)
+	f.mu.progressed = make(chan struct{})
+	f.mu.Unlock()
+	clear(b.records) // let the samples go
+	b.records, b.rows, b.bytes = b.records[:0], 0, 0
+	if _, err := f.wal.TruncateThrough(b.last); err != nil {
+		return fmt.Errorf("forwarder: truncating WAL through %d: %w", b.last, err)
+	}
+	return nil
+}
+
+func (f *Forwarder) backoff(attempt int) time.Duration {
+	d := f.opts.BackoffMin << min(attempt, 30)
+	if d <= 0 || d > f.opts.BackoffMax {
+		d = f.opts.BackoffMax
+	}
+	// Half fixed, half random: retries from many collectors spread out.
+	return d/2 + rand.N(d/2+1)
+}
+
+// deliver inserts the records. When ClickHouse rejects the data, it splits
+// the records in halves until it finds the ones refused alone, quarantines
+// those and delivers the rest. A transient error ends it (the caller retries
+// the whole batch; rows already inserted are deduplicated by the tables).
+func (f *Forwarder) deliver(ctx context.Context, recs []batchRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	if !f.schemaReady {
+		sctx, cancel := context.WithTimeout(ctx, f.opts.InsertTimeout)
+		_, err := EnsureSchema(sctx, f.conn, f.opts.Database)
+		cancel()
+		if err != nil {
+			return err
+		}
+		f.schemaReady = true
+	}
+	err := f.w.insert(ctx, recs)
+	if err == nil || !IsRejected(err) {
+		return err
+	}
+	f.m.rejectedInserts.Inc()
+	if len(recs) == 1 {
+		r := recs[0]
+		payload, rerr := f.rereadPayload(r.index)
+		if rerr != nil {
+			payload = nil
+		}
+		return f.quarantine(QuarantinedRecord{Index: r.index, Type: uint8(wal.TypePage), Payload: payload,
+			Reason: "rejected by ClickHouse: " + err.Error()}, "rejected")
+	}
+	mid := len(recs) / 2
+	if err := f.deliver(ctx, recs[:mid]); err != nil {
+		return err
+	}
+	return f.deliver(ctx, recs[mid:])
+}
+
+// rereadPayload fetches a record's bytes from the WAL for the quarantine (the
+// batch keeps only decoded samples).
+func (f *Forwarder) rereadPayload(index uint64) ([]byte, error) {
+	r := f.wal.NewReader(index)
+	_, rec, ok, err := r.Next()
+	if err != nil || !ok {
+		return nil, fmt.Errorf("forwarder: re-reading record %d: ok=%v %v", index, ok, err)
+	}
+	return rec.Payload, nil
+}

@@ -1,0 +1,54 @@
+package forwarder
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	reg             prometheus.Registerer
+	rowsInserted    prometheus.Counter
+	recordsDone     prometheus.Counter
+	batches         prometheus.Counter
+	insertSeconds   prometheus.Histogram
+	batchRows       prometheus.Histogram
+	transientErrors prometheus.Counter
+	rejectedInserts prometheus.Counter
+	quarantined     *prometheus.CounterVec
+	checkpoint      prometheus.Gauge
+	backlogRecords  prometheus.Gauge
+	all             []prometheus.Collector
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{reg: reg}
+	ns := "holdfast_forwarder_"
+	m.rowsInserted = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "rows_inserted_total", Help: "Measurement rows inserted into ClickHouse (replays included)."})
+	m.recordsDone = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "records_forwarded_total", Help: "WAL records covered by a checkpoint (inserted or quarantined)."})
+	m.batches = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "batches_total", Help: "Batches delivered and checkpointed."})
+	m.insertSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Name: ns + "insert_duration_seconds", Help: "Time to deliver one batch, retries excluded.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)})
+	m.batchRows = prometheus.NewHistogram(prometheus.HistogramOpts{Name: ns + "batch_rows", Help: "Rows per delivered batch.", Buckets: prometheus.ExponentialBuckets(10, 4, 9)})
+	m.transientErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "transient_errors_total", Help: "Failed deliveries that will be retried (ClickHouse unreachable, overloaded, timed out)."})
+	m.rejectedInserts = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "rejected_inserts_total", Help: "Inserts ClickHouse refused for their data; each starts a bisection."})
+	m.quarantined = prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "quarantined_records_total", Help: "WAL records moved to quarantine, by reason."}, []string{"reason"})
+	m.checkpoint = prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "checkpoint_index", Help: "Index of the last WAL record known to be in ClickHouse."})
+	m.backlogRecords = prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "backlog_records", Help: "WAL records written but not yet checkpointed."})
+	m.all = []prometheus.Collector{m.rowsInserted, m.recordsDone, m.batches, m.insertSeconds, m.batchRows,
+		m.transientErrors, m.rejectedInserts, m.quarantined, m.checkpoint, m.backlogRecords}
+	if reg != nil {
+		for i, c := range m.all {
+			if err := reg.Register(c); err != nil {
+				for _, done := range m.all[:i] {
+					reg.Unregister(done)
+				}
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) unregister() {
+	if m.reg != nil {
+		for _, c := range m.all {
+			m.reg.Unregister(c)
+		}
+	}
+}

@@ -1,0 +1,234 @@
+package forwarder
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	pa "github.com/holdfast/holdfast/producerapi"
+)
+
+// SchemaVersion is the newest schema this build creates and writes.
+const SchemaVersion = 1
+
+// partitionWeekNs partitions measurements by week of their timestamp: coarse
+// enough that one batch rarely touches more than two partitions, fine enough
+// for TTLs and dropping old data by partition.
+const partitionWeekNs = 7 * 24 * 3600 * 1_000_000_000
+
+var databaseName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
+
+// ValidateDatabase checks a database name, which is spliced into DDL.
+func ValidateDatabase(name string) error {
+	if !databaseName.MatchString(name) {
+		return fmt.Errorf("forwarder: database name %q must match %s", name, databaseName)
+	}
+	return nil
+}
+
+// chType is the ClickHouse type of a datum type's value.
+func chType(t pa.DatumType) string {
+	switch t {
+	case pa.DatumBool:
+		return "UInt8" // no Bool type before 21.12
+	case pa.DatumI8:
+		return "Int8"
+	case pa.DatumI16:
+		return "Int16"
+	case pa.DatumI32:
+		return "Int32"
+	case pa.DatumI64, pa.DatumCumulativeI64, pa.DatumHistogramI64:
+		return "Int64"
+	case pa.DatumU8:
+		return "UInt8"
+	case pa.DatumU16:
+		return "UInt16"
+	case pa.DatumU32:
+		return "UInt32"
+	case pa.DatumU64, pa.DatumCumulativeU64, pa.DatumHistogramU64:
+		return "UInt64"
+	case pa.DatumF32, pa.DatumCumulativeF32:
+		return "Float32"
+	case pa.DatumF64, pa.DatumCumulativeF64, pa.DatumHistogramF64:
+		return "Float64"
+	case pa.DatumString, pa.DatumBytes:
+		return "String"
+	}
+	panic(fmt.Sprintf("forwarder: no ClickHouse type for %v", t))
+}
+
+// fieldCHType is the ClickHouse type of a field type's value. IP addresses
+// are stored as their canonical text (18.16 has no IPv6 type, and text keeps
+// IPv4 distinct from IPv4-mapped IPv6).
+func fieldCHType(t pa.FieldType) string {
+	switch t {
+	case pa.FieldString, pa.FieldIPAddr:
+		return "String"
+	case pa.FieldBool, pa.FieldU8:
+		return "UInt8"
+	case pa.FieldI8:
+		return "Int8"
+	case pa.FieldI16:
+		return "Int16"
+	case pa.FieldI32:
+		return "Int32"
+	case pa.FieldI64:
+		return "Int64"
+	case pa.FieldU16:
+		return "UInt16"
+	case pa.FieldU32:
+		return "UInt32"
+	case pa.FieldU64:
+		return "UInt64"
+	case pa.FieldUUID:
+		return "UUID"
+	}
+	panic(fmt.Sprintf("forwarder: no ClickHouse type for %v", t))
+}
+
+// MeasurementsTable is the table holding datums of type t.
+func MeasurementsTable(t pa.DatumType) string { return "measurements_" + t.String() }
+
+// FieldsTable is the table holding fields of type t.
+func FieldsTable(t pa.FieldType) string { return "fields_" + t.String() }
+
+// measurementColumns lists the columns an INSERT names for datum type t.
+func measurementColumns(t pa.DatumType) []string {
+	cols := []string{"timeseries_name", "timeseries_key", "timestamp_ns"}
+	if t.HasStartTime() {
+		cols = append(cols, "start_time_ns")
+	}
+	if t.IsHistogram() {
+		return append(cols, "bins", "counts", "min", "max", "sum_of_samples")
+	}
+	return append(cols, "datum")
+}
+
+func measurementsDDL(db string, t pa.DatumType) string {
+	var cols []string
+	cols = append(cols, "timeseries_name String", "timeseries_key UInt64", "timestamp_ns Int64")
+	if t.HasStartTime() {
+		cols = append(cols, "start_time_ns Int64")
+	}
+	ct := chType(t)
+	if t.IsHistogram() {
+		cols = append(cols,
+			fmt.Sprintf("bins Array(%s)", ct), "counts Array(UInt64)",
+			fmt.Sprintf("min Nullable(%s)", ct), fmt.Sprintf("max Nullable(%s)", ct),
+			fmt.Sprintf("sum_of_samples Nullable(%s)", ct))
+	} else {
+		cols = append(cols, fmt.Sprintf("datum Nullable(%s)", ct))
+	}
+	cols = append(cols, "timestamp DateTime ALIAS toDateTime(intDiv(timestamp_ns, 1000000000))")
+	return fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.%s (\n  %s\n) ENGINE = ReplacingMergeTree()\nPARTITION BY intDiv(timestamp_ns, %d)\nORDER BY (timeseries_name, timeseries_key, timestamp_ns)",
+		db, MeasurementsTable(t), strings.Join(cols, ",\n  "), partitionWeekNs)
+}
+
+func fieldsDDL(db string, t pa.FieldType) string {
+	return fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.%s (\n  timeseries_name String,\n  timeseries_key UInt64,\n  field_name String,\n  field_value %s\n) ENGINE = ReplacingMergeTree()\nORDER BY (timeseries_name, field_name, field_value, timeseries_key)",
+		db, FieldsTable(t), fieldCHType(t))
+}
+
+func schemaTableDDL(db string) string {
+	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.timeseries_schema (
+  timeseries_name String,
+  fields_name Array(String),
+  fields_type Array(String),
+  fields_source Array(String),
+  datum_type String,
+  version UInt16,
+  created_ns Int64
+) ENGINE = ReplacingMergeTree()
+ORDER BY (timeseries_name, version)`, db)
+}
+
+// migrations[i] brings the schema from version i to i+1. Every statement is
+// idempotent (IF NOT EXISTS), so a migration interrupted half-way is simply
+// run again, and collectors sharing a database may race through it.
+func migrations(db string) [][]string {
+	var v1 []string
+	for _, t := range pa.AllDatumTypes() {
+		v1 = append(v1, measurementsDDL(db, t))
+	}
+	for _, t := range pa.AllFieldTypes() {
+		v1 = append(v1, fieldsDDL(db, t))
+	}
+	v1 = append(v1, schemaTableDDL(db))
+	return [][]string{v1}
+}
+
+// SchemaDDL returns every statement of the current schema, for operators and
+// docs (`holdfast schema`).
+func SchemaDDL(db string) []string {
+	out := []string{fmt.Sprintf("CREATE DATABASE IF NOT EXISTS %s", db), versionTableDDL(db)}
+	for _, m := range migrations(db) {
+		out = append(out, m...)
+	}
+	return out
+}
+
+func versionTableDDL(db string) string {
+	return fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.schema_version (version UInt32, applied_ns Int64) ENGINE = MergeTree() ORDER BY version", db)
+}
+
+// EnsureSchema creates the database and brings its schema up to
+// SchemaVersion. It refuses a database whose schema is newer than this build
+// knows (an older collector must not write into a newer layout).
+func EnsureSchema(ctx context.Context, conn driver.Conn, db string) (from int, err error) {
+	if err := ValidateDatabase(db); err != nil {
+		return 0, err
+	}
+	for _, q := range []string{fmt.Sprintf("CREATE DATABASE IF NOT EXISTS %s", db), versionTableDDL(db)} {
+		if err := conn.Exec(ctx, q); err != nil {
+			return 0, fmt.Errorf("forwarder: %s: %w", firstLine(q), err)
+		}
+	}
+	var current uint32
+	row := conn.QueryRow(ctx, fmt.Sprintf("SELECT max(version) FROM %s.schema_version", db))
+	if err := row.Scan(&current); err != nil {
+		return 0, fmt.Errorf("forwarder: reading schema version: %w", err)
+	}
+	if current > SchemaVersion {
+		return int(current), fmt.Errorf("forwarder: database %s has schema version %d, newer than this build's %d: upgrade holdfast", db, current, SchemaVersion)
+	}
+	for v, stmts := range migrations(db)[current:] {
+		for _, q := range stmts {
+			if err := conn.Exec(ctx, q); err != nil {
+				return int(current), fmt.Errorf("forwarder: migration to version %d: %s: %w", int(current)+v+1, firstLine(q), err)
+			}
+		}
+		if err := recordSchemaVersion(ctx, conn, db, uint32(int(current)+v+1)); err != nil {
+			return int(current), err
+		}
+	}
+	return int(current), nil
+}
+
+func firstLine(q string) string {
+	if i := strings.IndexByte(q, '\n'); i >= 0 {
+		return q[:i]
+	}
+	return q
+}
+
+// recordSchemaVersion inserts a row into schema_version. It uses a batch:
+// over the native protocol an 18.16 server waits for data blocks after any
+// INSERT, so an INSERT ... VALUES sent with Exec never completes there.
+func recordSchemaVersion(ctx context.Context, conn driver.Conn, db string, version uint32) error {
+	b, err := conn.PrepareBatch(ctx, fmt.Sprintf("INSERT INTO %s.schema_version (version, applied_ns)", db))
+	if err != nil {
+		return fmt.Errorf("forwarder: recording schema version %d: %w", version, err)
+	}
+	defer b.Close()
+	if err := b.Append(version, time.Now().UnixNano()); err != nil {
+		return fmt.Errorf("forwarder: recording schema version %d: %w", version, err)
+	}
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("forwarder: recording schema version %d: %w", version, err)
+	}
+	return nil
+}
