@@ -30,7 +30,7 @@ func quarantineKey(index uint64) []byte {
 	return binary.BigEndian.AppendUint64(append([]byte(nil), quarantinePrefix...), index)
 }
 
-//	value := i64 time_ns | u8 type | u32 len(reason) | reason | payload
+// value := i64 time_ns | u8 type | u32 len(reason) | reason | payload
 func encodeQuarantined(q QuarantinedRecord) []byte {
 	b := binary.BigEndian.AppendUint64(nil, uint64(q.TimeNs))
 	b = append(b, q.Type)

@@ -18,13 +18,14 @@ server_bin() {
 }
 
 install_server() {
-  if [ -n "$(server_bin)" ]; then return 0; fi
+  if [ -n "$(server_bin)" ] && command -v clickhouse-client >/dev/null; then return 0; fi
   echo "clickhouse.sh: installing Debian's clickhouse-server" >&2
   local sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -qq >&2
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq clickhouse-server clickhouse-client >&2
   [ -n "$(server_bin)" ] || die "clickhouse-server is still not on PATH after apt-get install"
+  command -v clickhouse-client >/dev/null || die "clickhouse-client is still not on PATH after apt-get install"
 }
 
 free_port() {

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/holdfast/holdfast/forwarder"
+	"github.com/holdfast/holdfast/internal/sampletest"
+	"github.com/holdfast/holdfast/internal/state"
+	pa "github.com/holdfast/holdfast/producerapi"
+	"github.com/holdfast/holdfast/wal"
+)
+
+// runForward runs the forwarder alone over a data directory: it drains the
+// WAL into ClickHouse. With --generate it first appends simulated samples,
+// and with --exit-when-drained it stops once everything is checkpointed.
+func runForward(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("forward", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dataDir := fs.String("data-dir", "", "collector data directory (holds wal/ and state/)")
+	addr := fs.String("clickhouse", "127.0.0.1:9000", "ClickHouse native protocol address host:port")
+	db := fs.String("database", "holdfast", "ClickHouse database")
+	generate := fs.Int("generate", 0, "append this many simulated fleet samples to the WAL first")
+	vms := fs.Int("vms", 1000, "simulated VMs for --generate")
+	drained := fs.Bool("exit-when-drained", false, "exit once everything in the WAL is in ClickHouse")
+	budget := fs.Int64("wal-budget", 0, "WAL disk budget in bytes (0: none)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *dataDir == "" || fs.NArg() != 0 {
+		fmt.Fprintln(stderr, "holdfast forward: --data-dir is required and takes no arguments")
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := forward(ctx, log, stdout, forwardConfig{dataDir: *dataDir, addr: *addr, db: *db, generate: *generate, vms: *vms, exitWhenDrained: *drained, budget: *budget}); err != nil {
+		fmt.Fprintf(stderr, "holdfast forward: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+type forwardConfig struct {
+	dataDir, addr, db string
+	generate, vms     int
+	exitWhenDrained   bool
+	budget            int64
+}
+
+func forward(ctx context.Context, log *slog.Logger, out io.Writer, cfg forwardConfig) error {
+	reg := prometheus.NewRegistry()
+	l, err := wal.Open(filepath.Join(cfg.dataDir, "wal"), wal.Options{BudgetBytes: cfg.budget, Registerer: reg, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	st, err := state.Open(filepath.Join(cfg.dataDir, "state"), log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if cfg.generate > 0 {
+		if err := generate(ctx, l, cfg.generate, cfg.vms); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "appended %d simulated samples to the WAL (indexes ..%d)\n", cfg.generate, l.Stats().LastIndex)
+	}
+	f, err := forwarder.New(l, st, forwarder.Options{Addr: cfg.addr, Database: cfg.db, Registerer: reg, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- f.Run(runCtx) }()
+	if cfg.exitWhenDrained {
+		// Deliver the last partial batch now rather than after FlushAge.
+		go f.Flush(runCtx)
+	}
+	ticker := time.NewTicker(time.Second)
+	defer ticker.Stop()
+	began := time.Now()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-ctx.Done():
+			cancel()
+			return <-done
+		case <-ticker.C:
+			fs, ws := f.Status(), l.Stats()
+			line := fmt.Sprintf("[%5.1fs] checkpoint %d of %d, backlog %d records, WAL %.1f MiB", time.Since(began).Seconds(),
+				fs.CheckpointIndex, ws.LastIndex, ws.LastIndex-fs.CheckpointIndex, float64(ws.SizeBytes)/(1<<20))
+			if fs.LastInsertError != "" {
+				line += ", retrying: " + fs.LastInsertError
+			}
+			fmt.Fprintln(out, line)
+			if cfg.exitWhenDrained && fs.CheckpointIndex >= ws.LastIndex {
+				cancel()
+				if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+					return err
+				}
+				fmt.Fprintf(out, "drained: %d records in ClickHouse database %s, %d quarantined\n", fs.CheckpointIndex, cfg.db, fs.QuarantinedRecords)
+				return nil
+			}
+		}
+	}
+}
+
+// generate appends n simulated samples as pages of 1,000.
+func generate(ctx context.Context, l *wal.Log, n, vms int) error {
+	fleet := sampletest.NewFleet(vms)
+	ts := time.Now().UnixNano()
+	page := make([]pa.Sample, 0, 1000)
+	var buf []byte
+	for n > 0 {
+		k := min(n, 1000)
+		page = fleet.Append(page[:0], k, ts)
+		ts += int64(k)
+		n -= k
+		buf = pa.AppendPageRecord(buf[:0], "holdfast-forward-generate", "1", page)
+		if _, err := l.Append(ctx, wal.Record{Type: wal.TypePage, Payload: buf}); err != nil {
+			return err
+		}
+	}
+	return nil
+}

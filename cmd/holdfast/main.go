@@ -1,0 +1,51 @@
+// Command holdfast is the holdfast metrics collector's single binary.
+//
+//	holdfast wal verify DIR                 check every record of a WAL
+//	holdfast wal dump DIR [--from I --to J] one line per record
+//	holdfast schema [--database NAME]       print the ClickHouse DDL
+//	holdfast forward --data-dir DIR ...     drain a WAL into ClickHouse
+//
+// Run `holdfast help` for the list.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+const usage = `holdfast: a metrics collector that never loses what it has taken.
+
+Usage:
+  holdfast wal verify DIR                      check every record of a WAL (read-only)
+  holdfast wal dump DIR [--from I] [--to J]    print one line per record
+  holdfast schema [--database NAME]            print the ClickHouse schema (DDL)
+  holdfast forward --data-dir DIR [--clickhouse HOST:PORT] [--database NAME]
+                   [--generate N] [--exit-when-drained]
+                                               drain a data directory's WAL into ClickHouse
+  holdfast help                                this text
+
+Exit status: 0 on success, 1 when a check finds a problem, 2 on bad usage.
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "wal":
+		return runWAL(args[1:], stdout, stderr)
+	case "schema":
+		return runSchema(args[1:], stdout, stderr)
+	case "forward":
+		return runForward(args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "holdfast: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}

@@ -1,0 +1,27 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/holdfast/holdfast/forwarder"
+)
+
+func runSchema(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("schema", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	db := fs.String("database", "holdfast", "ClickHouse database name")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := forwarder.ValidateDatabase(*db); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	fmt.Fprintf(stdout, "-- holdfast ClickHouse schema, version %d\n", forwarder.SchemaVersion)
+	for _, q := range forwarder.SchemaDDL(*db) {
+		fmt.Fprintf(stdout, "%s;\n\n", q)
+	}
+	return 0
+}

@@ -1,0 +1,48 @@
+// Package forwarder tails holdfast's WAL into ClickHouse and owns the
+// ClickHouse schema.
+//
+// # Data flow
+//
+//	WAL ──Reader──▶ decode + validate ──▶ batch (whole records) ──▶ INSERTs
+//	                     │ bad record                                  │ ok
+//	                     ▼                                             ▼
+//	              quarantine (Pebble)      checkpoint (Pebble, Sync) ──▶ WAL.TruncateThrough
+//
+// The forwarder reads records from the checkpoint on, one at a time (memory
+// never depends on the backlog), decodes each page record, validates every
+// sample and computes its timeseries key. A batch holds whole records and is
+// flushed when it reaches BatchRows rows, BatchBytes bytes, or FlushAge age,
+// or when Flush asks. A flush inserts, per datum type present, one columnar
+// INSERT into measurements_<type>; before that it inserts the fields and the
+// schema of timeseries it has not written yet. Only when every INSERT
+// succeeded is the batch's last index written as the checkpoint (pebble.Sync),
+// and only then is the WAL truncated behind it.
+//
+// # Failures
+//
+// A transient failure (connection refused, timeout, overload, missing table,
+// anything not known to be about the data) is retried forever, with capped
+// exponential backoff and jitter; the WAL keeps growing meanwhile and its disk
+// budget applies backpressure to producers. A rejection of the data itself
+// (RejectedError: a ClickHouse data error or a client-side conversion error)
+// starts a bisection over the batch's records: halves are inserted until the
+// records refused on their own are found; those go to the quarantine (with the
+// reason and the payload) and everything else is delivered. Records that do
+// not decode, have an unknown type, hold an invalid sample or fail their
+// checksum in the WAL are quarantined when read. Quarantine and checkpoint
+// keys are under "forwarder/" in the state store; Quarantined lists them.
+//
+// # Idempotency
+//
+// A crash after an INSERT and before the checkpoint replays the batch: rows
+// are inserted twice. Every table is a ReplacingMergeTree whose sorting key is
+// the row's identity (for measurements: timeseries_name, timeseries_key,
+// timestamp_ns), so duplicates collapse in merges and never show through
+// FINAL. DESIGN.md gives the queries that return exact answers.
+//
+// # Concurrency
+//
+// Run must be called once, from one goroutine; it returns when its context
+// ends. Flush and Status may be called from any goroutine while Run runs.
+// Close after Run has returned.
+package forwarder
