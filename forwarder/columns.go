@@ -6,8 +6,58 @@ import (
 	pa "github.com/holdfast/holdfast/producerapi"
 )
 
-// measurementRows holds the rows of one measurements table in column form,
-// ready for clickhouse-go's columnar Append.
+// rowSet is everything one delivery inserts, in column form: measurement
+// rows per datum type, and the fields and schemas of timeseries not written
+// before. Values are copied out of the decoded samples, which can then be
+// dropped: a batch of 100,000 rows costs a few MiB, not the decoded pages.
+type rowSet struct {
+	meas       [pa.DatumHistogramF64 + 1]*measurementRows
+	fields     [pa.FieldUUID + 1]*fieldRows
+	schemas    []pa.TimeseriesSchema
+	newKeys    map[uint64]struct{}
+	newSchemas map[string]struct{}
+	rows       int
+}
+
+func newRowSet() *rowSet {
+	return &rowSet{newKeys: map[uint64]struct{}{}, newSchemas: map[string]struct{}{}}
+}
+
+// add appends one validated sample. seen reports whether the writer has
+// already written a timeseries key's fields or a name's schema.
+func (rs *rowSet) add(name string, key uint64, s *pa.Sample, w *writer) {
+	t := s.Datum.Type
+	if rs.meas[t] == nil {
+		rs.meas[t] = &measurementRows{t: t}
+	}
+	rs.meas[t].add(name, key, s)
+	rs.rows++
+	if _, seen := w.seenKeys[key]; seen {
+		return
+	}
+	if _, dup := rs.newKeys[key]; dup {
+		return
+	}
+	rs.newKeys[key] = struct{}{}
+	for _, group := range [2][]pa.Field{s.Target.Fields, s.Metric.Fields} {
+		for fi := range group {
+			ft := group[fi].Value.Type
+			if rs.fields[ft] == nil {
+				rs.fields[ft] = &fieldRows{t: ft}
+			}
+			rs.fields[ft].add(name, key, &group[fi])
+		}
+	}
+	if _, seen := w.seenSchemas[name]; !seen {
+		if _, dup := rs.newSchemas[name]; !dup {
+			rs.newSchemas[name] = struct{}{}
+			rs.schemas = append(rs.schemas, pa.SchemaOf(s))
+		}
+	}
+}
+
+// measurementRows holds the rows of one measurements table in column form.
+// Only the value slices that fit the datum type are used.
 type measurementRows struct {
 	t       pa.DatumType
 	names   []string
@@ -15,52 +65,84 @@ type measurementRows struct {
 	ts      []int64
 	start   []int64
 	missing []bool
-	datums  []*pa.Datum // values are read from the samples when columns are built
+	ints    []int64   // i8..i64, cumulative_i64
+	uints   []uint64  // bool, u8..u64, cumulative_u64
+	f32     []float32 // f32, cumulative_f32
+	f64     []float64 // f64, cumulative_f64
+	strs    []string  // string, bytes
+	histI   []*pa.Histogram[int64]
+	histU   []*pa.Histogram[uint64]
+	histF   []*pa.Histogram[float64]
 }
 
 func (m *measurementRows) add(name string, key uint64, s *pa.Sample) {
+	d := &s.Datum
 	m.names = append(m.names, name)
 	m.keys = append(m.keys, key)
 	m.ts = append(m.ts, s.TimestampNs)
 	if m.t.HasStartTime() {
-		m.start = append(m.start, s.Datum.StartTimeNs)
+		m.start = append(m.start, d.StartTimeNs)
 	}
-	m.missing = append(m.missing, s.Datum.Missing)
-	m.datums = append(m.datums, &s.Datum)
+	m.missing = append(m.missing, d.Missing)
+	switch m.t {
+	case pa.DatumBool:
+		var v uint64
+		if d.Bool {
+			v = 1
+		}
+		m.uints = append(m.uints, v)
+	case pa.DatumI8, pa.DatumI16, pa.DatumI32, pa.DatumI64, pa.DatumCumulativeI64:
+		m.ints = append(m.ints, d.Int)
+	case pa.DatumU8, pa.DatumU16, pa.DatumU32, pa.DatumU64, pa.DatumCumulativeU64:
+		m.uints = append(m.uints, d.Uint)
+	case pa.DatumF32, pa.DatumCumulativeF32:
+		m.f32 = append(m.f32, d.F32)
+	case pa.DatumF64, pa.DatumCumulativeF64:
+		m.f64 = append(m.f64, d.F64)
+	case pa.DatumString:
+		m.strs = append(m.strs, d.Str)
+	case pa.DatumBytes:
+		m.strs = append(m.strs, string(d.Bytes))
+	case pa.DatumHistogramI64:
+		m.histI = append(m.histI, d.HistI64)
+	case pa.DatumHistogramU64:
+		m.histU = append(m.histU, d.HistU64)
+	case pa.DatumHistogramF64:
+		m.histF = append(m.histF, d.HistF64)
+	}
 }
 
-func (m *measurementRows) len() int { return len(m.names) }
-
-// nullable builds a Nullable column: one value array and one pointer array,
-// no allocation per row.
-func nullable[T any](missing []bool, get func(i int) T) []*T {
-	vals := make([]T, len(missing))
+// nullable builds a Nullable column from values: one value array and one
+// pointer array, no allocation per row.
+func nullable[S, T any](missing []bool, vals []S, conv func(S) T) []*T {
+	out := make([]T, len(missing))
 	ptrs := make([]*T, len(missing))
 	for i, miss := range missing {
 		if !miss {
-			vals[i] = get(i)
-			ptrs[i] = &vals[i]
+			out[i] = conv(vals[i])
+			ptrs[i] = &out[i]
 		}
 	}
 	return ptrs
 }
 
-func histColumns[T int64 | uint64 | float64](m *measurementRows, get func(d *pa.Datum) *pa.Histogram[T]) []any {
-	bins := make([][]T, m.len())
-	counts := make([][]uint64, m.len())
+func same[T any](v T) T { return v }
+
+func histColumns[T int64 | uint64 | float64](missing []bool, hs []*pa.Histogram[T]) []any {
+	bins := make([][]T, len(hs))
+	counts := make([][]uint64, len(hs))
 	empty, emptyCounts := []T{}, []uint64{}
-	for i, d := range m.datums {
-		if h := get(d); !d.Missing && h != nil {
+	for i, h := range hs {
+		if !missing[i] && h != nil {
 			bins[i], counts[i] = h.Bins, h.Counts
 		} else {
 			bins[i], counts[i] = empty, emptyCounts
 		}
 	}
-	hist := func(i int) *pa.Histogram[T] { return get(m.datums[i]) }
 	return []any{bins, counts,
-		nullable(m.missing, func(i int) T { return hist(i).Min }),
-		nullable(m.missing, func(i int) T { return hist(i).Max }),
-		nullable(m.missing, func(i int) T { return hist(i).Sum }),
+		nullable(missing, hs, func(h *pa.Histogram[T]) T { return h.Min }),
+		nullable(missing, hs, func(h *pa.Histogram[T]) T { return h.Max }),
+		nullable(missing, hs, func(h *pa.Histogram[T]) T { return h.Sum }),
 	}
 }
 
@@ -70,46 +152,36 @@ func (m *measurementRows) columns() []any {
 	if m.t.HasStartTime() {
 		cols = append(cols, m.start)
 	}
-	d := func(i int) *pa.Datum { return m.datums[i] }
 	var v any
 	switch m.t {
-	case pa.DatumBool:
-		v = nullable(m.missing, func(i int) uint8 {
-			if d(i).Bool {
-				return 1
-			}
-			return 0
-		})
+	case pa.DatumBool, pa.DatumU8:
+		v = nullable(m.missing, m.uints, func(x uint64) uint8 { return uint8(x) })
 	case pa.DatumI8:
-		v = nullable(m.missing, func(i int) int8 { return int8(d(i).Int) })
+		v = nullable(m.missing, m.ints, func(x int64) int8 { return int8(x) })
 	case pa.DatumI16:
-		v = nullable(m.missing, func(i int) int16 { return int16(d(i).Int) })
+		v = nullable(m.missing, m.ints, func(x int64) int16 { return int16(x) })
 	case pa.DatumI32:
-		v = nullable(m.missing, func(i int) int32 { return int32(d(i).Int) })
+		v = nullable(m.missing, m.ints, func(x int64) int32 { return int32(x) })
 	case pa.DatumI64, pa.DatumCumulativeI64:
-		v = nullable(m.missing, func(i int) int64 { return d(i).Int })
-	case pa.DatumU8:
-		v = nullable(m.missing, func(i int) uint8 { return uint8(d(i).Uint) })
+		v = nullable(m.missing, m.ints, same[int64])
 	case pa.DatumU16:
-		v = nullable(m.missing, func(i int) uint16 { return uint16(d(i).Uint) })
+		v = nullable(m.missing, m.uints, func(x uint64) uint16 { return uint16(x) })
 	case pa.DatumU32:
-		v = nullable(m.missing, func(i int) uint32 { return uint32(d(i).Uint) })
+		v = nullable(m.missing, m.uints, func(x uint64) uint32 { return uint32(x) })
 	case pa.DatumU64, pa.DatumCumulativeU64:
-		v = nullable(m.missing, func(i int) uint64 { return d(i).Uint })
+		v = nullable(m.missing, m.uints, same[uint64])
 	case pa.DatumF32, pa.DatumCumulativeF32:
-		v = nullable(m.missing, func(i int) float32 { return d(i).F32 })
+		v = nullable(m.missing, m.f32, same[float32])
 	case pa.DatumF64, pa.DatumCumulativeF64:
-		v = nullable(m.missing, func(i int) float64 { return d(i).F64 })
-	case pa.DatumString:
-		v = nullable(m.missing, func(i int) string { return d(i).Str })
-	case pa.DatumBytes:
-		v = nullable(m.missing, func(i int) string { return string(d(i).Bytes) })
+		v = nullable(m.missing, m.f64, same[float64])
+	case pa.DatumString, pa.DatumBytes:
+		v = nullable(m.missing, m.strs, same[string])
 	case pa.DatumHistogramI64:
-		return append(cols, histColumns(m, func(d *pa.Datum) *pa.Histogram[int64] { return d.HistI64 })...)
+		return append(cols, histColumns(m.missing, m.histI)...)
 	case pa.DatumHistogramU64:
-		return append(cols, histColumns(m, func(d *pa.Datum) *pa.Histogram[uint64] { return d.HistU64 })...)
+		return append(cols, histColumns(m.missing, m.histU)...)
 	case pa.DatumHistogramF64:
-		return append(cols, histColumns(m, func(d *pa.Datum) *pa.Histogram[float64] { return d.HistF64 })...)
+		return append(cols, histColumns(m.missing, m.histF)...)
 	}
 	return append(cols, v)
 }
@@ -120,20 +192,20 @@ type fieldRows struct {
 	names  []string
 	keys   []uint64
 	fields []string
-	values []*pa.FieldValue
+	values []pa.FieldValue
 }
 
 func (f *fieldRows) add(name string, key uint64, field *pa.Field) {
 	f.names = append(f.names, name)
 	f.keys = append(f.keys, key)
 	f.fields = append(f.fields, field.Name)
-	f.values = append(f.values, &field.Value)
+	f.values = append(f.values, field.Value)
 }
 
-func column[T any](vals []*pa.FieldValue, get func(v *pa.FieldValue) T) []T {
+func column[T any](vals []pa.FieldValue, get func(v *pa.FieldValue) T) []T {
 	out := make([]T, len(vals))
-	for i, v := range vals {
-		out[i] = get(v)
+	for i := range vals {
+		out[i] = get(&vals[i])
 	}
 	return out
 }
@@ -174,21 +246,16 @@ func (f *fieldRows) columns() []any {
 	return []any{f.names, f.keys, f.fields, v}
 }
 
-// schemaRows holds rows of the timeseries_schema table.
-type schemaRows struct {
-	schemas []pa.TimeseriesSchema
-	created int64
-}
-
-func (s *schemaRows) columns() []any {
-	n := len(s.schemas)
+// schemaColumns builds the timeseries_schema columns.
+func schemaColumnData(schemas []pa.TimeseriesSchema, created int64) []any {
+	n := len(schemas)
 	names := make([]string, n)
 	fnames, ftypes, fsources := make([][]string, n), make([][]string, n), make([][]string, n)
 	dtypes := make([]string, n)
 	versions := make([]uint16, n)
-	created := make([]int64, n)
-	for i, sc := range s.schemas {
-		names[i], dtypes[i], versions[i], created[i] = sc.Name, sc.DatumType.String(), sc.Version, s.created
+	createdNs := make([]int64, n)
+	for i, sc := range schemas {
+		names[i], dtypes[i], versions[i], createdNs[i] = sc.Name, sc.DatumType.String(), sc.Version, created
 		fnames[i], ftypes[i], fsources[i] = []string{}, []string{}, []string{}
 		for _, f := range sc.Fields {
 			fnames[i] = append(fnames[i], f.Name)
@@ -196,7 +263,7 @@ func (s *schemaRows) columns() []any {
 			fsources[i] = append(fsources[i], f.Source.String())
 		}
 	}
-	return []any{names, fnames, ftypes, fsources, dtypes, versions, created}
+	return []any{names, fnames, ftypes, fsources, dtypes, versions, createdNs}
 }
 
 var schemaColumns = []string{"timeseries_name", "fields_name", "fields_type", "fields_source", "datum_type", "version", "created_ns"}

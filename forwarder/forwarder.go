@@ -240,13 +240,18 @@ func (f *Forwarder) Flush(ctx context.Context) error {
 }
 
 // batch is the forwarder's current batch: whole WAL records only, so the
-// checkpoint after it is exact.
+// checkpoint after it is exact. Samples are copied into rows as records are
+// read; the decoded pages are not kept.
 type batch struct {
-	records []batchRecord
-	rows    int
+	rows    *rowSet
+	indexes []uint64 // records whose samples are in rows, in order
 	bytes   int
 	started time.Time
 	last    uint64 // last WAL index consumed, inserted or quarantined
+}
+
+func (b *batch) reset() {
+	b.rows, b.indexes, b.bytes = newRowSet(), b.indexes[:0], 0
 }
 
 // Run tails the WAL from the checkpoint until ctx ends or the WAL is closed.
@@ -269,6 +274,8 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	}
 	r := f.wal.NewReader(next)
 	b := &batch{last: next - 1}
+	b.reset()
+	var page pa.PageRecord
 	var timer *time.Timer
 	for {
 		if ctx.Err() != nil {
@@ -292,10 +299,10 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		case err != nil:
 			return err
 		case ok:
-			if err := f.add(b, idx, rec); err != nil {
+			if err := f.add(b, idx, rec, &page); err != nil {
 				return err
 			}
-			if b.rows >= f.opts.BatchRows || b.bytes >= f.opts.BatchBytes {
+			if b.rows.rows >= f.opts.BatchRows || b.bytes >= f.opts.BatchBytes {
 				if err := f.flush(ctx, b); err != nil {
 					return err
 				}
@@ -308,14 +315,14 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		if r.Position() <= last {
 			continue
 		}
-		if b.last > f.Status().CheckpointIndex && (len(b.records) == 0 || f.flushWanted() || time.Since(b.started) >= f.opts.FlushAge) {
+		if b.last > f.Status().CheckpointIndex && (len(b.indexes) == 0 || f.flushWanted() || time.Since(b.started) >= f.opts.FlushAge) {
 			if err := f.flush(ctx, b); err != nil {
 				return err
 			}
 			continue
 		}
 		var wake <-chan time.Time
-		if len(b.records) > 0 {
+		if len(b.indexes) > 0 {
 			wait := f.opts.FlushAge - time.Since(b.started)
 			if timer == nil {
 				timer = time.NewTimer(wait)
@@ -343,32 +350,44 @@ func (f *Forwarder) flushWanted() bool {
 	return f.mu.flushTarget > f.mu.status.CheckpointIndex
 }
 
-// add decodes a record into the batch, or quarantines it if it cannot be
-// decoded or holds an invalid sample.
-func (f *Forwarder) add(b *batch, idx uint64, rec wal.Record) error {
+// add decodes a record into the batch's rows, or quarantines it if it
+// cannot be decoded or holds an invalid sample. page is scratch space reused
+// across records.
+func (f *Forwarder) add(b *batch, idx uint64, rec wal.Record, page *pa.PageRecord) error {
 	b.last = idx
-	if rec.Type != wal.TypePage {
-		return f.quarantine(QuarantinedRecord{Index: idx, Type: uint8(rec.Type), Payload: rec.Payload,
-			Reason: fmt.Sprintf("unknown record type %d", rec.Type)}, "unknown_type")
-	}
-	var page pa.PageRecord
-	if err := pa.DecodePageRecord(rec.Payload, &page); err != nil {
-		return f.quarantine(QuarantinedRecord{Index: idx, Type: uint8(rec.Type), Payload: rec.Payload, Reason: err.Error()}, "malformed")
-	}
-	keys := make([]uint64, len(page.Samples))
-	for i := range page.Samples {
-		if err := pa.Validate(&page.Samples[i], f.opts.Limits); err != nil {
-			return f.quarantine(QuarantinedRecord{Index: idx, Type: uint8(rec.Type), Payload: rec.Payload,
-				Reason: fmt.Sprintf("sample %d: %v", i, err)}, "invalid")
+	if err := f.decode(rec, page); err != nil {
+		reason := "malformed"
+		switch {
+		case rec.Type != wal.TypePage:
+			reason = "unknown_type"
+		case errors.Is(err, pa.ErrInvalid):
+			reason = "invalid"
 		}
-		keys[i] = pa.TimeseriesKey(&page.Samples[i])
+		return f.quarantine(QuarantinedRecord{Index: idx, Type: uint8(rec.Type), Payload: rec.Payload, Reason: err.Error()}, reason)
 	}
-	if len(b.records) == 0 {
+	if len(b.indexes) == 0 {
 		b.started = time.Now()
 	}
-	b.records = append(b.records, batchRecord{index: idx, bytes: len(rec.Payload), samples: page.Samples, keys: keys})
-	b.rows += len(page.Samples)
+	f.w.addSamples(b.rows, page.Samples)
+	b.indexes = append(b.indexes, idx)
 	b.bytes += len(rec.Payload)
+	return nil
+}
+
+// decode opens a page record and validates every sample in it.
+func (f *Forwarder) decode(rec wal.Record, page *pa.PageRecord) error {
+	if rec.Type != wal.TypePage {
+		return fmt.Errorf("unknown record type %d", rec.Type)
+	}
+	clear(page.Samples) // drop references to the previous page's values
+	if err := pa.DecodePageRecord(rec.Payload, page); err != nil {
+		return err
+	}
+	for i := range page.Samples {
+		if err := pa.Validate(&page.Samples[i], f.opts.Limits); err != nil {
+			return fmt.Errorf("sample %d: %w", i, err)
+		}
+	}
 	return nil
 }
 
@@ -389,11 +408,11 @@ func (f *Forwarder) quarantine(q QuarantinedRecord, reason string) error {
 // truncates the WAL.
 func (f *Forwarder) flush(ctx context.Context, b *batch) error {
 	f.mu.Lock()
-	f.mu.status.BatchRecords, f.mu.status.BatchRows = len(b.records), b.rows
+	f.mu.status.BatchRecords, f.mu.status.BatchRows = len(b.indexes), b.rows.rows
 	f.mu.Unlock()
 	for attempt := 0; ; attempt++ {
 		began := time.Now()
-		err := f.deliver(ctx, b.records)
+		err := f.deliver(ctx, b.indexes, b.rows)
 		if err == nil {
 			f.m.insertSeconds.Observe(time.Since(began).Seconds())
 			break
@@ -411,20 +430,20 @@ func (f *Forwarder) flush(ctx context.Context, b *batch) error {
 		f.mu.status.LastErrorTime = time.Now()
 		f.mu.status.ConsecutiveFailures++
 		f.mu.Unlock()
-		f.log.Warn("delivery failed; retrying", "err", err, "attempt", attempt+1, "retry_in", delay, "records", len(b.records), "rows", b.rows)
+		f.log.Warn("delivery failed; retrying", "err", err, "attempt", attempt+1, "retry_in", delay, "records", len(b.indexes), "rows", b.rows.rows)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(delay):
 		}
 	}
-	if f.afterInsert != nil && len(b.records) > 0 {
+	if f.afterInsert != nil && len(b.indexes) > 0 {
 		f.afterInsert()
 	}
 	if err := storeCheckpoint(f.state, b.last); err != nil {
 		return err
 	}
-	rows := b.rows
+	rows := b.rows.rows
 	f.m.rowsInserted.Add(float64(rows))
 	f.m.batchRows.Observe(float64(rows))
 	f.m.batches.Inc()
@@ -433,7 +452,7 @@ func (f *Forwarder) flush(ctx context.Context, b *batch) error {
 	f.m.recordsDone.Add(float64(b.last - f.mu.status.CheckpointIndex))
 	f.mu.status.CheckpointIndex = b.last
 	now := time.Now()
-	if len(b.records) > 0 {
+	if len(b.indexes) > 0 {
 		f.mu.status.LastInsertTime = now
 	}
 	f.mu.status.LastProgress = now
@@ -443,8 +462,7 @@ func (f *Forwarder) flush(ctx context.Context, b *batch) error {
 	close(f.mu.progressed)
 	f.mu.progressed = make(chan struct{})
 	f.mu.Unlock()
-	clear(b.records) // let the samples go
-	b.records, b.rows, b.bytes = b.records[:0], 0, 0
+	b.reset()
 	if _, err := f.wal.TruncateThrough(b.last); err != nil {
 		return fmt.Errorf("forwarder: truncating WAL through %d: %w", b.last, err)
 	}
@@ -460,12 +478,14 @@ func (f *Forwarder) backoff(attempt int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// deliver inserts the records. When ClickHouse rejects the data, it splits
-// the records in halves until it finds the ones refused alone, quarantines
-// those and delivers the rest. A transient error ends it (the caller retries
-// the whole batch; rows already inserted are deduplicated by the tables).
-func (f *Forwarder) deliver(ctx context.Context, recs []batchRecord) error {
-	if len(recs) == 0 {
+// deliver inserts the rows of the records at indexes. When ClickHouse
+// rejects the data, it splits the records in halves, rebuilding their rows
+// from the WAL, until it finds the records refused on their own; those are
+// quarantined and the rest delivered. A transient error ends it (the caller
+// retries the whole batch; rows already inserted are deduplicated by the
+// tables).
+func (f *Forwarder) deliver(ctx context.Context, indexes []uint64, rows *rowSet) error {
+	if len(indexes) == 0 {
 		return nil
 	}
 	if !f.schemaReady {
@@ -477,30 +497,52 @@ func (f *Forwarder) deliver(ctx context.Context, recs []batchRecord) error {
 		}
 		f.schemaReady = true
 	}
-	err := f.w.insert(ctx, recs)
+	if rows == nil {
+		var err error
+		if rows, err = f.rebuild(indexes); err != nil {
+			return err
+		}
+	}
+	err := f.w.insert(ctx, rows)
 	if err == nil || !IsRejected(err) {
 		return err
 	}
 	f.m.rejectedInserts.Inc()
-	if len(recs) == 1 {
-		r := recs[0]
-		payload, rerr := f.rereadPayload(r.index)
+	if len(indexes) == 1 {
+		payload, rerr := f.reread(indexes[0])
 		if rerr != nil {
 			payload = nil
 		}
-		return f.quarantine(QuarantinedRecord{Index: r.index, Type: uint8(wal.TypePage), Payload: payload,
+		return f.quarantine(QuarantinedRecord{Index: indexes[0], Type: uint8(wal.TypePage), Payload: payload,
 			Reason: "rejected by ClickHouse: " + err.Error()}, "rejected")
 	}
-	mid := len(recs) / 2
-	if err := f.deliver(ctx, recs[:mid]); err != nil {
+	mid := len(indexes) / 2
+	if err := f.deliver(ctx, indexes[:mid], nil); err != nil {
 		return err
 	}
-	return f.deliver(ctx, recs[mid:])
+	return f.deliver(ctx, indexes[mid:], nil)
 }
 
-// rereadPayload fetches a record's bytes from the WAL for the quarantine (the
-// batch keeps only decoded samples).
-func (f *Forwarder) rereadPayload(index uint64) ([]byte, error) {
+// rebuild decodes records again from the WAL (they are there until the
+// checkpoint passes them) into a fresh row set.
+func (f *Forwarder) rebuild(indexes []uint64) (*rowSet, error) {
+	rs := newRowSet()
+	var page pa.PageRecord
+	for _, idx := range indexes {
+		payload, err := f.reread(idx)
+		if err != nil {
+			return nil, err
+		}
+		if err := f.decode(wal.Record{Type: wal.TypePage, Payload: payload}, &page); err != nil {
+			return nil, fmt.Errorf("forwarder: record %d decoded before but not now: %w", idx, err)
+		}
+		f.w.addSamples(rs, page.Samples)
+	}
+	return rs, nil
+}
+
+// reread fetches a record's payload from the WAL.
+func (f *Forwarder) reread(index uint64) ([]byte, error) {
 	r := f.wal.NewReader(index)
 	_, rec, ok, err := r.Next()
 	if err != nil || !ok {

@@ -59,17 +59,9 @@ func needsSchema(err error) bool {
 	return errors.As(err, &ex) && (ex.Code == 60 || ex.Code == 81) // UNKNOWN_TABLE, UNKNOWN_DATABASE
 }
 
-// batchRecord is one WAL record in a batch, decoded.
-type batchRecord struct {
-	index   uint64
-	bytes   int
-	samples []pa.Sample
-	keys    []uint64 // TimeseriesKey of each sample
-}
-
-// writer turns records into INSERTs. It remembers which timeseries keys and
-// schemas it has already written, so the fields and schema tables get a row
-// per new timeseries rather than per sample. Replays after a restart write
+// writer turns row sets into INSERTs. It remembers which timeseries keys
+// and schemas it has already written, so the fields and schema tables get a
+// row per new timeseries rather than per sample. Replays after a restart write
 // them again; the tables are ReplacingMergeTrees, so that is harmless.
 type writer struct {
 	conn        driver.Conn
@@ -78,90 +70,79 @@ type writer struct {
 	seenKeys    map[uint64]struct{}
 	maxSeen     int
 	seenSchemas map[string]struct{}
+	names       interner
 }
 
 func newWriter(conn driver.Conn, db string, timeout time.Duration, maxSeen int) *writer {
 	return &writer{conn: conn, db: db, timeout: timeout, maxSeen: maxSeen,
-		seenKeys: make(map[uint64]struct{}), seenSchemas: make(map[string]struct{})}
+		seenKeys: make(map[uint64]struct{}), seenSchemas: make(map[string]struct{}),
+		names: interner{max: 1 << 16}}
 }
 
-// insert writes the records' samples: schemas and fields of new timeseries
-// first, then measurements. Nothing is marked as seen unless all of it
-// succeeded.
-func (w *writer) insert(ctx context.Context, recs []batchRecord) error {
-	var meas [pa.DatumHistogramF64 + 1]*measurementRows
-	var fields [pa.FieldUUID + 1]*fieldRows
-	schemas := &schemaRows{created: time.Now().UnixNano()}
-	newKeys := map[uint64]struct{}{}
-	newSchemas := map[string]struct{}{}
-	for ri := range recs {
-		r := &recs[ri]
-		for si := range r.samples {
-			s := &r.samples[si]
-			key := r.keys[si]
-			name := s.TimeseriesName()
-			t := s.Datum.Type
-			if meas[t] == nil {
-				meas[t] = &measurementRows{t: t}
-			}
-			meas[t].add(name, key, s)
-			if _, seen := w.seenKeys[key]; seen {
-				continue
-			}
-			if _, dup := newKeys[key]; dup {
-				continue
-			}
-			newKeys[key] = struct{}{}
-			for _, group := range [][]pa.Field{s.Target.Fields, s.Metric.Fields} {
-				for fi := range group {
-					ft := group[fi].Value.Type
-					if fields[ft] == nil {
-						fields[ft] = &fieldRows{t: ft}
-					}
-					fields[ft].add(name, key, &group[fi])
-				}
-			}
-			if _, seen := w.seenSchemas[name]; !seen {
-				if _, dup := newSchemas[name]; !dup {
-					newSchemas[name] = struct{}{}
-					schemas.schemas = append(schemas.schemas, pa.SchemaOf(s))
-				}
-			}
-		}
+// addSamples appends validated samples to rs.
+func (w *writer) addSamples(rs *rowSet, samples []pa.Sample) {
+	for i := range samples {
+		s := &samples[i]
+		rs.add(w.names.name(s.Target.Name, s.Metric.Name), pa.TimeseriesKey(s), s, w)
 	}
-	if len(schemas.schemas) > 0 {
-		if err := w.send(ctx, "timeseries_schema", schemaColumns, schemas.columns()); err != nil {
+}
+
+// insert writes a row set: schemas and fields of new timeseries first, then
+// measurements. Nothing is marked as seen unless all of it succeeded.
+func (w *writer) insert(ctx context.Context, rs *rowSet) error {
+	if len(rs.schemas) > 0 {
+		if err := w.send(ctx, "timeseries_schema", schemaColumns, schemaColumnData(rs.schemas, time.Now().UnixNano())); err != nil {
 			return err
 		}
 	}
-	for _, f := range fields {
+	for _, f := range rs.fields {
 		if f != nil {
 			if err := w.send(ctx, FieldsTable(f.t), fieldColumns, f.columns()); err != nil {
 				return err
 			}
 		}
 	}
-	for _, m := range meas {
+	for _, m := range rs.meas {
 		if m != nil {
 			if err := w.send(ctx, MeasurementsTable(m.t), measurementColumns(m.t), m.columns()); err != nil {
 				return err
 			}
 		}
 	}
-	if len(w.seenKeys)+len(newKeys) > w.maxSeen {
+	if len(w.seenKeys)+len(rs.newKeys) > w.maxSeen {
 		// Bounded memory: forget everything rather than grow. The cost is
 		// one more fields row per timeseries, deduplicated by ClickHouse.
 		clear(w.seenKeys)
 	}
-	for k := range newKeys {
+	for k := range rs.newKeys {
 		w.seenKeys[k] = struct{}{}
 	}
-	for n := range newSchemas {
+	for n := range rs.newSchemas {
 		w.seenSchemas[n] = struct{}{}
 	}
 	return nil
 }
 
+// interner shares timeseries name strings between rows: decoding allocates
+// a name per sample, and a batch would otherwise keep them all alive. It
+// holds at most max names, then starts over.
+type interner struct {
+	max int
+	m   map[[2]string]string
+}
+
+func (in *interner) name(target, metric string) string {
+	k := [2]string{target, metric}
+	if n, ok := in.m[k]; ok {
+		return n
+	}
+	if in.m == nil || len(in.m) >= in.max {
+		in.m = make(map[[2]string]string)
+	}
+	n := target + ":" + metric
+	in.m[[2]string{n[:len(target)], n[len(target)+1:]}] = n
+	return n
+}
 // send runs one INSERT with columnar appends.
 func (w *writer) send(ctx context.Context, table string, cols []string, data []any) error {
 	ctx, cancel := context.WithTimeout(ctx, w.timeout)
@@ -181,4 +162,24 @@ func (w *writer) send(ctx context.Context, table string, cols []string, data []a
 		return fmt.Errorf("forwarder: inserting %d rows into %s: %w", b.Rows(), table, err)
 	}
 	return nil
+}
+
+// Inserter writes samples straight into ClickHouse with the forwarder's
+// columnar INSERTs, bypassing WAL, checkpoint and quarantine: the
+// direct-insert baseline the benchmarks compare the forwarder with, and a tool
+// for backfills. Like the forwarder it writes fields and schemas once per
+// timeseries. The schema must exist (EnsureSchema). Not safe for concurrent
+// use.
+type Inserter struct{ w *writer }
+
+// NewInserter returns an Inserter into database db.
+func NewInserter(conn driver.Conn, db string, timeout time.Duration) *Inserter {
+	return &Inserter{w: newWriter(conn, db, timeout, 1<<18)}
+}
+
+// Insert validates nothing and inserts samples as one batch.
+func (in *Inserter) Insert(ctx context.Context, samples []pa.Sample) error {
+	rs := newRowSet()
+	in.w.addSamples(rs, samples)
+	return in.w.insert(ctx, rs)
 }

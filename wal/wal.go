@@ -246,7 +246,7 @@ func (l *Log) Append(ctx context.Context, rec Record) (uint64, error) {
 	if rec.Type == 0 {
 		return 0, fmt.Errorf("%w: record type 0", ErrBadRecord)
 	}
-	req := &appendReq{frame: appendEnvelope(make([]byte, 0, headerSize+len(rec.Payload)), rec), done: make(chan appendResult, 1)}
+	req := &appendReq{frame: appendEnvelope(getFrame(headerSize+len(rec.Payload)), rec), done: make(chan appendResult, 1)}
 	select {
 	case l.reqs <- req:
 	case <-ctx.Done():
@@ -308,6 +308,24 @@ func (l *Log) refuseWaiting(err error) {
 			return
 		}
 	}
+}
+
+// framePool recycles envelope buffers: at high rates, allocating and zeroing
+// a fresh buffer per record costs more CPU than the CRC.
+var framePool sync.Pool
+
+func getFrame(n int) []byte {
+	if b, ok := framePool.Get().(*[]byte); ok && cap(*b) >= n {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, max(n, 4096))
+}
+
+func putFrame(b []byte) {
+	if cap(b) > 1<<20 {
+		return // do not keep rare huge buffers alive
+	}
+	framePool.Put(&b)
 }
 
 func frameSize(frame []byte) int64 {
@@ -377,6 +395,12 @@ func (l *Log) commit(group []*appendReq, batch *twal.Batch) {
 	}
 	took := time.Since(began)
 	batch.Clear()
+	// The batch copied the frames; they can serve the next appends.
+	// (admitted shares group's array, so it is the list to walk.)
+	for _, r := range admitted {
+		putFrame(r.frame)
+		r.frame = nil
+	}
 	if err != nil {
 		l.m.appendErrors.Inc()
 		err = fmt.Errorf("%w: %v", ErrFailed, err)
