@@ -177,6 +177,13 @@ func New(log *wal.Log, state *pebble.DB, opts Options) (*Forwarder, error) {
 		f.Close()
 		return nil, err
 	}
+	if st := log.Stats(); ckpt > st.LastIndex {
+		// The checkpoint is ahead of the log: the WAL directory was
+		// replaced. Replaying all of it is safe (inserts are idempotent);
+		// skipping would lose it.
+		f.log.Warn("checkpoint is ahead of the WAL; replaying the whole WAL", "checkpoint", ckpt, "wal_first", st.FirstIndex, "wal_last", st.LastIndex)
+		ckpt = st.FirstIndex - 1
+	}
 	q, err := Quarantined(state)
 	if err != nil {
 		f.Close()
@@ -261,17 +268,7 @@ func (b *batch) reset() {
 func (f *Forwarder) Run(ctx context.Context) error {
 	ckpt := f.Status().CheckpointIndex
 	st := f.wal.Stats()
-	next := ckpt + 1
-	switch {
-	case ckpt > st.LastIndex:
-		// The checkpoint is ahead of the log: the WAL directory was
-		// replaced. Replaying all of it is safe (inserts are idempotent);
-		// skipping would lose it.
-		f.log.Warn("checkpoint is ahead of the WAL; replaying the whole WAL", "checkpoint", ckpt, "wal_last", st.LastIndex)
-		next = st.FirstIndex
-	case next < st.FirstIndex:
-		next = st.FirstIndex
-	}
+	next := max(ckpt+1, st.FirstIndex)
 	r := f.wal.NewReader(next)
 	b := &batch{last: next - 1}
 	b.reset()

@@ -308,3 +308,23 @@ func TestEnsureSchemaIdempotentAndVersioned(t *testing.T) {
 		t.Fatal("accepted a database name that is not an identifier")
 	}
 }
+
+// TestCheckpointAheadOfWALReplaysEverything: a checkpoint beyond the WAL's
+// last index means the WAL directory was replaced; the forwarder must replay
+// the WAL rather than skip records that were never forwarded.
+func TestCheckpointAheadOfWALReplaysEverything(t *testing.T) {
+	e := newEnv(t, "")
+	if err := storeCheckpoint(e.state, 1_000_000); err != nil {
+		t.Fatal(err)
+	}
+	samples := sampletest.NewFleet(10).Append(nil, 3000, 1_700_000_000_000_000_000)
+	e.appendPages(samples, 100)
+	f, _ := e.start(e.options())
+	e.flush(f, 60*time.Second)
+	if n := e.count(true); n != uint64(len(samples)) {
+		t.Fatalf("ClickHouse holds %d samples, want %d", n, len(samples))
+	}
+	if ckpt, _ := LoadCheckpoint(e.state); ckpt != e.wal.Stats().LastIndex {
+		t.Fatalf("checkpoint %d, want the WAL's last index %d", ckpt, e.wal.Stats().LastIndex)
+	}
+}

@@ -143,6 +143,7 @@ func (in *interner) name(target, metric string) string {
 	in.m[[2]string{n[:len(target)], n[len(target)+1:]}] = n
 	return n
 }
+
 // send runs one INSERT with columnar appends.
 func (w *writer) send(ctx context.Context, table string, cols []string, data []any) error {
 	ctx, cancel := context.WithTimeout(ctx, w.timeout)
