@@ -1,9 +1,13 @@
 package forwarder
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/holdfast/holdfast/internal/promutil"
+)
 
 type metrics struct {
-	reg             prometheus.Registerer
+	set             *promutil.Set
 	rowsInserted    prometheus.Counter
 	recordsDone     prometheus.Counter
 	batches         prometheus.Counter
@@ -18,7 +22,7 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	m := &metrics{reg: reg}
+	m := &metrics{}
 	ns := "holdfast_forwarder_"
 	m.rowsInserted = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "rows_inserted_total", Help: "Measurement rows inserted into ClickHouse (replays included)."})
 	m.recordsDone = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "records_forwarded_total", Help: "WAL records covered by a checkpoint (inserted or quarantined)."})
@@ -32,23 +36,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.backlogRecords = prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "backlog_records", Help: "WAL records written but not yet checkpointed."})
 	m.all = []prometheus.Collector{m.rowsInserted, m.recordsDone, m.batches, m.insertSeconds, m.batchRows,
 		m.transientErrors, m.rejectedInserts, m.quarantined, m.checkpoint, m.backlogRecords}
-	if reg != nil {
-		for i, c := range m.all {
-			if err := reg.Register(c); err != nil {
-				for _, done := range m.all[:i] {
-					reg.Unregister(done)
-				}
-				return nil, err
-			}
-		}
-	}
-	return m, nil
+	var err error
+	m.set, err = promutil.Register(reg, m.all...)
+	return m, err
 }
 
-func (m *metrics) unregister() {
-	if m.reg != nil {
-		for _, c := range m.all {
-			m.reg.Unregister(c)
-		}
-	}
-}
+func (m *metrics) unregister() { m.set.Unregister() }

@@ -2,12 +2,14 @@ package wal
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/holdfast/holdfast/internal/promutil"
 )
 
 // metrics are the log's self-metrics, registered on the Registerer given in
 // Options and unregistered by Close.
 type metrics struct {
-	reg              prometheus.Registerer
+	set              *promutil.Set
 	recordsAppended  prometheus.Counter
 	bytesAppended    prometheus.Counter
 	syncSeconds      prometheus.Histogram
@@ -25,7 +27,7 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	m := &metrics{reg: reg}
+	m := &metrics{}
 	counter := func(name, help string) prometheus.Counter {
 		c := prometheus.NewCounter(prometheus.CounterOpts{Name: "holdfast_wal_" + name, Help: help})
 		m.all = append(m.all, c)
@@ -54,24 +56,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.fullRejections = counter("full_rejections_total", "Appends refused because the log was over its disk budget.")
 	m.appendErrors = counter("append_errors_total", "Write or fsync failures; each puts the log in the failed state.")
 	m.segmentsTruncate = counter("segments_truncated_total", "Segment files removed behind the checkpoint.")
-	if reg != nil {
-		for i, c := range m.all {
-			if err := reg.Register(c); err != nil {
-				for _, done := range m.all[:i] {
-					reg.Unregister(done)
-				}
-				return nil, err
-			}
-		}
-	}
-	return m, nil
+	var err error
+	m.set, err = promutil.Register(reg, m.all...)
+	return m, err
 }
 
-func (m *metrics) unregister() {
-	if m.reg == nil {
-		return
-	}
-	for _, c := range m.all {
-		m.reg.Unregister(c)
-	}
-}
+func (m *metrics) unregister() { m.set.Unregister() }
