@@ -157,7 +157,6 @@ func (b *buffer) ack(id, token string) bool {
 	return true
 }
 
-
 // serve returns the collector's page: the outstanding one again unless token
 // acknowledges it, else a new page of at most limit samples. A page with
 // no samples has no token and is not held.

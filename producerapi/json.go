@@ -189,7 +189,6 @@ func jsonString(s string) json.RawMessage {
 	return b
 }
 
-
 func jsonF64(f float64) json.RawMessage {
 	switch {
 	case math.IsInf(f, 1):

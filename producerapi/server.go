@@ -30,7 +30,9 @@ type Producer interface {
 type ProducerFunc func(ctx context.Context, dst []Sample) ([]Sample, error)
 
 // Produce calls f.
-func (f ProducerFunc) Produce(ctx context.Context, dst []Sample) ([]Sample, error) { return f(ctx, dst) }
+func (f ProducerFunc) Produce(ctx context.Context, dst []Sample) ([]Sample, error) {
+	return f(ctx, dst)
+}
 
 // ServerOptions configure a Server. Zero values mean defaults.
 type ServerOptions struct {

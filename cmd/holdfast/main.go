@@ -1,5 +1,7 @@
 // Command holdfast is the holdfast metrics collector's single binary.
 //
+//	holdfast collector ...                  collect from producers into the WAL and ClickHouse
+//	holdfast producer ...                   a demo producer of simulated VM metrics
 //	holdfast wal verify DIR                 check every record of a WAL
 //	holdfast wal dump DIR [--from I --to J] one line per record
 //	holdfast schema [--database NAME]       print the ClickHouse DDL
@@ -19,6 +21,11 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 const usage = `holdfast: a metrics collector that never loses what it has taken.
 
 Usage:
+  holdfast collector [--data-dir DIR] [--listen ADDR] [--clickhouse HOST:PORT] [--database NAME]
+                     [--producer URL ...] [--interval D] [--wal-budget SIZE] [--config FILE]
+                                               collect from producers into the WAL and ClickHouse
+  holdfast producer [--listen ADDR] [--vms N] [--interval D] [--total-samples N]
+                                               a demo producer: simulated VMs (RFD 125's load shape)
   holdfast wal verify DIR                      check every record of a WAL (read-only)
   holdfast wal dump DIR [--from I] [--to J]    print one line per record
   holdfast schema [--database NAME]            print the ClickHouse schema (DDL)
@@ -42,6 +49,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runSchema(args[1:], stdout, stderr)
 	case "forward":
 		return runForward(args[1:], stdout, stderr)
+	case "collector":
+		return runCollector(args[1:], stdout, stderr)
+	case "producer":
+		return runProducer(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

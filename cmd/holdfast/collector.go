@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/holdfast/holdfast/collector"
+	"github.com/holdfast/holdfast/forwarder"
+)
+
+// collectorConfig is the optional JSON config file; flags given on the
+// command line win over it.
+type collectorConfig struct {
+	DataDir          string   `json:"data_dir"`
+	Listen           string   `json:"listen"`
+	ClickHouse       string   `json:"clickhouse"`
+	Database         string   `json:"database"`
+	ID               string   `json:"id"`
+	Producers        []string `json:"producers"`
+	Interval         string   `json:"interval"`
+	WALBudget        string   `json:"wal_budget"`
+	PageLimit        int      `json:"page_limit"`
+	BatchRows        int      `json:"batch_rows"`
+	FlushAge         string   `json:"flush_age"`
+	MemoryLimit      string   `json:"memory_limit"`
+	AdminAllowRemote bool     `json:"admin_allow_remote"`
+	ProducerToken    string   `json:"producer_token"`
+}
+
+func runCollector(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("collector", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configFile := fs.String("config", "", "JSON config file (flags win over it)")
+	dataDir := fs.String("data-dir", "holdfast-data", "directory for the WAL and state")
+	listen := fs.String("listen", "127.0.0.1:9464", "admin HTTP address (/v1/checkpoint, /v1/status, /v1/flush, /metrics, /healthz)")
+	ch := fs.String("clickhouse", "127.0.0.1:9000", "ClickHouse native protocol address host:port")
+	db := fs.String("database", "holdfast", "ClickHouse database")
+	id := fs.String("id", "", "collector id (default: the stored one, or a new one)")
+	var producers stringList
+	fs.Var(&producers, "producer", "producer base URL, e.g. http://127.0.0.1:9500 (repeatable)")
+	interval := fs.Duration("interval", 10*time.Second, "collection interval for static producers")
+	walBudget := byteSize(4 << 30)
+	fs.Var(&walBudget, "wal-budget", "WAL disk budget; above it pages are not acknowledged (e.g. 4GiB)")
+	pageLimit := fs.Int("page-limit", 10_000, "samples per page requested")
+	batchRows := fs.Int("batch-rows", 100_000, "forwarder batch size in rows")
+	flushAge := fs.Duration("flush-age", 5*time.Second, "forwarder flushes a batch this old")
+	memLimit := byteSize(192 << 20)
+	fs.Var(&memLimit, "memory-limit", "soft Go memory limit (GC works harder near it); 0 disables")
+	allowRemote := fs.Bool("admin-allow-remote", false, "let non-loopback clients call state-changing admin endpoints")
+	producerToken := fs.String("producer-token", "", "bearer token sent to producers")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 0 {
+		fmt.Fprintf(stderr, "holdfast collector: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if *configFile != "" {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if err := applyConfigFile(*configFile, set, fs); err != nil {
+			fmt.Fprintf(stderr, "holdfast collector: %v\n", err)
+			return 2
+		}
+	}
+	if memLimit > 0 {
+		debug.SetMemoryLimit(int64(memLimit))
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	opts := collector.Options{
+		DataDir: *dataDir, CollectorID: *id, WALBudgetBytes: int64(walBudget), DefaultInterval: *interval,
+		PageLimit: *pageLimit, Registerer: reg, Logger: log,
+		Forwarder: forwarder.Options{Addr: *ch, Database: *db, BatchRows: *batchRows, FlushAge: *flushAge},
+	}
+	for _, u := range producers {
+		opts.Producers = append(opts.Producers, collector.ProducerConfig{URL: u, AuthToken: *producerToken})
+	}
+	c, err := collector.Open(opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "holdfast collector: %v\n", err)
+		return 1
+	}
+	defer c.Close()
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fmt.Fprintf(stderr, "holdfast collector: admin listener: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "holdfast collector %s: admin API on http://%s, %d producer(s), data in %s\n", c.ID(), ln.Addr(), len(producers), *dataDir)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	adminCtx, stopAdmin := context.WithCancel(context.Background())
+	admin := make(chan error, 1)
+	go func() { admin <- c.ServeAdmin(adminCtx, ln, collector.AdminOptions{Gatherer: reg, AllowRemoteChanges: *allowRemote}) }()
+	runErr := c.Run(ctx)
+	stopAdmin()
+	<-admin
+	if runErr != nil {
+		fmt.Fprintf(stderr, "holdfast collector: %v\n", runErr)
+		return 1
+	}
+	return 0
+}
+
+// applyConfigFile sets every flag not given on the command line from the
+// JSON config file.
+func applyConfigFile(path string, set map[string]bool, fs *flag.FlagSet) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var cfg collectorConfig
+	dec := json.NewDecoder(bytesReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	apply := func(name, value string) error {
+		if value == "" || set[name] {
+			return nil
+		}
+		if err := fs.Set(name, value); err != nil {
+			return fmt.Errorf("config %s: %s: %w", path, name, err)
+		}
+		return nil
+	}
+	for name, v := range map[string]string{
+		"data-dir": cfg.DataDir, "listen": cfg.Listen, "clickhouse": cfg.ClickHouse, "database": cfg.Database,
+		"id": cfg.ID, "interval": cfg.Interval, "wal-budget": cfg.WALBudget, "flush-age": cfg.FlushAge,
+		"memory-limit": cfg.MemoryLimit, "producer-token": cfg.ProducerToken,
+	} {
+		if err := apply(name, v); err != nil {
+			return err
+		}
+	}
+	for name, v := range map[string]int{"page-limit": cfg.PageLimit, "batch-rows": cfg.BatchRows} {
+		if v != 0 {
+			if err := apply(name, fmt.Sprint(v)); err != nil {
+				return err
+			}
+		}
+	}
+	if cfg.AdminAllowRemote {
+		if err := apply("admin-allow-remote", "true"); err != nil {
+			return err
+		}
+	}
+	if !set["producer"] {
+		for _, p := range cfg.Producers {
+			if err := fs.Set("producer", p); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

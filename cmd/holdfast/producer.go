@@ -1,0 +1,104 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/holdfast/holdfast/internal/sampletest"
+	pa "github.com/holdfast/holdfast/producerapi"
+)
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
+
+// runProducer runs the demo producer: simulated VMs in the shape of RFD 125's
+// load test, 22 measurements each per interval.
+func runProducer(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("producer", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:9500", "address to serve collectors on")
+	id := fs.String("id", "", "producer id (default: demo-<listen address>)")
+	vms := fs.Int("vms", 100, "simulated virtual machines (10 projects x 10 teams x sleds of 100 VMs)")
+	interval := fs.Duration("interval", 10*time.Second, "measurement period: every VM reports 22 samples per period")
+	total := fs.Int64("total-samples", 0, "stop generating after this many samples (0: never)")
+	maxSamples := fs.Int("max-samples", 1_000_000, "buffer bound in samples; the oldest are dropped (and reported) above it")
+	maxBytes := byteSize(256 << 20)
+	fs.Var(&maxBytes, "max-bytes", "buffer bound in bytes (approximate)")
+	token := fs.String("auth-token", "", "require this bearer token from collectors")
+	var collectorIDs stringList
+	fs.Var(&collectorIDs, "collector", "collector id to hold samples for from the start (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 0 || *vms < 1 || *interval <= 0 {
+		fmt.Fprintln(stderr, "holdfast producer: --vms must be positive and --interval a positive duration; no arguments")
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fmt.Fprintf(stderr, "holdfast producer: %v\n", err)
+		return 1
+	}
+	if *id == "" {
+		*id = "demo-" + ln.Addr().String()
+	}
+	srv, err := pa.NewServer(pa.ServerOptions{ID: *id, MaxSamples: *maxSamples, MaxBytes: int(maxBytes),
+		Collectors: collectorIDs, AuthToken: *token, Logger: log})
+	if err != nil {
+		fmt.Fprintf(stderr, "holdfast producer: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "holdfast producer %s (incarnation %s) listening on %s: %d VMs x 22 measurements every %v\n",
+		*id, srv.Incarnation(), ln.Addr(), *vms, *interval)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var generated atomic.Int64
+	go generateFleet(ctx, srv, *vms, *interval, *total, &generated)
+	if err := srv.Serve(ctx, ln); err != nil {
+		fmt.Fprintf(stderr, "holdfast producer: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// generateFleet adds one period of samples (vms x 22) every interval, starting at
+// once, until total samples have been generated.
+func generateFleet(ctx context.Context, srv *pa.Server, vms int, interval time.Duration, total int64, generated *atomic.Int64) {
+	fleet := sampletest.NewFleet(vms)
+	perPeriod := int64(vms) * int64(fleet.Measurements)
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	chunk := make([]pa.Sample, 0, 10_000)
+	for {
+		n := perPeriod
+		if total > 0 {
+			n = min(n, total-generated.Load())
+		}
+		ts := time.Now().UnixNano()
+		for done := int64(0); done < n; {
+			k := min(n-done, int64(cap(chunk)))
+			chunk = fleet.Append(chunk[:0], int(k), ts+done)
+			srv.Add(chunk)
+			done += k
+		}
+		generated.Add(n)
+		if total > 0 && generated.Load() >= total {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}

@@ -1,0 +1,118 @@
+package collector
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// AdminOptions configure the admin HTTP API.
+type AdminOptions struct {
+	// Gatherer serves /metrics; nil: prometheus.DefaultGatherer.
+	Gatherer prometheus.Gatherer
+	// AllowRemoteChanges lets non-loopback clients call endpoints that
+	// change state (POST /v1/flush). Off by default.
+	AllowRemoteChanges bool
+}
+
+// AdminHandler serves the admin API:
+//
+//	GET  /v1/checkpoint   WAL range, checkpoint, backlog, last insert (JSON)
+//	GET  /v1/status       collector state and per-producer status (JSON)
+//	POST /v1/flush        forward everything now; answers when it is in ClickHouse (?timeout=60s)
+//	GET  /metrics         Prometheus text format
+//	GET  /healthz         200 "ok", or 503 with the reasons
+func (c *Collector) AdminHandler(opts AdminOptions) http.Handler {
+	if opts.Gatherer == nil {
+		opts.Gatherer = prometheus.DefaultGatherer
+	}
+	r := httprouter.New()
+	r.GET("/v1/checkpoint", func(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
+		writeJSON(w, http.StatusOK, c.Checkpoint())
+	})
+	r.GET("/v1/status", func(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
+		writeJSON(w, http.StatusOK, c.Status())
+	})
+	r.POST("/v1/flush", c.local(opts, func(w http.ResponseWriter, req *http.Request, _ httprouter.Params) {
+		timeout := 60 * time.Second
+		if v := req.URL.Query().Get("timeout"); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 || d > time.Hour {
+				writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("timeout %q must be a duration between 0 and 1h", v)})
+				return
+			}
+			timeout = d
+		}
+		ctx, cancel := context.WithTimeout(req.Context(), timeout)
+		defer cancel()
+		if err := c.Flush(ctx); err != nil {
+			writeJSON(w, http.StatusGatewayTimeout, map[string]any{"error": err.Error(), "checkpoint": c.Checkpoint()})
+			return
+		}
+		writeJSON(w, http.StatusOK, c.Checkpoint())
+	}))
+	r.Handler(http.MethodGet, "/metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
+	r.GET("/healthz", func(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
+		if ok, why := c.Health(); !ok {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"healthy": false, "reasons": why})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"healthy": true})
+	})
+	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such endpoint; see /v1/checkpoint, /v1/status, /v1/flush, /metrics, /healthz"})
+	})
+	return r
+}
+
+// local refuses non-loopback clients unless remote changes are allowed.
+func (c *Collector) local(opts AdminOptions, h httprouter.Handle) httprouter.Handle {
+	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+		r.Body = http.MaxBytesReader(w, r.Body, 1<<10)
+		if !opts.AllowRemoteChanges && !isLoopback(r.RemoteAddr) {
+			writeJSON(w, http.StatusForbidden, map[string]string{"error": "state-changing endpoints accept loopback clients only (see --admin-allow-remote)"})
+			return
+		}
+		h(w, r, ps)
+	}
+}
+
+func isLoopback(remote string) bool {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// ServeAdmin serves the admin API on addr until ctx ends.
+func (c *Collector) ServeAdmin(ctx context.Context, ln net.Listener, opts AdminOptions) error {
+	srv := &http.Server{Handler: c.AdminHandler(opts), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	}
+}

@@ -1,0 +1,349 @@
+package collector
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble"
+
+	"github.com/holdfast/holdfast/forwarder"
+	"github.com/holdfast/holdfast/internal/state"
+	pa "github.com/holdfast/holdfast/producerapi"
+	"github.com/holdfast/holdfast/wal"
+)
+
+var collectorIDKey = []byte("collector/id")
+
+// Collector collects pages from producers into its WAL and forwards the WAL
+// into ClickHouse. See the package documentation.
+type Collector struct {
+	opts    Options
+	log     *slog.Logger
+	id      string
+	wal     *wal.Log
+	state   *pebble.DB
+	fwd     *forwarder.Forwarder
+	m       *metrics
+	schemas *pa.SchemaRegistry
+	http    *http.Client
+	started time.Time
+	appends appendTimes
+
+	mu struct {
+		sync.Mutex
+		producers map[string]*producer
+		walFull   bool
+		draining  bool
+	}
+}
+
+// Open opens the data directory (WAL, state), loads or creates the collector
+// id and prepares the forwarder. It does not contact producers or ClickHouse:
+// a collector starts with both unreachable.
+func Open(opts Options) (*Collector, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	c := &Collector{opts: opts, log: opts.Logger, schemas: pa.NewSchemaRegistry(), started: time.Now(),
+		http: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 90 * time.Second, ResponseHeaderTimeout: opts.RequestTimeout}}}
+	c.mu.producers = map[string]*producer{}
+	ok := false
+	defer func() {
+		if !ok {
+			c.Close()
+		}
+	}()
+	if err := os.MkdirAll(opts.DataDir, 0o750); err != nil {
+		return nil, err
+	}
+	if c.wal, err = wal.Open(filepath.Join(opts.DataDir, "wal"), wal.Options{BudgetBytes: opts.WALBudgetBytes, Registerer: opts.Registerer, Logger: opts.Logger}); err != nil {
+		return nil, err
+	}
+	if c.state, err = state.Open(filepath.Join(opts.DataDir, "state"), opts.Logger); err != nil {
+		return nil, err
+	}
+	if c.id, err = loadID(c.state, opts.CollectorID); err != nil {
+		return nil, err
+	}
+	c.log = opts.Logger.With("collector", c.id)
+	fo := opts.Forwarder
+	fo.Registerer, fo.Logger = opts.Registerer, c.log
+	if c.fwd, err = forwarder.New(c.wal, c.state, fo); err != nil {
+		return nil, err
+	}
+	if c.m, err = newMetrics(opts.Registerer); err != nil {
+		return nil, err
+	}
+	for _, p := range opts.Producers {
+		c.mu.producers[p.ID] = newProducer(p)
+	}
+	c.m.producers.Set(float64(len(c.mu.producers)))
+	ok = true
+	return c, nil
+}
+
+// loadID returns the collector id: the configured one (stored for next
+// time), else the stored one, else a new random one (stored).
+func loadID(db *pebble.DB, configured string) (string, error) {
+	v, closer, err := db.Get(collectorIDKey)
+	stored := ""
+	switch {
+	case err == nil:
+		stored = string(v)
+		closer.Close()
+	case !errors.Is(err, pebble.ErrNotFound):
+		return "", fmt.Errorf("collector: reading id: %w", err)
+	}
+	id := configured
+	if id == "" {
+		id = stored
+	}
+	if id == "" {
+		host, _ := os.Hostname()
+		var r [4]byte
+		rand.Read(r[:])
+		id = fmt.Sprintf("%s-%x", host, r)
+	}
+	if id != stored {
+		if err := db.Set(collectorIDKey, []byte(id), pebble.Sync); err != nil {
+			return "", fmt.Errorf("collector: storing id: %w", err)
+		}
+	}
+	return id, nil
+}
+
+// ID returns the collector's id, which names its cursor at every producer.
+func (c *Collector) ID() string { return c.id }
+
+// Run collects and forwards until ctx ends, then drains: producer loops stop
+// (acknowledging pages already in the WAL), the forwarder gets DrainTimeout to
+// deliver the backlog, and Run returns. What is not delivered stays in the
+// WAL for the next start. A non-nil error means the forwarder failed.
+func (c *Collector) Run(ctx context.Context) error {
+	fctx, stopForwarder := context.WithCancel(context.Background())
+	defer stopForwarder()
+	fdone := make(chan error, 1)
+	go func() { fdone <- c.fwd.Run(fctx) }()
+
+	pctx, stopProducers := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	c.mu.Lock()
+	for _, p := range c.mu.producers {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.runProducer(pctx, p) }()
+	}
+	c.mu.Unlock()
+	c.log.Info("collector running", "producers", len(c.opts.Producers), "data_dir", c.opts.DataDir)
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-fdone:
+		fdone <- err // for the drain below
+		c.log.Error("forwarder stopped; stopping collection", "err", err)
+	}
+	stopProducers()
+	wg.Wait()
+	c.mu.Lock()
+	c.mu.draining = true
+	c.mu.Unlock()
+	if err == nil {
+		dctx, cancel := context.WithTimeout(context.Background(), c.opts.DrainTimeout)
+		if ferr := c.fwd.Flush(dctx); ferr != nil {
+			c.log.Warn("shutdown: backlog not fully delivered; it stays in the WAL", "err", ferr, "backlog_records", c.Checkpoint().BacklogRecords)
+		}
+		cancel()
+	}
+	stopForwarder()
+	if ferr := <-fdone; err == nil {
+		err = ferr
+	}
+	return err
+}
+
+// Close closes the forwarder, WAL and state. Call after Run returned.
+func (c *Collector) Close() error {
+	var errs []error
+	if c.fwd != nil {
+		errs = append(errs, c.fwd.Close())
+	}
+	if c.m != nil {
+		c.m.set.Unregister()
+	}
+	if c.wal != nil {
+		errs = append(errs, c.wal.Close())
+	}
+	if c.state != nil {
+		errs = append(errs, c.state.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Flush forwards everything in the WAL now and returns once it is in
+// ClickHouse.
+func (c *Collector) Flush(ctx context.Context) error { return c.fwd.Flush(ctx) }
+
+// Checkpoint describes the WAL and the forwarder's progress through it.
+type Checkpoint struct {
+	WALFirstIndex      uint64    `json:"wal_first_index"`
+	WALLastIndex       uint64    `json:"wal_last_index"`
+	CheckpointIndex    uint64    `json:"checkpoint_index"`
+	BacklogRecords     uint64    `json:"backlog_records"`
+	BacklogBytes       int64     `json:"backlog_bytes"` // estimated from the average record size on disk
+	WALSizeBytes       int64     `json:"wal_size_bytes"`
+	WALBudgetBytes     int64     `json:"wal_budget_bytes"`
+	OldestUnforwarded  float64   `json:"oldest_unforwarded_age_seconds"` // 0 without a backlog
+	LastInsertTime     time.Time `json:"last_insert_time"`
+	LastInsertError    string    `json:"last_insert_error,omitempty"`
+	QuarantinedRecords uint64    `json:"quarantined_records"`
+}
+
+// Checkpoint returns the WAL's range and the forwarder's checkpoint.
+func (c *Collector) Checkpoint() Checkpoint {
+	ws, fs := c.wal.Stats(), c.fwd.Status()
+	cp := Checkpoint{WALFirstIndex: ws.FirstIndex, WALLastIndex: ws.LastIndex, CheckpointIndex: fs.CheckpointIndex,
+		WALSizeBytes: ws.SizeBytes, WALBudgetBytes: ws.BudgetBytes, LastInsertTime: fs.LastInsertTime,
+		LastInsertError: fs.LastInsertError, QuarantinedRecords: fs.QuarantinedRecords}
+	if ws.LastIndex > fs.CheckpointIndex {
+		cp.BacklogRecords = ws.LastIndex - fs.CheckpointIndex
+		if held := ws.LastIndex + 1 - ws.FirstIndex; held > 0 {
+			cp.BacklogBytes = int64(float64(ws.SizeBytes) * float64(min(cp.BacklogRecords, held)) / float64(held))
+		}
+		cp.OldestUnforwarded = time.Since(c.appends.timeOf(fs.CheckpointIndex+1, c.started)).Seconds()
+	}
+	c.appends.forget(fs.CheckpointIndex)
+	return cp
+}
+
+// Status is the collector's state and per-producer status.
+type Status struct {
+	CollectorID string           `json:"collector_id"`
+	State       string           `json:"state"` // running, backpressure (WAL over budget), wal_failed, draining
+	WALFull     bool             `json:"wal_full"`
+	WALFailed   string           `json:"wal_failed,omitempty"`
+	Forwarder   forwarder.Status `json:"forwarder"`
+	Checkpoint  Checkpoint       `json:"checkpoint"`
+	Producers   []ProducerStatus `json:"producers"`
+}
+
+// Status returns a snapshot.
+func (c *Collector) Status() Status {
+	st := Status{CollectorID: c.id, State: "running", Forwarder: c.fwd.Status(), Checkpoint: c.Checkpoint()}
+	if err := c.wal.Stats().Failed; err != nil {
+		st.WALFailed = err.Error()
+	}
+	c.mu.Lock()
+	st.WALFull = c.mu.walFull
+	draining := c.mu.draining
+	for _, p := range c.mu.producers {
+		st.Producers = append(st.Producers, p.status())
+	}
+	c.mu.Unlock()
+	sort.Slice(st.Producers, func(i, j int) bool { return st.Producers[i].ID < st.Producers[j].ID })
+	switch {
+	case draining:
+		st.State = "draining"
+	case st.WALFailed != "":
+		st.State = "wal_failed"
+	case st.WALFull:
+		st.State = "backpressure"
+	}
+	return st
+}
+
+// Health says whether the collector is doing its job, and if not, why:
+// the WAL refuses appends (failed or over budget), or the forwarder has made
+// no progress for StallAfter while a backlog exists.
+func (c *Collector) Health() (bool, []string) {
+	var why []string
+	ws, fs := c.wal.Stats(), c.fwd.Status()
+	if ws.Failed != nil {
+		why = append(why, "WAL refuses appends: "+ws.Failed.Error())
+	}
+	c.mu.Lock()
+	full := c.mu.walFull
+	c.mu.Unlock()
+	if full {
+		why = append(why, fmt.Sprintf("WAL over its budget (%d of %d bytes): pages are not acknowledged", ws.SizeBytes, ws.BudgetBytes))
+	}
+	if ws.LastIndex > fs.CheckpointIndex && time.Since(fs.LastProgress) > c.opts.StallAfter {
+		msg := fmt.Sprintf("forwarder made no progress for %s with %d records waiting", time.Since(fs.LastProgress).Round(time.Second), ws.LastIndex-fs.CheckpointIndex)
+		if fs.LastInsertError != "" {
+			msg += ": " + fs.LastInsertError
+		}
+		why = append(why, msg)
+	}
+	return len(why) == 0, why
+}
+
+func (c *Collector) setWALFull(full bool) {
+	c.mu.Lock()
+	changed := c.mu.walFull != full
+	c.mu.walFull = full
+	c.mu.Unlock()
+	if changed {
+		if full {
+			c.m.walFull.Set(1)
+			c.log.Warn("WAL over its budget: not acknowledging pages until the forwarder frees space")
+		} else {
+			c.m.walFull.Set(0)
+			c.log.Info("WAL back under its budget: collecting again")
+		}
+	}
+}
+
+// appendTimes remembers when WAL indexes were appended (one entry per
+// append group per second at most), to tell the age of the oldest
+// un-forwarded record.
+type appendTimes struct {
+	mu      sync.Mutex
+	entries []appendTime // increasing index
+}
+
+type appendTime struct {
+	index uint64
+	at    time.Time
+}
+
+func (a *appendTimes) note(index uint64, at time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if n := len(a.entries); n > 0 && at.Sub(a.entries[n-1].at) < time.Second {
+		return
+	}
+	if len(a.entries) >= 1<<16 {
+		a.entries = append(a.entries[:0], a.entries[len(a.entries)/2:]...)
+	}
+	a.entries = append(a.entries, appendTime{index, at})
+}
+
+// timeOf returns when index was appended, at second precision; for records
+// from before this process started it returns fallback.
+func (a *appendTimes) timeOf(index uint64, fallback time.Time) time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	i := sort.Search(len(a.entries), func(i int) bool { return a.entries[i].index > index })
+	if i == 0 {
+		return fallback
+	}
+	return a.entries[i-1].at
+}
+
+func (a *appendTimes) forget(through uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	i := sort.Search(len(a.entries), func(i int) bool { return a.entries[i].index > through })
+	if i > 1 {
+		a.entries = append(a.entries[:0], a.entries[i-1:]...)
+	}
+}

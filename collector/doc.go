@@ -1,0 +1,36 @@
+// Package collector is holdfast's collector: it takes pages of samples from
+// producers, writes each to its WAL, and only then acknowledges it, while a
+// forwarder in the same process tails the WAL into ClickHouse.
+//
+// # Per producer
+//
+// Each producer has its own loop, timer and status. Every interval (±10%
+// jitter) the loop drains the producer: it fetches a page, validates every
+// sample and its schema, appends the page to the WAL (group commit with the
+// other loops), and acknowledges it by sending its token with the next
+// request, until the producer has nothing more; the last page is released
+// with an explicit ack. A failing producer is retried with capped
+// exponential backoff. A page that fails validation is neither written nor
+// acknowledged: the producer keeps it, the error is counted and shown.
+//
+// # Backpressure
+//
+// When the WAL is over its disk budget, Append fails with wal.ErrFull: the
+// page is not acknowledged, so the producer keeps it, and the collector
+// reports "backpressure" in its status, metrics and health. It resumes by
+// itself once the forwarder has truncated the WAL.
+//
+// # Crashes and shutdown
+//
+// A page is acknowledged only after it is fsynced in the WAL, so killing the
+// collector at any moment loses nothing the producer released. A page that
+// was written but not yet acknowledged is served again after a restart and
+// written twice; the forwarder's inserts are idempotent, so readers see it
+// once. On Run's context ending the loops stop (acknowledging what is
+// written), and the forwarder gets DrainTimeout to deliver the backlog.
+//
+// # Concurrency
+//
+// Open, then Run once; Status, Checkpoint, Health, Flush and the admin
+// handler may be used from any goroutine while Run runs. Close after Run.
+package collector

@@ -1,0 +1,39 @@
+package collector
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/holdfast/holdfast/internal/promutil"
+)
+
+type metrics struct {
+	set           *promutil.Set
+	samples       *prometheus.CounterVec
+	bytes         *prometheus.CounterVec
+	pages         *prometheus.CounterVec
+	errors        *prometheus.CounterVec
+	producerDrops *prometheus.CounterVec
+	restarts      *prometheus.CounterVec
+	walFull       prometheus.Gauge
+	walFullTotal  prometheus.Counter
+	producers     prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	const ns = "holdfast_collector_"
+	byProducer := []string{"producer"}
+	m := &metrics{
+		samples:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "samples_total", Help: "Samples collected and written to the WAL."}, byProducer),
+		bytes:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "page_bytes_total", Help: "Bytes of pages collected."}, byProducer),
+		pages:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "pages_total", Help: "Pages collected and written to the WAL."}, byProducer),
+		errors:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "errors_total", Help: "Failed collections, by kind (fetch, invalid, schema, wal)."}, []string{"producer", "kind"}),
+		producerDrops: prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "producer_dropped_samples_total", Help: "Samples producers reported lost to their buffer bound."}, byProducer),
+		restarts:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "producer_restarts_total", Help: "Producer incarnation changes seen."}, byProducer),
+		walFull:       prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "wal_full", Help: "1 while the WAL is over its budget and pages are not acknowledged."}),
+		walFullTotal:  prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "wal_full_refusals_total", Help: "Pages not taken because the WAL was over its budget."}),
+		producers:     prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "producers", Help: "Producers being collected."}),
+	}
+	var err error
+	m.set, err = promutil.Register(reg, m.samples, m.bytes, m.pages, m.errors, m.producerDrops, m.restarts, m.walFull, m.walFullTotal, m.producers)
+	return m, err
+}

@@ -1,0 +1,96 @@
+package collector
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/holdfast/holdfast/forwarder"
+	pa "github.com/holdfast/holdfast/producerapi"
+)
+
+// ProducerConfig names one producer to collect from.
+type ProducerConfig struct {
+	ID        string        `json:"id,omitempty"` // default: the URL
+	URL       string        `json:"url"`          // base URL of the producer's HTTP server
+	Interval  time.Duration `json:"interval,omitempty"`
+	AuthToken string        `json:"auth_token,omitempty"`
+}
+
+// Options configure a Collector. Zero values mean defaults.
+type Options struct {
+	DataDir     string // holds wal/ and state/
+	CollectorID string // default: the id stored in state, or a new one
+	Producers   []ProducerConfig
+
+	WALBudgetBytes  int64         // default 4 GiB; appends stop (and acks with them) above it
+	DefaultInterval time.Duration // default 10 s
+	PageLimit       int           // samples per page asked; default 10,000
+	RequestTimeout  time.Duration // one page request; default 10 s
+	BackoffMax      time.Duration // cap of the retry delay for a failing producer; default 1 min
+	StallAfter      time.Duration // unhealthy when the forwarder made no progress this long with a backlog; default 2 min
+	DrainTimeout    time.Duration // on shutdown, how long to try delivering the backlog; default 10 s
+
+	Forwarder  forwarder.Options // Addr, Database, batching; its Registerer and Logger are the collector's
+	Limits     pa.Limits
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if o.DataDir == "" {
+		return o, errors.New("collector: DataDir is required")
+	}
+	if o.WALBudgetBytes == 0 {
+		o.WALBudgetBytes = 4 << 30
+	}
+	if o.DefaultInterval == 0 {
+		o.DefaultInterval = 10 * time.Second
+	}
+	if o.PageLimit == 0 {
+		o.PageLimit = 10_000
+	}
+	if o.RequestTimeout == 0 {
+		o.RequestTimeout = 10 * time.Second
+	}
+	if o.BackoffMax == 0 {
+		o.BackoffMax = time.Minute
+	}
+	if o.StallAfter == 0 {
+		o.StallAfter = 2 * time.Minute
+	}
+	if o.DrainTimeout == 0 {
+		o.DrainTimeout = 10 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	seen := map[string]bool{}
+	ps := make([]ProducerConfig, len(o.Producers))
+	for i, p := range o.Producers {
+		u, err := url.Parse(p.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return o, fmt.Errorf("collector: producer URL %q must be http(s)://host:port", p.URL)
+		}
+		if p.ID == "" {
+			p.ID = p.URL
+		}
+		if p.Interval == 0 {
+			p.Interval = o.DefaultInterval
+		}
+		if p.Interval < 10*time.Millisecond {
+			return o, fmt.Errorf("collector: producer %s: interval %v is below 10ms", p.ID, p.Interval)
+		}
+		if seen[p.ID] {
+			return o, fmt.Errorf("collector: producer %s is listed twice", p.ID)
+		}
+		seen[p.ID] = true
+		ps[i] = p
+	}
+	o.Producers = ps
+	return o, nil
+}

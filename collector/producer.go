@@ -1,0 +1,214 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	pa "github.com/holdfast/holdfast/producerapi"
+	"github.com/holdfast/holdfast/wal"
+)
+
+// ProducerStatus is what the collector knows about one producer.
+type ProducerStatus struct {
+	ID                  string    `json:"id"`
+	URL                 string    `json:"url"`
+	Interval            string    `json:"interval"`
+	Incarnation         string    `json:"incarnation,omitempty"`
+	Restarts            uint64    `json:"restarts"` // incarnation changes seen
+	LastAttempt         time.Time `json:"last_attempt"`
+	LastSuccess         time.Time `json:"last_success"`
+	LastError           string    `json:"last_error,omitempty"`
+	ConsecutiveFailures int       `json:"consecutive_failures"`
+	Samples             uint64    `json:"samples"`
+	Bytes               uint64    `json:"bytes"`
+	Pages               uint64    `json:"pages"`
+	ProducerDropped     uint64    `json:"producer_dropped"` // samples the producer reported lost to its bound
+	RejectedPages       uint64    `json:"rejected_pages"`   // pages that failed validation (not written, not acknowledged)
+	Backpressure        bool      `json:"backpressure"`     // last attempt stopped because the WAL was over budget
+}
+
+type producer struct {
+	cfg ProducerConfig
+	mu  sync.Mutex
+	st  ProducerStatus
+}
+
+func newProducer(cfg ProducerConfig) *producer {
+	return &producer{cfg: cfg, st: ProducerStatus{ID: cfg.ID, URL: cfg.URL, Interval: cfg.Interval.String()}}
+}
+
+func (p *producer) status() ProducerStatus {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.st
+}
+
+func (p *producer) update(f func(*ProducerStatus)) {
+	p.mu.Lock()
+	f(&p.st)
+	p.mu.Unlock()
+}
+
+// errBackpressure ends a drain because the WAL is over its budget. It is not
+// the producer's fault and does not count as a failure.
+var errBackpressure = errors.New("WAL over its budget; page left with the producer")
+
+// runProducer collects from one producer every interval (with ±10% jitter)
+// until ctx ends; a failing producer is retried with capped exponential
+// backoff instead. On the way out it acknowledges a page already written to
+// the WAL, so the producer does not serve it again.
+func (c *Collector) runProducer(ctx context.Context, p *producer) {
+	client := &pa.Client{BaseURL: p.cfg.URL, CollectorID: c.id, AuthToken: p.cfg.AuthToken, HTTP: c.http}
+	var token string // the page written to the WAL and not yet acknowledged
+	var page pa.Page
+	var buf []byte
+	// Start at a random point of the first interval so producers spread out.
+	timer := time.NewTimer(time.Duration(rand.Int64N(int64(p.cfg.Interval)/2 + 1)))
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if token != "" {
+				actx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				client.Ack(actx, token)
+				cancel()
+			}
+			return
+		case <-timer.C:
+		}
+		err := c.drain(ctx, p, client, &token, &page, &buf)
+		var delay time.Duration
+		switch {
+		case err == nil || errors.Is(err, errBackpressure):
+			delay = jitter(p.cfg.Interval)
+		case ctx.Err() != nil:
+			continue
+		default:
+			failures := 0
+			p.update(func(s *ProducerStatus) { s.ConsecutiveFailures++; failures = s.ConsecutiveFailures; s.LastError = err.Error() })
+			delay = min(c.opts.BackoffMax, p.cfg.Interval<<min(failures-1, 20))
+			delay = jitter(delay)
+			c.log.Warn("collection failed", "producer", p.cfg.ID, "err", err, "failures", failures, "retry_in", delay.Round(time.Millisecond))
+		}
+		timer.Reset(delay)
+	}
+}
+
+func jitter(d time.Duration) time.Duration {
+	return d - d/10 + time.Duration(rand.Int64N(int64(d)/5+1))
+}
+
+// drain fetches pages until the producer has no more, writing each to the WAL
+// before acknowledging it (the next request carries its token).
+func (c *Collector) drain(ctx context.Context, p *producer, client *pa.Client, token *string, page *pa.Page, buf *[]byte) error {
+	p.update(func(s *ProducerStatus) { s.LastAttempt = time.Now() })
+	for {
+		rctx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout)
+		n, err := client.Fetch(rctx, *token, c.opts.PageLimit, page)
+		cancel()
+		if err != nil {
+			c.m.errors.WithLabelValues(p.cfg.ID, "fetch").Inc()
+			return fmt.Errorf("fetching a page: %w", err)
+		}
+		// The producer has taken the token we sent: either it released that
+		// page, or the token was stale and it served its outstanding page.
+		*token = ""
+		c.noteIncarnation(p, page)
+		if len(page.Samples) == 0 {
+			c.succeeded(p, 0, 0, false)
+			return nil
+		}
+		if err := c.check(page); err != nil {
+			kind := "invalid"
+			if errors.Is(err, pa.ErrSchemaConflict) {
+				kind = "schema"
+			}
+			c.m.errors.WithLabelValues(p.cfg.ID, kind).Inc()
+			p.update(func(s *ProducerStatus) { s.RejectedPages++ })
+			return fmt.Errorf("page rejected, not written and not acknowledged: %w", err)
+		}
+		*buf = pa.AppendPageRecord((*buf)[:0], p.cfg.ID, page.Incarnation, page.Samples)
+		idx, err := c.wal.Append(ctx, wal.Record{Type: wal.TypePage, Payload: *buf})
+		if errors.Is(err, wal.ErrFull) {
+			c.m.walFullTotal.Inc()
+			c.setWALFull(true)
+			p.update(func(s *ProducerStatus) { s.Backpressure = true })
+			return errBackpressure
+		}
+		if err != nil {
+			c.m.errors.WithLabelValues(p.cfg.ID, "wal").Inc()
+			return fmt.Errorf("writing the page to the WAL: %w", err)
+		}
+		c.setWALFull(false)
+		c.appends.note(idx, time.Now())
+		*token = page.Token // durable: acknowledge it with the next request
+		c.succeeded(p, len(page.Samples), n, true)
+		if !page.More {
+			// Release it now rather than at the next interval.
+			actx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout)
+			acked, err := client.Ack(actx, *token)
+			cancel()
+			if err == nil && acked {
+				*token = ""
+			}
+			return nil
+		}
+	}
+}
+
+func (c *Collector) noteIncarnation(p *producer, page *pa.Page) {
+	restarted := false
+	p.update(func(s *ProducerStatus) {
+		if s.Incarnation != "" && s.Incarnation != page.Incarnation {
+			s.Restarts++
+			restarted = true
+		}
+		s.Incarnation = page.Incarnation
+		s.ProducerDropped += page.Dropped
+	})
+	if page.Dropped > 0 {
+		c.m.producerDrops.WithLabelValues(p.cfg.ID).Add(float64(page.Dropped))
+		c.log.Warn("producer reports samples lost to its buffer bound", "producer", p.cfg.ID, "dropped", page.Dropped)
+	}
+	if restarted {
+		c.m.restarts.WithLabelValues(p.cfg.ID).Inc()
+		c.log.Info("producer restarted", "producer", p.cfg.ID, "incarnation", page.Incarnation)
+	}
+}
+
+func (c *Collector) succeeded(p *producer, samples, bytes int, page bool) {
+	if page {
+		c.m.samples.WithLabelValues(p.cfg.ID).Add(float64(samples))
+		c.m.bytes.WithLabelValues(p.cfg.ID).Add(float64(bytes))
+		c.m.pages.WithLabelValues(p.cfg.ID).Inc()
+	}
+	p.update(func(s *ProducerStatus) {
+		s.LastSuccess = time.Now()
+		s.LastError = ""
+		s.ConsecutiveFailures = 0
+		s.Backpressure = false
+		if page {
+			s.Samples += uint64(samples)
+			s.Bytes += uint64(bytes)
+			s.Pages++
+		}
+	})
+}
+
+// check validates every sample and its schema.
+func (c *Collector) check(page *pa.Page) error {
+	for i := range page.Samples {
+		s := &page.Samples[i]
+		if err := pa.Validate(s, c.opts.Limits); err != nil {
+			return fmt.Errorf("sample %d: %w", i, err)
+		}
+		if _, err := c.schemas.Check(s); err != nil {
+			return fmt.Errorf("sample %d: %w", i, err)
+		}
+	}
+	return nil
+}
