@@ -89,7 +89,11 @@ func (c *Collector) runProducer(ctx context.Context, p *producer) {
 			continue
 		default:
 			failures := 0
-			p.update(func(s *ProducerStatus) { s.ConsecutiveFailures++; failures = s.ConsecutiveFailures; s.LastError = err.Error() })
+			p.update(func(s *ProducerStatus) {
+				s.ConsecutiveFailures++
+				failures = s.ConsecutiveFailures
+				s.LastError = err.Error()
+			})
 			delay = min(c.opts.BackoffMax, p.cfg.Interval<<min(failures-1, 20))
 			delay = jitter(delay)
 			c.log.Warn("collection failed", "producer", p.cfg.ID, "err", err, "failures", failures, "retry_in", delay.Round(time.Millisecond))

@@ -63,9 +63,12 @@
 //
 // # Budget
 //
-// With Options.BudgetBytes set, an append that would make the log's files
-// larger than the budget fails with a *FullError (errors.Is ErrFull) and
-// writes nothing. Space comes back when TruncateThrough removes segments.
+// With Options.BudgetBytes set, appends fail with a *FullError (errors.Is
+// ErrFull) and write nothing while the log's files hold the budget or more;
+// the log can pass the budget by at most one record (so a record larger than
+// the budget is still accepted once the log has drained). Space comes back
+// when TruncateThrough removes segments. The tail segment is never removed,
+// so with a budget the default segment size is a quarter of it.
 //
 // # Concurrency
 //

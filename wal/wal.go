@@ -25,7 +25,9 @@ type Options struct {
 	// reading. Default 2.
 	SegmentCacheSize int
 	// BudgetBytes is the disk budget: Append returns ErrFull while the log
-	// would hold more. 0 means no budget.
+	// holds this much or more (it can exceed it by at most one record). 0
+	// means no budget. With a budget, the default SegmentSize is a quarter
+	// of it (at most 8 MiB), and a SegmentSize over half of it is refused.
 	BudgetBytes int64
 	// MaxGroupRecords and MaxGroupBytes bound one commit group (one write,
 	// one fsync). Defaults 4096 records and 32 MiB.
@@ -47,6 +49,12 @@ type Options struct {
 func (o Options) withDefaults() (Options, error) {
 	if o.SegmentSize == 0 {
 		o.SegmentSize = 8 << 20
+		if o.BudgetBytes > 0 {
+			// The tail segment is never truncated, so forwarded bytes in it
+			// count against the budget until it fills: keep it a quarter of
+			// the budget at most.
+			o.SegmentSize = int(min(8<<20, max(64<<10, o.BudgetBytes/4)))
+		}
 	}
 	if o.SegmentCacheSize == 0 {
 		o.SegmentCacheSize = 2
@@ -72,6 +80,8 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("wal: BudgetBytes %d is negative", o.BudgetBytes)
 	case o.MaxGroupRecords < 1 || o.MaxGroupBytes < 1:
 		return o, errors.New("wal: MaxGroupRecords and MaxGroupBytes must be positive")
+	case o.BudgetBytes > 0 && o.BudgetBytes < 2*int64(o.SegmentSize):
+		return o, fmt.Errorf("wal: BudgetBytes %d is below twice the SegmentSize %d: the tail segment alone could keep the log full", o.BudgetBytes, o.SegmentSize)
 	}
 	return o, nil
 }
@@ -348,12 +358,15 @@ func (l *Log) commit(group []*appendReq, batch *twal.Batch) {
 		}
 		return
 	}
-	// Admit what fits in the budget; refuse the rest without writing.
+	// Admit records while the log holds less than its budget; refuse the
+	// rest without writing. The log can end a group over the budget by at
+	// most one record, so a record larger than the budget still gets in
+	// once the log has drained.
 	admitted := group[:0]
 	var added int64
 	for _, r := range group {
 		fs := frameSize(r.frame)
-		if b := l.opts.BudgetBytes; b > 0 && size+added+fs > b {
+		if b := l.opts.BudgetBytes; b > 0 && size+added >= b {
 			l.m.fullRejections.Inc()
 			r.done <- appendResult{err: &FullError{SizeBytes: size + added, RecordBytes: fs, BudgetBytes: b}}
 			continue

@@ -294,7 +294,8 @@ func TestBudget(t *testing.T) {
 	if !errors.Is(err, wal.ErrFull) || !errors.As(err, &full) {
 		t.Fatalf("after %d appends: err = %v, want ErrFull", n, err)
 	}
-	if st := l.Stats(); st.SizeBytes > 16<<10 || !st.Full() && st.SizeBytes+int64(full.RecordBytes) <= 16<<10 {
+	// Full means at or over the budget, by less than one record.
+	if st := l.Stats(); !st.Full() || st.SizeBytes >= 16<<10+full.RecordBytes {
 		t.Fatalf("stats %+v after refusal %+v", st, full)
 	}
 	if got := metricValue(t, reg, "holdfast_wal_full_rejections_total"); got != 1 {
@@ -314,6 +315,45 @@ func TestBudget(t *testing.T) {
 	}
 	if idx, err := l.Append(ctx, wal.Record{Type: wal.TypePage, Payload: payload(n, 500)}); err != nil || idx != uint64(n) {
 		t.Fatalf("append after truncation: idx %d err %v", idx, err)
+	}
+}
+
+// TestBudgetAdmitsOversizedRecord: a record larger than the whole budget is
+// taken while the log holds less than the budget; otherwise it could never be
+// written and the caller would wait forever.
+func TestBudgetAdmitsOversizedRecord(t *testing.T) {
+	l := openLog(t, t.TempDir(), wal.Options{BudgetBytes: 256 << 10})
+	defer l.Close()
+	ctx := context.Background()
+	if _, err := l.Append(ctx, wal.Record{Type: wal.TypePage, Payload: make([]byte, 300<<10)}); err != nil {
+		t.Fatalf("oversized record into an empty log: %v", err)
+	}
+	if _, err := l.Append(ctx, wal.Record{Type: wal.TypePage, Payload: []byte("x")}); !errors.Is(err, wal.ErrFull) {
+		t.Fatalf("append over the budget: %v", err)
+	}
+}
+
+func TestBudgetAndSegmentSize(t *testing.T) {
+	if _, err := wal.Open(t.TempDir(), wal.Options{BudgetBytes: 1 << 20, SegmentSize: 1 << 20}); err == nil || !strings.Contains(err.Error(), "twice the SegmentSize") {
+		t.Fatalf("segment as large as the budget: %v", err)
+	}
+	// By default the segment size follows a small budget, so the tail
+	// segment cannot hold the log full: truncation frees space.
+	dir := t.TempDir()
+	l := openLog(t, dir, wal.Options{BudgetBytes: 1 << 20})
+	defer l.Close()
+	ctx := context.Background()
+	n := 0
+	for ; n < 10_000; n++ {
+		if _, err := l.Append(ctx, wal.Record{Type: wal.TypePage, Payload: payload(n, 1000)}); err != nil {
+			break
+		}
+	}
+	if _, err := l.TruncateThrough(uint64(n)); err != nil {
+		t.Fatal(err)
+	}
+	if st := l.Stats(); st.SizeBytes > 512<<10 || st.Full() {
+		t.Fatalf("after truncating everything the log still holds %d bytes of a 1 MiB budget", st.SizeBytes)
 	}
 }
 

@@ -106,7 +106,9 @@ func runCollector(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	adminCtx, stopAdmin := context.WithCancel(context.Background())
 	admin := make(chan error, 1)
-	go func() { admin <- c.ServeAdmin(adminCtx, ln, collector.AdminOptions{Gatherer: reg, AllowRemoteChanges: *allowRemote}) }()
+	go func() {
+		admin <- c.ServeAdmin(adminCtx, ln, collector.AdminOptions{Gatherer: reg, AllowRemoteChanges: *allowRemote})
+	}()
 	runErr := c.Run(ctx)
 	stopAdmin()
 	<-admin
