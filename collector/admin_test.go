@@ -1,0 +1,145 @@
+package collector_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/holdfast/holdfast/collector"
+	"github.com/holdfast/holdfast/forwarder"
+	"github.com/holdfast/holdfast/internal/sampletest"
+	pa "github.com/holdfast/holdfast/producerapi"
+)
+
+// TestAdminAPIAndHonestHealth runs a collector in-process against a real
+// producer server over loopback, with ClickHouse unreachable: collection goes
+// on into the WAL, and health turns unhealthy once the forwarder has made no
+// progress for StallAfter with a backlog.
+func TestAdminAPIAndHonestHealth(t *testing.T) {
+	srv, err := pa.NewServer(pa.ServerOptions{ID: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Add(sampletest.NewFleet(10).Append(nil, 5000, 1))
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	reg := prometheus.NewRegistry()
+	c, err := collector.Open(collector.Options{
+		DataDir: t.TempDir(), CollectorID: "admin-test", DefaultInterval: 50 * time.Millisecond, StallAfter: 300 * time.Millisecond,
+		DrainTimeout: 100 * time.Millisecond, Producers: []collector.ProducerConfig{{URL: hs.URL}}, Registerer: reg,
+		Forwarder: forwarder.Options{Addr: "127.0.0.1:1", FlushAge: 10 * time.Millisecond, BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	h := c.AdminHandler(collector.AdminOptions{Gatherer: reg})
+	call := func(method, path, remote string) (int, map[string]any) {
+		req := httptest.NewRequest(method, path, nil)
+		req.RemoteAddr = remote
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		var body map[string]any
+		json.Unmarshal(rec.Body.Bytes(), &body)
+		return rec.Code, body
+	}
+	waitFor(t, 10*time.Second, "pages in the WAL and an unhealthy forwarder", func() (bool, string) {
+		code, body := call("GET", "/healthz", "127.0.0.1:5")
+		return code == http.StatusServiceUnavailable && strings.Contains(strings.Join(anyStrings(body["reasons"]), " "), "no progress"), stringify(body)
+	})
+	code, cp := call("GET", "/v1/checkpoint", "127.0.0.1:5")
+	if code != 200 || cp["wal_last_index"].(float64) < 1 || cp["checkpoint_index"].(float64) != 0 ||
+		cp["backlog_records"].(float64) < 1 || cp["backlog_bytes"].(float64) <= 0 || cp["oldest_unforwarded_age_seconds"].(float64) <= 0 ||
+		!strings.Contains(cp["last_insert_error"].(string), "127.0.0.1:1") {
+		t.Fatalf("checkpoint: %d %s", code, stringify(cp))
+	}
+	if st := srv.Stats(); st.Released != 5000 {
+		t.Fatalf("collection must go on while ClickHouse is down: producer released %d of 5000", st.Released)
+	}
+	// State changes are for loopback clients only.
+	if code, _ := call("POST", "/v1/flush?timeout=50ms", "192.0.2.7:4000"); code != http.StatusForbidden {
+		t.Fatalf("flush from a remote address: %d", code)
+	}
+	if code, body := call("POST", "/v1/flush?timeout=50ms", "127.0.0.1:4000"); code != http.StatusGatewayTimeout {
+		t.Fatalf("flush with ClickHouse down: %d %s", code, stringify(body))
+	}
+	if code, _ := call("POST", "/v1/flush?timeout=banana", "127.0.0.1:4000"); code != http.StatusBadRequest {
+		t.Fatalf("flush with a bad timeout: %d", code)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{"holdfast_collector_samples_total", "holdfast_wal_fsync_duration_seconds", "holdfast_forwarder_transient_errors_total"} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func anyStrings(v any) []string {
+	var out []string
+	if l, ok := v.([]any); ok {
+		for _, x := range l {
+			out = append(out, x.(string))
+		}
+	}
+	return out
+}
+
+func stringify(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// TestRejectsInvalidPages: a page with an invalid sample is neither written
+// nor acknowledged; the error is counted and visible.
+func TestRejectsInvalidPages(t *testing.T) {
+	bad := sampletest.NewFleet(1).Append(nil, 3, 1)
+	// A producer that bypasses its own validation, as a buggy or foreign
+	// implementation of the protocol would.
+	page := pa.Page{Version: 1, Producer: "p", Incarnation: "i", Token: "tok", Samples: bad}
+	page.Samples[1].Metric.Name = "NotSnakeCase"
+	mux := http.NewServeMux()
+	acks := 0
+	mux.HandleFunc("/v1/collectors/{id}/page", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("token") != "" {
+			acks++
+		}
+		w.Header().Set("Content-Type", pa.ContentTypeBinary)
+		w.Write(pa.AppendPage(nil, &page))
+	})
+	mux.HandleFunc("/v1/collectors/{id}/ack", func(w http.ResponseWriter, r *http.Request) { acks++ })
+	hs := httptest.NewServer(mux)
+	defer hs.Close()
+	c, err := collector.Open(collector.Options{DataDir: t.TempDir(), DefaultInterval: 20 * time.Millisecond, DrainTimeout: time.Millisecond,
+		Producers: []collector.ProducerConfig{{URL: hs.URL}}, Forwarder: forwarder.Options{Addr: "127.0.0.1:1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	waitFor(t, 5*time.Second, "a rejected page", func() (bool, string) {
+		st := c.Status()
+		p := st.Producers[0]
+		return p.RejectedPages >= 1 && strings.Contains(p.LastError, "NotSnakeCase") && p.ConsecutiveFailures >= 1, stringify(p)
+	})
+	cancel()
+	<-done
+	if cp := c.Checkpoint(); cp.WALLastIndex != 0 || acks != 0 {
+		t.Fatalf("an invalid page was written (WAL last index %d) or acknowledged (%d acks)", cp.WALLastIndex, acks)
+	}
+}
