@@ -1,39 +1,65 @@
 #!/usr/bin/env bash
-# make demo: start a private ClickHouse, put simulated fleet samples through
-# holdfast's WAL and forwarder, and show them landing in ClickHouse.
+# make demo: the real system on this machine. A private ClickHouse, two demo
+# producers (simulated VMs in RFD 125's shape) and one collector; progress
+# while it runs, then a ClickHouse query showing the data landed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-samples=${DEMO_SAMPLES:-220000}
+vms=${DEMO_VMS:-1000}              # per producer; 22 samples per VM per interval
+per_producer=${DEMO_SAMPLES:-110000}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 scripts/clickhouse.sh install
 chdir="$root/.tmp/demo-clickhouse"
 data="$root/.tmp/demo-data"
-rm -rf "$data"
+rm -rf "$data" "$root/.tmp/demo-logs"; mkdir -p "$root/.tmp/demo-logs"
+logs="$root/.tmp/demo-logs"
 eval "export $(scripts/clickhouse.sh start "$chdir")"
-trap 'scripts/clickhouse.sh stop "$chdir"' EXIT
-echo "demo: ClickHouse 18.16 running at $HOLDFAST_CLICKHOUSE (data in $chdir)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  scripts/clickhouse.sh stop "$chdir"
+}
+trap cleanup EXIT
+echo "demo: ClickHouse 18.16 at $HOLDFAST_CLICKHOUSE"
+clickhouse-client --port "${HOLDFAST_CLICKHOUSE##*:}" -q "DROP DATABASE IF EXISTS holdfast_demo"
 
-echo "demo: writing $samples samples (1,000 simulated VMs x 22 measurements) into the WAL and forwarding them"
-bin/holdfast forward --data-dir "$data" --clickhouse "$HOLDFAST_CLICKHOUSE" --database holdfast_demo \
-  --generate "$samples" --exit-when-drained
+p1=127.0.0.1:$(free_port); p2=127.0.0.1:$(free_port); admin=127.0.0.1:$(free_port)
+for p in "$p1" "$p2"; do
+  bin/holdfast producer --listen "$p" --vms "$vms" --interval 1s --total-samples "$per_producer" >>"$logs/producers.log" 2>&1 &
+  pids+=($!)
+done
+echo "demo: 2 producers ($vms VMs x 22 measurements each, every second, $per_producer samples each) on $p1 and $p2"
+bin/holdfast collector --data-dir "$data" --listen "$admin" --clickhouse "$HOLDFAST_CLICKHOUSE" --database holdfast_demo \
+  --producer "http://$p1" --producer "http://$p2" --interval 1s --flush-age 1s >"$logs/collector.log" 2>&1 &
+collector=$!
+pids+=($collector)
+echo "demo: collector admin API on http://$admin (logs in $logs)"
+echo
+bin/holdfast status --admin "$admin" --watch 1s --until-samples $((2 * per_producer)) --timeout 5m
+curl -fsS -X POST "http://$admin/v1/flush" >/dev/null
+echo
+echo "demo: producers' view (released = acknowledged by the collector after its WAL fsync):"
+for p in "$p1" "$p2"; do curl -fsS "http://$p/v1/stats" | python3 -c 'import json,sys; s=json.load(sys.stdin); print("  %s produced=%d released=%d dropped=%d pending=%d" % (s["producer"], s["produced"], s["released"], s["dropped"], s["pending"]))'; done
 
 port=${HOLDFAST_CLICKHOUSE##*:}
-query="SELECT table, sum(rows) AS rows FROM (
-  SELECT 'measurements_f64' AS table, count() AS rows FROM holdfast_demo.measurements_f64 FINAL
-  UNION ALL SELECT 'measurements_i64', count() FROM holdfast_demo.measurements_i64 FINAL
-  UNION ALL SELECT 'measurements_cumulative_u64', count() FROM holdfast_demo.measurements_cumulative_u64 FINAL
-  UNION ALL SELECT 'measurements_histogram_f64', count() FROM holdfast_demo.measurements_histogram_f64 FINAL
-) GROUP BY table ORDER BY table"
+query="SELECT timeseries_name, count() AS samples FROM (
+  SELECT timeseries_name FROM holdfast_demo.measurements_f64 FINAL
+  UNION ALL SELECT timeseries_name FROM holdfast_demo.measurements_i64 FINAL
+  UNION ALL SELECT timeseries_name FROM holdfast_demo.measurements_cumulative_u64 FINAL
+  UNION ALL SELECT timeseries_name FROM holdfast_demo.measurements_histogram_f64 FINAL
+) GROUP BY timeseries_name WITH TOTALS ORDER BY timeseries_name"
 echo
 echo "demo: $query"
 clickhouse-client --port "$port" --format PrettyCompact -q "$query"
+q2="SELECT timestamp, round(datum, 2) AS cpu_busy FROM holdfast_demo.measurements_f64 FINAL
+WHERE timeseries_name = 'virtual_machine:cpu_busy' ORDER BY timestamp_ns DESC LIMIT 3"
 echo
-echo "demo: the busiest CPU series:"
-q2="SELECT timeseries_key, count() AS samples, round(avg(datum), 2) AS avg_cpu_busy
-FROM holdfast_demo.measurements_f64 FINAL WHERE timeseries_name = 'virtual_machine:cpu_busy'
-GROUP BY timeseries_key ORDER BY samples DESC, timeseries_key LIMIT 3"
-echo "$q2"
+echo "demo: $q2"
 clickhouse-client --port "$port" --format PrettyCompact -q "$q2"
+kill -TERM "$collector"; wait "$collector" || true
 echo
+echo "demo: collector stopped cleanly (SIGTERM drains); its WAL:"
 bin/holdfast wal verify "$data/wal" | tail -n 2

@@ -26,6 +26,8 @@ Usage:
                                                collect from producers into the WAL and ClickHouse
   holdfast producer [--listen ADDR] [--vms N] [--interval D] [--total-samples N]
                                                a demo producer: simulated VMs (RFD 125's load shape)
+  holdfast status [--admin ADDR] [--watch D] [--until-samples N]
+                                               one-line summary of a running collector
   holdfast wal verify DIR                      check every record of a WAL (read-only)
   holdfast wal dump DIR [--from I] [--to J]    print one line per record
   holdfast schema [--database NAME]            print the ClickHouse schema (DDL)
@@ -53,6 +55,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runCollector(args[1:], stdout, stderr)
 	case "producer":
 		return runProducer(args[1:], stdout, stderr)
+	case "status":
+		return runStatus(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
