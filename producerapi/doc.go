@@ -46,9 +46,23 @@
 // binary.go and DESIGN.md. DecodeSamples never panics on any input; it is
 // fuzzed.
 //
+// # The collection protocol
+//
+// A producer embeds a Server: it registers Producers (polled before each new
+// page) or calls Add, and serves Handler over HTTP. Samples wait in a bounded
+// buffer until every collector the producer serves has acknowledged them. A
+// collector fetches a Page (at most `limit` samples) under an opaque token;
+// the next request carrying that token acknowledges it, a request without it
+// (or with a stale, foreign or previous-incarnation token) gets the same page
+// again, and Ack releases without fetching. When the bound forces samples
+// out, each collector that lost some is told in its next Page.Dropped. A
+// collector uses Client. Pages travel as JSON (MarshalPageJSON, exact for
+// every value) or binary (AppendPage), chosen by the Accept header; both are
+// fuzzed. DESIGN.md has the formats and a curl exchange.
+//
 // # Concurrency
 //
 // Samples are plain values; do not mutate a sample while another goroutine
-// reads it. SchemaRegistry is safe for concurrent use. Encoders and decoders
-// keep no state between calls.
+// reads it. SchemaRegistry, Server and Client are safe for concurrent use.
+// Encoders and decoders keep no state between calls.
 package producerapi
