@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
@@ -66,8 +67,18 @@ func (c *Collector) AdminHandler(opts AdminOptions) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"healthy": true})
 	})
+	// Go profiles for operators (`go tool pprof http://ADMIN/debug/pprof/profile`),
+	// from loopback only: they expose internals and cost CPU.
+	profile := func(h http.HandlerFunc) httprouter.Handle {
+		return c.local(AdminOptions{AllowRemoteChanges: opts.AllowRemoteChanges}, func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) { h(w, r) })
+	}
+	r.GET("/debug/pprof/", profile(pprof.Index))
+	r.GET("/debug/pprof/profile", profile(pprof.Profile))
+	r.GET("/debug/pprof/heap", profile(pprof.Handler("heap").ServeHTTP))
+	r.GET("/debug/pprof/goroutine", profile(pprof.Handler("goroutine").ServeHTTP))
+	r.GET("/debug/pprof/allocs", profile(pprof.Handler("allocs").ServeHTTP))
 	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such endpoint; see /v1/checkpoint, /v1/status, /v1/flush, /metrics, /healthz"})
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such endpoint; see /v1/checkpoint, /v1/status, /v1/flush, /metrics, /healthz, /debug/pprof/"})
 	})
 	return r
 }

@@ -62,7 +62,7 @@ var errBackpressure = errors.New("WAL over its budget; page left with the produc
 // backoff instead. On the way out it acknowledges a page already written to
 // the WAL, so the producer does not serve it again.
 func (c *Collector) runProducer(ctx context.Context, p *producer) {
-	client := &pa.Client{BaseURL: p.cfg.URL, CollectorID: c.id, AuthToken: p.cfg.AuthToken, HTTP: c.http}
+	client := &pa.Client{BaseURL: p.cfg.URL, CollectorID: c.id, AuthToken: p.cfg.AuthToken, HTTP: c.http, Decoder: pa.NewSampleDecoder()}
 	var token string // the page written to the WAL and not yet acknowledged
 	var page pa.Page
 	var buf []byte

@@ -139,7 +139,8 @@ type Forwarder struct {
 	w     *writer
 	kick  chan struct{}
 
-	schemaReady bool // touched by the Run goroutine only
+	schemaReady bool              // touched by the Run goroutine only
+	decoder     *pa.SampleDecoder // likewise
 
 	// afterInsert, when set by tests, runs after a batch is in ClickHouse
 	// and before its checkpoint is written.
@@ -190,6 +191,7 @@ func New(log *wal.Log, state *pebble.DB, opts Options) (*Forwarder, error) {
 		return nil, err
 	}
 	f.w = newWriter(f.conn, opts.Database, opts.InsertTimeout, opts.MaxSeenKeys)
+	f.decoder = pa.NewSampleDecoder()
 	f.mu.status.CheckpointIndex = ckpt
 	f.mu.status.QuarantinedRecords = uint64(len(q))
 	f.mu.status.LastProgress = time.Now()
@@ -377,7 +379,7 @@ func (f *Forwarder) decode(rec wal.Record, page *pa.PageRecord) error {
 		return fmt.Errorf("unknown record type %d", rec.Type)
 	}
 	clear(page.Samples) // drop references to the previous page's values
-	if err := pa.DecodePageRecord(rec.Payload, page); err != nil {
+	if err := f.decoder.DecodePageRecord(rec.Payload, page); err != nil {
 		return err
 	}
 	for i := range page.Samples {

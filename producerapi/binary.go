@@ -182,6 +182,77 @@ type decoder struct {
 	off    int
 	sample int
 	err    error
+	in     *interner // nil: allocate every string
+	arena  []Field   // field slices are carved from here
+}
+
+// interner shares the strings that repeat from sample to sample (names and
+// string field values), so decoding a page allocates them once. It holds
+// at most max strings, then starts over.
+type interner struct {
+	max int
+	m   map[string]string
+}
+
+func (in *interner) get(b []byte) string {
+	if s, ok := in.m[string(b)]; ok { // no allocation for the lookup
+		return s
+	}
+	if len(in.m) >= in.max {
+		clear(in.m)
+	}
+	s := string(b)
+	in.m[s] = s
+	return s
+}
+
+// SampleDecoder decodes sample blocks, pages and page records with less
+// garbage than the package functions: names and string field values are
+// interned, and field slices are carved from shared chunks. Decoded samples
+// may share memory with each other (never with the input). Not safe for
+// concurrent use; keep one per goroutine.
+type SampleDecoder struct {
+	in interner
+}
+
+// NewSampleDecoder returns a decoder that interns up to 65,536 strings.
+func NewSampleDecoder() *SampleDecoder {
+	return &SampleDecoder{in: interner{max: 1 << 16, m: make(map[string]string)}}
+}
+
+// DecodeSamples is like the package function DecodeSamples.
+func (sd *SampleDecoder) DecodeSamples(block []byte, dst []Sample) ([]Sample, error) {
+	return decodeSamples(&decoder{b: block, sample: -1, in: &sd.in}, dst)
+}
+
+// DecodePage is like the package function DecodePage.
+func (sd *SampleDecoder) DecodePage(b []byte, p *Page) error { return decodePage(b, p, &sd.in) }
+
+// DecodePageRecord is like the package function DecodePageRecord.
+func (sd *SampleDecoder) DecodePageRecord(b []byte, rec *PageRecord) error {
+	return decodePageRecord(b, rec, &sd.in)
+}
+
+// name reads a string that is likely to repeat.
+func (d *decoder) name() string {
+	b := d.bytes()
+	if d.in == nil || b == nil {
+		return string(b)
+	}
+	return d.in.get(b)
+}
+
+// takeFields returns a slice of n fields carved from the arena.
+func (d *decoder) takeFields(n int) []Field {
+	if n > 64 {
+		return make([]Field, n)
+	}
+	if len(d.arena) < n {
+		d.arena = make([]Field, 1024)
+	}
+	out := d.arena[:n:n]
+	d.arena = d.arena[n:]
+	return out
 }
 
 func (d *decoder) fail(format string, args ...any) {
@@ -285,7 +356,11 @@ func (d *decoder) bool() bool {
 // DecodeSamples decodes a binary sample block, appending to dst. It checks the
 // structure only; call Validate for limits and semantics.
 func DecodeSamples(block []byte, dst []Sample) ([]Sample, error) {
-	d := &decoder{b: block, sample: -1}
+	return decodeSamples(&decoder{b: block, sample: -1}, dst)
+}
+
+func decodeSamples(d *decoder, dst []Sample) ([]Sample, error) {
+	block := d.b
 	if v := d.u8(); d.err == nil && v != BlockVersion {
 		d.fail("unsupported block version %d (this build reads version %d)", v, BlockVersion)
 	}
@@ -300,9 +375,9 @@ func DecodeSamples(block []byte, dst []Sample) ([]Sample, error) {
 		d.sample = i
 		dst = append(dst, Sample{})
 		s := &dst[len(dst)-1]
-		s.Target.Name = d.str()
+		s.Target.Name = d.name()
 		s.Target.Fields = d.fields()
-		s.Metric.Name = d.str()
+		s.Metric.Name = d.name()
 		s.Metric.Fields = d.fields()
 		s.TimestampNs = int64(d.u64())
 		d.datum(&s.Datum)
@@ -333,14 +408,14 @@ func (d *decoder) fields() []Field {
 	if n == 0 || d.err != nil {
 		return nil
 	}
-	out := make([]Field, n)
+	out := d.takeFields(n)
 	for i := range out {
 		f := &out[i]
-		f.Name = d.str()
+		f.Name = d.name()
 		f.Value.Type = FieldType(d.u8())
 		switch v := &f.Value; v.Type {
 		case FieldString:
-			v.Str = d.str()
+			v.Str = d.name()
 		case FieldBool:
 			v.Bool = d.bool()
 		case FieldI8, FieldI16, FieldI32, FieldI64:

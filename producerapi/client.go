@@ -22,6 +22,9 @@ type Client struct {
 	MaxPageBytes int64
 	// JSON asks for JSON pages instead of binary ones.
 	JSON bool
+	// Decoder, if set, decodes binary pages with less garbage (see
+	// SampleDecoder); the Client must then not Fetch concurrently.
+	Decoder *SampleDecoder
 }
 
 // StatusError is a non-2xx answer from a producer.
@@ -102,7 +105,11 @@ func (c *Client) Fetch(ctx context.Context, token string, limit int, p *Page) (i
 	ct, _, _ := strings.Cut(resp.Header.Get("Content-Type"), ";")
 	switch strings.TrimSpace(ct) {
 	case ContentTypeBinary:
-		err = DecodePage(body, p)
+		if c.Decoder != nil {
+			err = c.Decoder.DecodePage(body, p)
+		} else {
+			err = DecodePage(body, p)
+		}
 	case ContentTypeJSON:
 		err = UnmarshalPageJSON(body, p)
 	default:

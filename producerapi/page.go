@@ -54,14 +54,16 @@ func AppendPage(dst []byte, p *Page) []byte {
 
 // DecodePage decodes a binary page. Samples are appended to p.Samples[:0].
 // It checks structure only; validate samples with Validate.
-func DecodePage(b []byte, p *Page) error {
+func DecodePage(b []byte, p *Page) error { return decodePage(b, p, nil) }
+
+func decodePage(b []byte, p *Page, in *interner) error {
 	if len(b) < 5 || [4]byte(b[:4]) != pageMagic {
 		return fmt.Errorf("%w: not a binary page (bad magic)", ErrMalformed)
 	}
 	if b[4] != PageVersion {
 		return fmt.Errorf("%w: unsupported page version %d (this build reads %d)", ErrMalformed, b[4], PageVersion)
 	}
-	d := &decoder{b: b, off: 5, sample: -1}
+	d := &decoder{b: b, off: 5, sample: -1, in: in}
 	p.Version = PageVersion
 	p.Producer = d.str()
 	p.Incarnation = d.str()
@@ -75,7 +77,7 @@ func DecodePage(b []byte, p *Page) error {
 		return fmt.Errorf("%w: unknown page flags %#x", ErrMalformed, flags)
 	}
 	p.More = flags&1 != 0
-	samples, err := DecodeSamples(b[d.off:], p.Samples[:0])
+	samples, err := decodeSamples(&decoder{b: b[d.off:], sample: -1, in: in}, p.Samples[:0])
 	p.Samples = samples
 	if err != nil {
 		var de *DecodeError

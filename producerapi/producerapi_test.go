@@ -276,6 +276,29 @@ func TestBinaryRoundTripExact(t *testing.T) {
 	}
 }
 
+// TestSampleDecoderMatchesDecodeSamples: interning and field arenas change
+// nothing in what is decoded, across many blocks decoded with one decoder.
+func TestSampleDecoderMatchesDecodeSamples(t *testing.T) {
+	sd := pa.NewSampleDecoder()
+	fleet := sampletest.NewFleet(50)
+	var reused []pa.Sample
+	for round := 0; round < 5; round++ {
+		in := append(sampletest.EveryDatumType(int64(round)), fleet.Append(nil, 500, int64(round)*1000)...)
+		block := pa.AppendSamples(nil, in)
+		plain, err1 := pa.DecodeSamples(block, nil)
+		var err2 error
+		reused, err2 = sd.DecodeSamples(block, reused[:0])
+		if err1 != nil || err2 != nil || len(plain) != len(reused) {
+			t.Fatalf("round %d: %v %v %d %d", round, err1, err2, len(plain), len(reused))
+		}
+		for i := range plain {
+			if !sameSample(&plain[i], &reused[i]) || !sameSample(&in[i], &reused[i]) {
+				t.Fatalf("round %d sample %d differs", round, i)
+			}
+		}
+	}
+}
+
 func TestDecodeRejects(t *testing.T) {
 	good := pa.AppendSamples(nil, sampletest.EveryDatumType(5)[:3])
 	tests := []struct {
@@ -305,8 +328,17 @@ func FuzzDecodeSamples(f *testing.F) {
 	f.Add([]byte{1, 0})
 	f.Fuzz(func(t *testing.T, block []byte) {
 		samples, err := pa.DecodeSamples(block, nil)
+		interned, ierr := pa.NewSampleDecoder().DecodeSamples(block, nil)
+		if (err == nil) != (ierr == nil) || len(samples) != len(interned) {
+			t.Fatalf("the interning decoder disagrees: %v vs %v", err, ierr)
+		}
 		if err != nil {
 			return
+		}
+		for i := range samples {
+			if !sameSample(&samples[i], &interned[i]) {
+				t.Fatalf("the interning decoder decoded sample %d differently", i)
+			}
 		}
 		// What decodes survives a re-encoding unchanged (the input may use
 		// non-canonical varints, so compare samples, not bytes), and can be

@@ -27,8 +27,10 @@ func AppendPageRecord(dst []byte, producer, incarnation string, samples []Sample
 
 // DecodePageRecord decodes a page record; samples are appended to
 // rec.Samples[:0].
-func DecodePageRecord(b []byte, rec *PageRecord) error {
-	d := &decoder{b: b, sample: -1}
+func DecodePageRecord(b []byte, rec *PageRecord) error { return decodePageRecord(b, rec, nil) }
+
+func decodePageRecord(b []byte, rec *PageRecord, in *interner) error {
+	d := &decoder{b: b, sample: -1, in: in}
 	if v := d.u8(); d.err == nil && v != pageRecordVersion {
 		return fmt.Errorf("%w: unsupported page record version %d", ErrMalformed, v)
 	}
@@ -37,7 +39,7 @@ func DecodePageRecord(b []byte, rec *PageRecord) error {
 	if d.err != nil {
 		return d.err
 	}
-	samples, err := DecodeSamples(b[d.off:], rec.Samples[:0])
+	samples, err := decodeSamples(&decoder{b: b[d.off:], sample: -1, in: in}, rec.Samples[:0])
 	rec.Samples = samples
 	return err
 }
