@@ -1,0 +1,121 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
+
+// Client talks to the registry. It is safe for concurrent use.
+type Client struct {
+	BaseURL string
+	HTTP    *http.Client // default http.DefaultClient; deadlines come from ctx
+}
+
+// APIError is a non-2xx answer.
+type APIError struct {
+	Code int
+	Msg  string
+}
+
+func (e *APIError) Error() string { return fmt.Sprintf("registry answered %d: %s", e.Code, e.Msg) }
+
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.BaseURL, "/")+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		var e struct{ Error string }
+		msg := strings.TrimSpace(string(data))
+		if json.Unmarshal(data, &e) == nil && e.Error != "" {
+			msg = e.Error
+		}
+		return &APIError{Code: resp.StatusCode, Msg: msg}
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("registry: decoding %s %s: %w", method, path, err)
+		}
+	}
+	return nil
+}
+
+// RegisterProducer registers or renews a producer.
+func (c *Client) RegisterProducer(ctx context.Context, reg ProducerRegistration) (ProducerAssignment, error) {
+	var a ProducerAssignment
+	return a, c.do(ctx, http.MethodPost, "/v1/producers", reg, &a)
+}
+
+// DeleteProducer deregisters a producer.
+func (c *Client) DeleteProducer(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/producers/"+url.PathEscape(id), nil, nil)
+}
+
+// RegisterCollector registers or renews a collector.
+func (c *Client) RegisterCollector(ctx context.Context, reg CollectorRegistration) (CollectorLease, error) {
+	var l CollectorLease
+	return l, c.do(ctx, http.MethodPost, "/v1/collectors", reg, &l)
+}
+
+// ListAssignedPage fetches one page of a collector's producers.
+func (c *Client) ListAssignedPage(ctx context.Context, collector, token string, limit int) (ProducerPage, error) {
+	q := url.Values{"limit": {strconv.Itoa(limit)}}
+	if token != "" {
+		q.Set("page_token", token)
+	}
+	var p ProducerPage
+	return p, c.do(ctx, http.MethodGet, "/v1/collectors/"+url.PathEscape(collector)+"/producers?"+q.Encode(), nil, &p)
+}
+
+// ListAllAssigned fetches every page of a collector's producers. Any error,
+// at any page, returns the error and no producers: a partial listing must
+// never be mistaken for the assignment.
+func (c *Client) ListAllAssigned(ctx context.Context, collector string, pageSize int) ([]AssignedProducer, error) {
+	var all []AssignedProducer
+	token := ""
+	for pages := 0; ; pages++ {
+		if pages > 100_000 {
+			return nil, fmt.Errorf("registry: listing did not end after %d pages", pages)
+		}
+		p, err := c.ListAssignedPage(ctx, collector, token, pageSize)
+		if err != nil {
+			return nil, fmt.Errorf("registry: listing page %d: %w", pages+1, err)
+		}
+		all = append(all, p.Items...)
+		if p.NextPageToken == "" {
+			return all, nil
+		}
+		token = p.NextPageToken
+	}
+}

@@ -1,0 +1,176 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+
+	pa "github.com/holdfast/holdfast/producerapi"
+)
+
+const maxBody = 64 << 10
+
+// Handler serves the registry's HTTP API:
+//
+//	POST   /v1/producers                      register or renew (ProducerRegistration) → ProducerAssignment
+//	GET    /v1/producers/{id}                 the registration and its collectors
+//	PATCH  /v1/producers/{id}                 change address or interval (ProducerUpdate)
+//	DELETE /v1/producers/{id}                 deregister
+//	POST   /v1/collectors                     register or renew (CollectorRegistration) → CollectorLease
+//	GET    /v1/collectors                     collectors with their load
+//	GET    /v1/collectors/{id}/producers      ?limit=N&page_token=T → ProducerPage (sorted by id)
+//	GET    /v1/timeseries-schema              known schemas
+//	POST   /v1/timeseries-schema              report schemas ([]TimeseriesSchema)
+func (r *Registry) Handler(log *slog.Logger) http.Handler {
+	if log == nil {
+		log = slog.Default()
+	}
+	h := httprouter.New()
+	h.POST("/v1/producers", func(w http.ResponseWriter, req *http.Request, _ httprouter.Params) {
+		var reg ProducerRegistration
+		if !decode(w, req, &reg) {
+			return
+		}
+		a, err := r.RegisterProducer(reg)
+		reply(w, a, err)
+	})
+	h.GET("/v1/producers/:id", func(w http.ResponseWriter, _ *http.Request, ps httprouter.Params) {
+		p, err := r.Producer(ps.ByName("id"))
+		reply(w, p, err)
+	})
+	h.PATCH("/v1/producers/:id", func(w http.ResponseWriter, req *http.Request, ps httprouter.Params) {
+		var u ProducerUpdate
+		if !decode(w, req, &u) {
+			return
+		}
+		p, err := r.UpdateProducer(ps.ByName("id"), u)
+		reply(w, p, err)
+	})
+	h.DELETE("/v1/producers/:id", func(w http.ResponseWriter, _ *http.Request, ps httprouter.Params) {
+		reply(w, map[string]bool{"deleted": true}, r.DeleteProducer(ps.ByName("id")))
+	})
+	h.POST("/v1/collectors", func(w http.ResponseWriter, req *http.Request, _ httprouter.Params) {
+		var reg CollectorRegistration
+		if !decode(w, req, &reg) {
+			return
+		}
+		l, err := r.RegisterCollector(reg)
+		reply(w, l, err)
+	})
+	h.GET("/v1/collectors", func(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
+		reply(w, r.Collectors(), nil)
+	})
+	h.GET("/v1/collectors/:id/producers", func(w http.ResponseWriter, req *http.Request, ps httprouter.Params) {
+		limit := 1000
+		if v := req.URL.Query().Get("limit"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				reply(w, nil, invalid("limit %q is not a number", v))
+				return
+			}
+			limit = n
+		}
+		page, err := r.ListAssigned(ps.ByName("id"), req.URL.Query().Get("page_token"), limit)
+		reply(w, page, err)
+	})
+	h.GET("/v1/timeseries-schema", func(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
+		reply(w, r.Schemas(), nil)
+	})
+	h.POST("/v1/timeseries-schema", func(w http.ResponseWriter, req *http.Request, _ httprouter.Params) {
+		var schemas []pa.TimeseriesSchema
+		if !decode(w, req, &schemas) {
+			return
+		}
+		reply(w, map[string]int{"received": len(schemas)}, r.AddSchemas(schemas))
+	})
+	h.NotFound = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such endpoint"})
+	})
+	h.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method " + req.Method + " not allowed here"})
+	})
+	h.PanicHandler = func(w http.ResponseWriter, _ *http.Request, v any) {
+		log.Error("panic serving a request", "panic", v)
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "internal error"})
+	}
+	return h
+}
+
+func decode(w http.ResponseWriter, req *http.Request, v any) bool {
+	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, maxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": fmt.Sprintf("body larger than %d bytes", maxBody)})
+			return false
+		}
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "reading body: " + err.Error()})
+		return false
+	}
+	dec := json.NewDecoder(bytesReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "malformed JSON body: " + err.Error()})
+		return false
+	}
+	return true
+}
+
+func reply(w http.ResponseWriter, v any, err error) {
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusOK, v)
+	case errors.Is(err, ErrInvalid):
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+	case errors.Is(err, ErrNotFound):
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})
+	default:
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// Serve serves the API on ln and expires leases every second until ctx ends.
+func (r *Registry) Serve(ctx context.Context, ln net.Listener, log *slog.Logger) error {
+	if log == nil {
+		log = slog.Default()
+	}
+	srv := &http.Server{Handler: r.Handler(log), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-errc:
+			return err
+		case <-ctx.Done():
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			return srv.Shutdown(sctx)
+		case <-tick.C:
+			ps, cs, err := r.Expire()
+			if err != nil {
+				log.Error("expiring leases", "err", err)
+			}
+			if len(ps) > 0 || len(cs) > 0 {
+				log.Info("leases expired", "producers", ps, "collectors", cs)
+			}
+		}
+	}
+}
