@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"slices"
 	"net/http/pprof"
 	"time"
 
@@ -59,6 +61,61 @@ func (c *Collector) AdminHandler(opts AdminOptions) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, c.Checkpoint())
 	}))
+	// RFD 162's collector interface: the assigned producers. With a registry
+	// configured, its next refresh replaces what is set here.
+	r.GET("/v1/producers", func(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
+		writeJSON(w, http.StatusOK, c.Status().Producers)
+	})
+	r.PUT("/v1/producers", c.local(opts, func(w http.ResponseWriter, req *http.Request, _ httprouter.Params) {
+		var in []apiProducer
+		if !readJSON(w, req, &in) {
+			return
+		}
+		ps := make([]ProducerConfig, 0, len(in))
+		for _, a := range in {
+			pc, err := a.config(ProducerConfig{})
+			if err != nil {
+				writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+				return
+			}
+			ps = append(ps, pc)
+		}
+		c.setAndReply(w, ps)
+	}))
+	r.GET("/v1/producers/:id", func(w http.ResponseWriter, _ *http.Request, ps httprouter.Params) {
+		for _, p := range c.Status().Producers {
+			if p.ID == ps.ByName("id") {
+				writeJSON(w, http.StatusOK, p)
+				return
+			}
+		}
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no producer " + ps.ByName("id")})
+	})
+	r.PATCH("/v1/producers/:id", c.local(opts, func(w http.ResponseWriter, req *http.Request, ps httprouter.Params) {
+		var in apiProducer
+		if !readJSON(w, req, &in) {
+			return
+		}
+		list, i, ok := c.findAssigned(w, ps.ByName("id"))
+		if !ok {
+			return
+		}
+		in.ID = list[i].ID
+		pc, err := in.config(list[i])
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			return
+		}
+		list[i] = pc
+		c.setAndReply(w, list)
+	}))
+	r.DELETE("/v1/producers/:id", c.local(opts, func(w http.ResponseWriter, _ *http.Request, ps httprouter.Params) {
+		list, i, ok := c.findAssigned(w, ps.ByName("id"))
+		if !ok {
+			return
+		}
+		c.setAndReply(w, slices.Delete(list, i, i+1))
+	}))
 	r.Handler(http.MethodGet, "/metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
 	r.GET("/healthz", func(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
 		if ok, why := c.Health(); !ok {
@@ -86,7 +143,7 @@ func (c *Collector) AdminHandler(opts AdminOptions) http.Handler {
 // local refuses non-loopback clients unless remote changes are allowed.
 func (c *Collector) local(opts AdminOptions, h httprouter.Handle) httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-		r.Body = http.MaxBytesReader(w, r.Body, 1<<10)
+		r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
 		if !opts.AllowRemoteChanges && !isLoopback(r.RemoteAddr) {
 			writeJSON(w, http.StatusForbidden, map[string]string{"error": "state-changing endpoints accept loopback clients only (see --admin-allow-remote)"})
 			return
@@ -126,4 +183,66 @@ func (c *Collector) ServeAdmin(ctx context.Context, ln net.Listener, opts AdminO
 		defer cancel()
 		return srv.Shutdown(sctx)
 	}
+}
+
+// apiProducer is a producer as the admin API takes it.
+type apiProducer struct {
+	ID       string `json:"id,omitempty"`
+	URL      string `json:"url,omitempty"`
+	Interval string `json:"interval,omitempty"` // a Go duration
+}
+
+// config applies the fields that are set over base.
+func (a apiProducer) config(base ProducerConfig) (ProducerConfig, error) {
+	if a.ID != "" {
+		base.ID = a.ID
+	}
+	if a.URL != "" {
+		base.URL = a.URL
+	}
+	if a.Interval != "" {
+		d, err := time.ParseDuration(a.Interval)
+		if err != nil {
+			return base, fmt.Errorf("interval %q is not a duration", a.Interval)
+		}
+		base.Interval = d
+	}
+	return base, nil
+}
+
+func (c *Collector) findAssigned(w http.ResponseWriter, id string) ([]ProducerConfig, int, bool) {
+	list := c.Assigned()
+	i := slices.IndexFunc(list, func(p ProducerConfig) bool { return p.ID == id })
+	if i < 0 {
+		for _, p := range c.Status().Producers {
+			if p.ID == id && p.Static {
+				writeJSON(w, http.StatusConflict, map[string]string{"error": "producer " + id + " is static (--producer); change the configuration instead"})
+				return nil, 0, false
+			}
+		}
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no assigned producer " + id})
+		return nil, 0, false
+	}
+	return list, i, true
+}
+
+func (c *Collector) setAndReply(w http.ResponseWriter, ps []ProducerConfig) {
+	if err := c.SetAssigned(ps); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, c.Status().Producers)
+}
+
+func readJSON(w http.ResponseWriter, req *http.Request, v any) bool {
+	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, 1<<20))
+	if err != nil {
+		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": "body too large or unreadable: " + err.Error()})
+		return false
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "malformed JSON: " + err.Error()})
+		return false
+	}
+	return true
 }

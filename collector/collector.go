@@ -37,10 +37,16 @@ type Collector struct {
 	http    *http.Client
 	started time.Time
 	appends appendTimes
+	loops   sync.WaitGroup
+	// assignMu serialises changes of the assigned set (registry refresh,
+	// admin API) so the cache and the running loops agree.
+	assignMu sync.Mutex
 
 	mu struct {
 		sync.Mutex
 		producers map[string]*producer
+		runCtx    context.Context // set while Run runs
+		registry  RegistryStatus
 		walFull   bool
 		draining  bool
 	}
@@ -85,8 +91,24 @@ func Open(opts Options) (*Collector, error) {
 		return nil, err
 	}
 	for _, p := range opts.Producers {
-		c.mu.producers[p.ID] = newProducer(p)
+		sp := newProducer(p)
+		sp.static = true
+		c.mu.producers[p.ID] = sp
 	}
+	// Before quorum: start from the assignment this collector last had.
+	cached, err := loadAssignment(c.state)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range cached {
+		if _, ok := c.mu.producers[p.ID]; !ok {
+			c.mu.producers[p.ID] = newProducer(p)
+		}
+	}
+	if len(cached) > 0 {
+		c.log.Info("starting from the cached assignment", "producers", len(cached))
+	}
+	c.mu.registry.URL = opts.RegistryURL
 	c.m.producers.Set(float64(len(c.mu.producers)))
 	ok = true
 	return c, nil
@@ -136,14 +158,20 @@ func (c *Collector) Run(ctx context.Context) error {
 	go func() { fdone <- c.fwd.Run(fctx) }()
 
 	pctx, stopProducers := context.WithCancel(ctx)
-	var wg sync.WaitGroup
 	c.mu.Lock()
+	c.mu.runCtx = pctx
 	for _, p := range c.mu.producers {
-		wg.Add(1)
-		go func() { defer wg.Done(); c.runProducer(pctx, p) }()
+		c.startLocked(p)
 	}
+	n := len(c.mu.producers)
 	c.mu.Unlock()
-	c.log.Info("collector running", "producers", len(c.opts.Producers), "data_dir", c.opts.DataDir)
+	regDone := make(chan struct{})
+	if c.opts.RegistryURL != "" {
+		go func() { defer close(regDone); c.runRegistry(pctx) }()
+	} else {
+		close(regDone)
+	}
+	c.log.Info("collector running", "producers", n, "registry", c.opts.RegistryURL, "data_dir", c.opts.DataDir)
 
 	var err error
 	select {
@@ -153,7 +181,10 @@ func (c *Collector) Run(ctx context.Context) error {
 		c.log.Error("forwarder stopped; stopping collection", "err", err)
 	}
 	stopProducers()
-	wg.Wait()
+	<-regDone
+	c.assignMu.Lock() // no loop starts after this
+	c.loops.Wait()
+	c.assignMu.Unlock()
 	c.mu.Lock()
 	c.mu.draining = true
 	c.mu.Unlock()
@@ -233,6 +264,7 @@ type Status struct {
 	WALFailed   string           `json:"wal_failed,omitempty"`
 	Forwarder   forwarder.Status `json:"forwarder"`
 	Checkpoint  Checkpoint       `json:"checkpoint"`
+	Registry    *RegistryStatus  `json:"registry,omitempty"`
 	Producers   []ProducerStatus `json:"producers"`
 }
 
@@ -247,6 +279,10 @@ func (c *Collector) Status() Status {
 	draining := c.mu.draining
 	for _, p := range c.mu.producers {
 		st.Producers = append(st.Producers, p.status())
+	}
+	if c.opts.RegistryURL != "" {
+		rs := c.mu.registry
+		st.Registry = &rs
 	}
 	c.mu.Unlock()
 	sort.Slice(st.Producers, func(i, j int) bool { return st.Producers[i].ID < st.Producers[j].ID })

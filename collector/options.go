@@ -35,6 +35,13 @@ type Options struct {
 	StallAfter      time.Duration // unhealthy when the forwarder made no progress this long with a backlog; default 2 min
 	DrainTimeout    time.Duration // on shutdown, how long to try delivering the backlog; default 10 s
 
+	// RegistryURL, when set, makes the collector register there and take
+	// its producers from the registry's assignment (static Producers stay).
+	RegistryURL      string
+	AdvertiseAddr    string        // this collector's admin URL, told to the registry
+	RefreshInterval  time.Duration // assignment refresh; default 15 s
+	RegistryPageSize int           // producers per listing page; default 1,000
+
 	Forwarder  forwarder.Options // Addr, Database, batching; its Registerer and Logger are the collector's
 	Limits     pa.Limits
 	Registerer prometheus.Registerer
@@ -69,6 +76,12 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.RefreshInterval == 0 {
+		o.RefreshInterval = 15 * time.Second
+	}
+	if o.RegistryPageSize == 0 {
+		o.RegistryPageSize = 1000
+	}
 	seen := map[string]bool{}
 	ps := make([]ProducerConfig, len(o.Producers))
 	for i, p := range o.Producers {
@@ -93,4 +106,22 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	o.Producers = ps
 	return o, nil
+}
+
+// normalize checks and defaults one producer's configuration.
+func (o Options) normalize(p ProducerConfig) (ProducerConfig, error) {
+	u, err := url.Parse(p.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return p, fmt.Errorf("collector: producer URL %q must be http(s)://host:port", p.URL)
+	}
+	if p.ID == "" {
+		p.ID = p.URL
+	}
+	if p.Interval == 0 {
+		p.Interval = o.DefaultInterval
+	}
+	if p.Interval < 10*time.Millisecond {
+		return p, fmt.Errorf("collector: producer %s: interval %v is below 10ms", p.ID, p.Interval)
+	}
+	return p, nil
 }

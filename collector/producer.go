@@ -29,11 +29,16 @@ type ProducerStatus struct {
 	ProducerDropped     uint64    `json:"producer_dropped"` // samples the producer reported lost to its bound
 	RejectedPages       uint64    `json:"rejected_pages"`   // pages that failed validation (not written, not acknowledged)
 	Backpressure        bool      `json:"backpressure"`     // last attempt stopped because the WAL was over budget
+	Static              bool      `json:"static"`           // configured, not assigned
 }
 
 type producer struct {
-	cfg ProducerConfig
+	static bool               // from the configuration, not the assignment
+	cancel context.CancelFunc // stops the loop; set while it runs
+	done   chan struct{}
+
 	mu  sync.Mutex
+	cfg ProducerConfig
 	st  ProducerStatus
 }
 
@@ -41,10 +46,27 @@ func newProducer(cfg ProducerConfig) *producer {
 	return &producer{cfg: cfg, st: ProducerStatus{ID: cfg.ID, URL: cfg.URL, Interval: cfg.Interval.String()}}
 }
 
+func (p *producer) config() ProducerConfig {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cfg
+}
+
+// setInterval changes the interval in place: the loop takes it at its next
+// tick, and its timer is not reset.
+func (p *producer) setInterval(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cfg.Interval = d
+	p.st.Interval = d.String()
+}
+
 func (p *producer) status() ProducerStatus {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.st
+	st := p.st
+	st.Static = p.static
+	return st
 }
 
 func (p *producer) update(f func(*ProducerStatus)) {
@@ -62,12 +84,13 @@ var errBackpressure = errors.New("WAL over its budget; page left with the produc
 // backoff instead. On the way out it acknowledges a page already written to
 // the WAL, so the producer does not serve it again.
 func (c *Collector) runProducer(ctx context.Context, p *producer) {
-	client := &pa.Client{BaseURL: p.cfg.URL, CollectorID: c.id, AuthToken: p.cfg.AuthToken, HTTP: c.http, Decoder: pa.NewSampleDecoder()}
+	cfg := p.config()
+	client := &pa.Client{BaseURL: cfg.URL, CollectorID: c.id, AuthToken: cfg.AuthToken, HTTP: c.http, Decoder: pa.NewSampleDecoder()}
 	var token string // the page written to the WAL and not yet acknowledged
 	var page pa.Page
 	var buf []byte
 	// Start at a random point of the first interval so producers spread out.
-	timer := time.NewTimer(time.Duration(rand.Int64N(int64(p.cfg.Interval)/2 + 1)))
+	timer := time.NewTimer(time.Duration(rand.Int64N(int64(cfg.Interval)/2 + 1)))
 	defer timer.Stop()
 	for {
 		select {
@@ -81,10 +104,11 @@ func (c *Collector) runProducer(ctx context.Context, p *producer) {
 		case <-timer.C:
 		}
 		err := c.drain(ctx, p, client, &token, &page, &buf)
+		interval := p.config().Interval
 		var delay time.Duration
 		switch {
 		case err == nil || errors.Is(err, errBackpressure):
-			delay = jitter(p.cfg.Interval)
+			delay = jitter(interval)
 		case ctx.Err() != nil:
 			continue
 		default:
@@ -94,7 +118,7 @@ func (c *Collector) runProducer(ctx context.Context, p *producer) {
 				failures = s.ConsecutiveFailures
 				s.LastError = err.Error()
 			})
-			delay = min(c.opts.BackoffMax, p.cfg.Interval<<min(failures-1, 20))
+			delay = min(c.opts.BackoffMax, interval<<min(failures-1, 20))
 			delay = jitter(delay)
 			c.log.Warn("collection failed", "producer", p.cfg.ID, "err", err, "failures", failures, "retry_in", delay.Round(time.Millisecond))
 		}

@@ -38,6 +38,9 @@ type collectorConfig struct {
 	MemoryLimit      string   `json:"memory_limit"`
 	AdminAllowRemote bool     `json:"admin_allow_remote"`
 	ProducerToken    string   `json:"producer_token"`
+	Registry         string   `json:"registry"`
+	Advertise        string   `json:"advertise"`
+	Refresh          string   `json:"refresh"`
 }
 
 func runCollector(args []string, stdout, stderr io.Writer) int {
@@ -61,6 +64,9 @@ func runCollector(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&memLimit, "memory-limit", "soft Go memory limit (GC works harder near it); 0 disables")
 	allowRemote := fs.Bool("admin-allow-remote", false, "let non-loopback clients call state-changing admin endpoints")
 	producerToken := fs.String("producer-token", "", "bearer token sent to producers")
+	registryURL := fs.String("registry", "", "registry URL; the collector registers and collects what it is assigned (and what it was last assigned while the registry is down)")
+	advertise := fs.String("advertise", "", "admin URL told to the registry (default http://LISTEN)")
+	refresh := fs.Duration("refresh", 15*time.Second, "assignment refresh interval")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -90,17 +96,22 @@ func runCollector(args []string, stdout, stderr io.Writer) int {
 	for _, u := range producers {
 		opts.Producers = append(opts.Producers, collector.ProducerConfig{URL: u, AuthToken: *producerToken})
 	}
-	c, err := collector.Open(opts)
-	if err != nil {
-		fmt.Fprintf(stderr, "holdfast collector: %v\n", err)
-		return 1
-	}
-	defer c.Close()
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		fmt.Fprintf(stderr, "holdfast collector: admin listener: %v\n", err)
 		return 1
 	}
+	opts.RegistryURL, opts.RefreshInterval, opts.AdvertiseAddr = *registryURL, *refresh, *advertise
+	if opts.AdvertiseAddr == "" {
+		opts.AdvertiseAddr = "http://" + ln.Addr().String()
+	}
+	c, err := collector.Open(opts)
+	if err != nil {
+		ln.Close()
+		fmt.Fprintf(stderr, "holdfast collector: %v\n", err)
+		return 1
+	}
+	defer c.Close()
 	fmt.Fprintf(stdout, "holdfast collector %s: admin API on http://%s, %d producer(s), data in %s\n", c.ID(), ln.Addr(), len(producers), *dataDir)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -145,6 +156,7 @@ func applyConfigFile(path string, set map[string]bool, fs *flag.FlagSet) error {
 		"data-dir": cfg.DataDir, "listen": cfg.Listen, "clickhouse": cfg.ClickHouse, "database": cfg.Database,
 		"id": cfg.ID, "interval": cfg.Interval, "wal-budget": cfg.WALBudget, "flush-age": cfg.FlushAge,
 		"memory-limit": cfg.MemoryLimit, "producer-token": cfg.ProducerToken,
+		"registry": cfg.Registry, "advertise": cfg.Advertise, "refresh": cfg.Refresh,
 	} {
 		if err := apply(name, v); err != nil {
 			return err

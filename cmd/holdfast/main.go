@@ -22,9 +22,11 @@ const usage = `holdfast: a metrics collector that never loses what it has taken.
 
 Usage:
   holdfast collector [--data-dir DIR] [--listen ADDR] [--clickhouse HOST:PORT] [--database NAME]
-                     [--producer URL ...] [--interval D] [--wal-budget SIZE] [--config FILE]
+                     [--producer URL ...] [--registry URL] [--interval D] [--wal-budget SIZE] [--config FILE]
                                                collect from producers into the WAL and ClickHouse
-  holdfast producer [--listen ADDR] [--vms N] [--interval D] [--total-samples N]
+  holdfast registry [--listen ADDR] [--data-dir DIR] [--replicas N]
+                                               assign producers to collectors (leases, paginated listings)
+  holdfast producer [--listen ADDR] [--vms N] [--interval D] [--total-samples N] [--registry URL]
                                                a demo producer: simulated VMs (RFD 125's load shape)
   holdfast status [--admin ADDR] [--watch D] [--until-samples N]
                                                one-line summary of a running collector
@@ -57,6 +59,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runProducer(args[1:], stdout, stderr)
 	case "status":
 		return runStatus(args[1:], stdout, stderr)
+	case "registry":
+		return runRegistry(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

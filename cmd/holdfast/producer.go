@@ -34,6 +34,8 @@ func runProducer(args []string, stdout, stderr io.Writer) int {
 	maxBytes := byteSize(256 << 20)
 	fs.Var(&maxBytes, "max-bytes", "buffer bound in bytes (approximate)")
 	token := fs.String("auth-token", "", "require this bearer token from collectors")
+	registryURL := fs.String("registry", "", "registry URL to register with (and renew); collectors come from its assignment")
+	advertise := fs.String("advertise", "", "URL collectors reach this producer at (default http://LISTEN)")
 	var collectorIDs stringList
 	fs.Var(&collectorIDs, "collector", "collector id to hold samples for from the start (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -64,6 +66,13 @@ func runProducer(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	var generated atomic.Int64
 	go generateFleet(ctx, srv, *vms, *interval, *total, &generated)
+	if *registryURL != "" {
+		if *advertise == "" {
+			*advertise = "http://" + ln.Addr().String()
+		}
+		go srv.RunRegistration(ctx, pa.RegistrationOptions{RegistryURL: *registryURL, Address: *advertise,
+			Interval: *interval, Kind: "demo", Deregister: true})
+	}
 	if err := srv.Serve(ctx, ln); err != nil {
 		fmt.Fprintf(stderr, "holdfast producer: %v\n", err)
 		return 1

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/holdfast/holdfast/internal/state"
+	"github.com/holdfast/holdfast/registry"
+)
+
+func runRegistry(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("registry", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:9400", "HTTP address")
+	dataDir := fs.String("data-dir", "holdfast-registry", "state directory (Pebble)")
+	replicas := fs.Int("replicas", 1, "collectors per producer")
+	plase := fs.Duration("producer-lease", 30*time.Second, "producer lease; producers renew at a third of it")
+	clase := fs.Duration("collector-lease", 30*time.Second, "collector lease; collectors renew at a third of it")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	db, err := state.Open(filepath.Join(*dataDir, "state"), log)
+	if err != nil {
+		fmt.Fprintf(stderr, "holdfast registry: %v\n", err)
+		return 1
+	}
+	defer db.Close()
+	r, err := registry.Open(db, registry.Options{Replicas: *replicas, ProducerLease: *plase, CollectorLease: *clase})
+	if err != nil {
+		fmt.Fprintf(stderr, "holdfast registry: %v\n", err)
+		return 1
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fmt.Fprintf(stderr, "holdfast registry: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "holdfast registry on http://%s (replicas %d, leases %v/%v), state in %s\n", ln.Addr(), *replicas, *plase, *clase, *dataDir)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := r.Serve(ctx, ln, log); err != nil {
+		fmt.Fprintf(stderr, "holdfast registry: %v\n", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,220 @@
+package collector
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/cockroachdb/pebble"
+
+	"github.com/holdfast/holdfast/registry"
+)
+
+// The assignment is the set of producers the registry (or PUT /v1/producers)
+// gave this collector. It is cached durably so that a collector that starts
+// while the registry is unreachable collects from what it had.
+var assignmentKey = []byte("collector/assignment")
+
+func loadAssignment(db *pebble.DB) ([]ProducerConfig, error) {
+	v, closer, err := db.Get(assignmentKey)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("collector: reading the cached assignment: %w", err)
+	}
+	defer closer.Close()
+	var ps []ProducerConfig
+	if err := json.Unmarshal(v, &ps); err != nil {
+		return nil, fmt.Errorf("collector: decoding the cached assignment: %w", err)
+	}
+	return ps, nil
+}
+
+func storeAssignment(db *pebble.DB, ps []ProducerConfig) error {
+	v, err := json.Marshal(ps)
+	if err != nil {
+		return err
+	}
+	if err := db.Set(assignmentKey, v, pebble.Sync); err != nil {
+		return fmt.Errorf("collector: caching the assignment: %w", err)
+	}
+	return nil
+}
+
+// SetAssigned replaces the assigned producers (static ones are kept): it
+// stores the new set durably first, then starts loops for new producers,
+// stops loops for removed ones and updates changed intervals in place, so an
+// unchanged producer keeps its timer (oximeter's issue 7120).
+func (c *Collector) SetAssigned(ps []ProducerConfig) error {
+	norm := make([]ProducerConfig, 0, len(ps))
+	ids := map[string]bool{}
+	for _, p := range ps {
+		p, err := c.opts.normalize(p)
+		if err != nil {
+			return err
+		}
+		if ids[p.ID] {
+			return fmt.Errorf("collector: producer %s is listed twice", p.ID)
+		}
+		ids[p.ID] = true
+		norm = append(norm, p)
+	}
+	c.assignMu.Lock()
+	defer c.assignMu.Unlock()
+	if err := storeAssignment(c.state, norm); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, p := range c.mu.producers {
+		if p.static || ids[id] {
+			continue
+		}
+		c.stopLocked(p)
+		delete(c.mu.producers, id)
+		c.log.Info("producer unassigned", "producer", id)
+	}
+	for _, cfg := range norm {
+		if p, ok := c.mu.producers[cfg.ID]; ok {
+			if p.static {
+				continue // a static producer wins over an assignment of the same id
+			}
+			if p.config().URL == cfg.URL {
+				p.setInterval(cfg.Interval)
+				continue
+			}
+			c.stopLocked(p) // a new address is a new producer
+		}
+		p := newProducer(cfg)
+		c.mu.producers[cfg.ID] = p
+		c.startLocked(p)
+		c.log.Info("producer assigned", "producer", cfg.ID, "url", cfg.URL, "interval", cfg.Interval)
+	}
+	c.m.producers.Set(float64(len(c.mu.producers)))
+	return nil
+}
+
+// Assigned returns the assigned (non-static) producers.
+func (c *Collector) Assigned() []ProducerConfig {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []ProducerConfig
+	for _, p := range c.mu.producers {
+		if !p.static {
+			out = append(out, p.config())
+		}
+	}
+	slices.SortFunc(out, func(a, b ProducerConfig) int {
+		switch {
+		case a.ID < b.ID:
+			return -1
+		case a.ID > b.ID:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// startLocked starts a producer's loop if Run is running; Run starts the
+// loops of producers added before it.
+func (c *Collector) startLocked(p *producer) {
+	if c.mu.runCtx == nil || c.mu.runCtx.Err() != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(c.mu.runCtx)
+	p.cancel, p.done = cancel, make(chan struct{})
+	c.loops.Add(1)
+	go func() {
+		defer c.loops.Done()
+		defer close(p.done)
+		c.runProducer(ctx, p)
+	}()
+}
+
+func (c *Collector) stopLocked(p *producer) {
+	if p.cancel != nil {
+		p.cancel()
+	}
+}
+
+// RegistryStatus is the collector's view of the registry.
+type RegistryStatus struct {
+	URL              string    `json:"url"`
+	LastRegistered   time.Time `json:"last_registered"`
+	LastRefresh      time.Time `json:"last_refresh"`
+	LastRefreshError string    `json:"last_refresh_error,omitempty"`
+	Assigned         int       `json:"assigned"`
+}
+
+// runRegistry registers with the registry and renews the lease, and
+// refreshes the assignment every RefreshInterval. The set changes only when
+// every page of a listing succeeded (omicron issue 7124); any error leaves
+// the current set, and the cache, as they are.
+func (c *Collector) runRegistry(ctx context.Context) {
+	client := &registry.Client{BaseURL: c.opts.RegistryURL, HTTP: c.http}
+	renewEvery := 5 * time.Second
+	var lastRenew time.Time
+	refresh := time.NewTimer(0)
+	defer refresh.Stop()
+	for {
+		if time.Since(lastRenew) >= renewEvery {
+			rctx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout)
+			lease, err := client.RegisterCollector(rctx, registry.CollectorRegistration{ID: c.id, Address: c.opts.AdvertiseAddr})
+			cancel()
+			if err == nil {
+				lastRenew = time.Now()
+				renewEvery = max(100*time.Millisecond, time.Duration(lease.LeaseSeconds*float64(time.Second))/3)
+				c.setRegistry(func(s *RegistryStatus) { s.LastRegistered = lastRenew })
+			} else if ctx.Err() == nil {
+				c.log.Warn("registering with the registry failed; collecting from the current assignment", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-refresh.C:
+			c.refreshAssignment(ctx, client)
+			refresh.Reset(jitter(c.opts.RefreshInterval))
+		case <-time.After(min(renewEvery, c.opts.RefreshInterval)):
+		}
+	}
+}
+
+func (c *Collector) refreshAssignment(ctx context.Context, client *registry.Client) {
+	rctx, cancel := context.WithTimeout(ctx, 2*c.opts.RequestTimeout)
+	items, err := client.ListAllAssigned(rctx, c.id, c.opts.RegistryPageSize)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil {
+			c.log.Warn("refreshing the assignment failed; keeping the current set", "err", err)
+			c.setRegistry(func(s *RegistryStatus) { s.LastRefreshError = err.Error() })
+		}
+		return
+	}
+	ps := make([]ProducerConfig, 0, len(items))
+	for _, it := range items {
+		d, err := time.ParseDuration(it.Interval)
+		if err != nil {
+			c.setRegistry(func(s *RegistryStatus) { s.LastRefreshError = fmt.Sprintf("producer %s: bad interval %q", it.ID, it.Interval) })
+			return
+		}
+		ps = append(ps, ProducerConfig{ID: it.ID, URL: it.Address, Interval: d})
+	}
+	if err := c.SetAssigned(ps); err != nil {
+		c.log.Error("applying the assignment failed; keeping the current set", "err", err)
+		c.setRegistry(func(s *RegistryStatus) { s.LastRefreshError = err.Error() })
+		return
+	}
+	c.setRegistry(func(s *RegistryStatus) { s.LastRefresh, s.LastRefreshError, s.Assigned = time.Now(), "", len(ps) })
+}
+
+func (c *Collector) setRegistry(f func(*RegistryStatus)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f(&c.mu.registry)
+}

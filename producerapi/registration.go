@@ -1,0 +1,137 @@
+package producerapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// RegistrationOptions say how a Server registers with a registry.
+type RegistrationOptions struct {
+	RegistryURL string        // e.g. http://127.0.0.1:9400
+	Address     string        // the URL collectors reach this producer at
+	Interval    time.Duration // how often collectors should collect
+	Kind        string        // free text, e.g. "demo"
+	BackoffMax  time.Duration // cap of the retry delay while the registry is down; default 30 s
+	HTTP        *http.Client  // default http.DefaultClient
+	// Deregister, if true, deletes the registration when ctx ends (a normal
+	// shutdown), so collectors stop asking at once rather than after the lease.
+	Deregister bool
+}
+
+type registrationBody struct {
+	ID       string `json:"id"`
+	Address  string `json:"address"`
+	Interval string `json:"interval"`
+	Kind     string `json:"kind,omitempty"`
+}
+
+type assignmentBody struct {
+	ID         string `json:"id"`
+	Collectors []struct {
+		ID      string `json:"id"`
+		Address string `json:"address"`
+	} `json:"collectors"`
+	LeaseSeconds float64 `json:"lease_seconds"`
+}
+
+// RunRegistration registers the producer with the registry and renews the
+// registration at a third of its lease until ctx ends. While the registry is
+// down it retries with capped exponential backoff and keeps serving the
+// collectors it has. When the registry assigns collectors, samples are held
+// for new ones before old ones are let go, so what an old collector had not
+// acknowledged goes to the new one.
+func (s *Server) RunRegistration(ctx context.Context, opts RegistrationOptions) error {
+	if opts.RegistryURL == "" || opts.Address == "" || opts.Interval <= 0 {
+		return fmt.Errorf("producerapi: RunRegistration needs RegistryURL, Address and Interval")
+	}
+	if opts.BackoffMax <= 0 {
+		opts.BackoffMax = 30 * time.Second
+	}
+	hc := opts.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	body, _ := json.Marshal(registrationBody{ID: s.opts.ID, Address: opts.Address, Interval: opts.Interval.String(), Kind: opts.Kind})
+	assigned := map[string]bool{}
+	delay := 500 * time.Millisecond
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		a, err := postRegistration(rctx, hc, opts.RegistryURL, body)
+		cancel()
+		var wait time.Duration
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("registry unreachable; serving the current collectors", "err", err, "retry_in", delay)
+			}
+			wait = delay
+			delay = min(2*delay, opts.BackoffMax)
+		} else {
+			s.applyAssignment(a, assigned)
+			delay = 500 * time.Millisecond
+			wait = max(100*time.Millisecond, time.Duration(a.LeaseSeconds*float64(time.Second))/3)
+		}
+		select {
+		case <-ctx.Done():
+			if opts.Deregister {
+				dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				req, _ := http.NewRequestWithContext(dctx, http.MethodDelete, strings.TrimSuffix(opts.RegistryURL, "/")+"/v1/producers/"+url.PathEscape(s.opts.ID), nil)
+				if resp, err := hc.Do(req); err == nil {
+					resp.Body.Close()
+				}
+				cancel()
+			}
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (s *Server) applyAssignment(a assignmentBody, assigned map[string]bool) {
+	now := map[string]bool{}
+	for _, c := range a.Collectors {
+		now[c.ID] = true
+		if !assigned[c.ID] {
+			s.AddCollector(c.ID)
+			s.log.Info("assigned to collector", "collector", c.ID)
+		}
+	}
+	for id := range assigned {
+		if !now[id] {
+			s.RemoveCollector(id)
+			s.log.Info("no longer assigned to collector", "collector", id)
+		}
+	}
+	clear(assigned)
+	for id := range now {
+		assigned[id] = true
+	}
+}
+
+func postRegistration(ctx context.Context, hc *http.Client, base string, body []byte) (assignmentBody, error) {
+	var a assignmentBody
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(base, "/")+"/v1/producers", bytes.NewReader(body))
+	if err != nil {
+		return a, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return a, err
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		return a, fmt.Errorf("registry answered %d: %s", resp.StatusCode, strings.TrimSpace(string(data)))
+	}
+	if err := json.Unmarshal(data, &a); err != nil {
+		return a, fmt.Errorf("decoding the registry's answer: %w", err)
+	}
+	return a, nil
+}
