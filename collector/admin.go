@@ -7,8 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"slices"
 	"net/http/pprof"
+	"slices"
 	"time"
 
 	"github.com/julienschmidt/httprouter"

@@ -200,7 +200,9 @@ func (c *Collector) refreshAssignment(ctx context.Context, client *registry.Clie
 	for _, it := range items {
 		d, err := time.ParseDuration(it.Interval)
 		if err != nil {
-			c.setRegistry(func(s *RegistryStatus) { s.LastRefreshError = fmt.Sprintf("producer %s: bad interval %q", it.ID, it.Interval) })
+			c.setRegistry(func(s *RegistryStatus) {
+				s.LastRefreshError = fmt.Sprintf("producer %s: bad interval %q", it.ID, it.Interval)
+			})
 			return
 		}
 		ps = append(ps, ProducerConfig{ID: it.ID, URL: it.Address, Interval: d})
