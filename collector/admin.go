@@ -14,6 +14,8 @@ import (
 	"github.com/julienschmidt/httprouter"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/holdfast/holdfast/internal/httpserve"
 )
 
 // AdminOptions configure the admin HTTP API.
@@ -169,20 +171,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc.Encode(v)
 }
 
-// ServeAdmin serves the admin API on addr until ctx ends.
+// ServeAdmin serves the admin API on ln until ctx ends.
 func (c *Collector) ServeAdmin(ctx context.Context, ln net.Listener, opts AdminOptions) error {
-	srv := &http.Server{Handler: c.AdminHandler(opts), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		return srv.Shutdown(sctx)
-	}
+	return httpserve.Serve(ctx, ln, c.AdminHandler(opts), 2*time.Minute)
 }
 
 // apiProducer is a producer as the admin API takes it.

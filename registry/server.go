@@ -14,6 +14,7 @@ import (
 
 	"github.com/julienschmidt/httprouter"
 
+	"github.com/holdfast/holdfast/internal/httpserve"
 	pa "github.com/holdfast/holdfast/producerapi"
 )
 
@@ -149,28 +150,23 @@ func (r *Registry) Serve(ctx context.Context, ln net.Listener, log *slog.Logger)
 	if log == nil {
 		log = slog.Default()
 	}
-	srv := &http.Server{Handler: r.Handler(log), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case err := <-errc:
-			return err
-		case <-ctx.Done():
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			return srv.Shutdown(sctx)
-		case <-tick.C:
-			ps, cs, err := r.Expire()
-			if err != nil {
-				log.Error("expiring leases", "err", err)
-			}
-			if len(ps) > 0 || len(cs) > 0 {
-				log.Info("leases expired", "producers", ps, "collectors", cs)
+	go func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				ps, cs, err := r.Expire()
+				if err != nil {
+					log.Error("expiring leases", "err", err)
+				}
+				if len(ps) > 0 || len(cs) > 0 {
+					log.Info("leases expired", "producers", ps, "collectors", cs)
+				}
 			}
 		}
-	}
+	}()
+	return httpserve.Serve(ctx, ln, r.Handler(log), 60*time.Second)
 }
