@@ -10,6 +10,7 @@ import (
 
 	"github.com/cockroachdb/pebble"
 
+	pa "github.com/holdfast/holdfast/producerapi"
 	"github.com/holdfast/holdfast/registry"
 )
 
@@ -159,6 +160,7 @@ func (c *Collector) runRegistry(ctx context.Context) {
 	client := &registry.Client{BaseURL: c.opts.RegistryURL, HTTP: c.http}
 	renewEvery := 5 * time.Second
 	var lastRenew time.Time
+	reported := map[string]bool{} // schemas the registry has
 	refresh := time.NewTimer(0)
 	defer refresh.Stop()
 	for {
@@ -179,6 +181,7 @@ func (c *Collector) runRegistry(ctx context.Context) {
 			return
 		case <-refresh.C:
 			c.refreshAssignment(ctx, client)
+			reported = c.reportSchemas(ctx, client, reported)
 			refresh.Reset(jitter(c.opts.RefreshInterval))
 		case <-time.After(min(renewEvery, c.opts.RefreshInterval)):
 		}
@@ -213,6 +216,33 @@ func (c *Collector) refreshAssignment(ctx context.Context, client *registry.Clie
 		return
 	}
 	c.setRegistry(func(s *RegistryStatus) { s.LastRefresh, s.LastRefreshError, s.Assigned = time.Now(), "", len(ps) })
+}
+
+// reportSchemas sends the registry the timeseries schemas this collector has
+// seen and not yet reported (RFD 162: schemas can be listed there).
+func (c *Collector) reportSchemas(ctx context.Context, client *registry.Client, reported map[string]bool) map[string]bool {
+	var fresh []pa.TimeseriesSchema
+	for _, s := range c.schemas.Schemas() {
+		if !reported[s.Name] {
+			fresh = append(fresh, s)
+		}
+	}
+	if len(fresh) == 0 {
+		return reported
+	}
+	rctx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout)
+	err := client.ReportSchemas(rctx, fresh)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil {
+			c.log.Warn("reporting timeseries schemas to the registry failed", "err", err)
+		}
+		return reported
+	}
+	for _, s := range fresh {
+		reported[s.Name] = true
+	}
+	return reported
 }
 
 func (c *Collector) setRegistry(f func(*RegistryStatus)) {

@@ -88,6 +88,15 @@ func TestCollectorDeathReassigns(t *testing.T) {
 		t.Fatalf("draining the dead collector's WAL: %v\n%s", err, out)
 	}
 	ch.expect(db, 4*total)
+	// The collectors reported the schemas they saw.
+	var schemas []map[string]any
+	if resp, err := http.Get(regURL + "/v1/timeseries-schema"); err == nil {
+		json.NewDecoder(resp.Body).Decode(&schemas)
+		resp.Body.Close()
+	}
+	if len(schemas) != 8 || schemas[0]["timeseries_name"] != "virtual_machine:cpu_busy" {
+		t.Fatalf("registry lists %d schemas: %v", len(schemas), schemas)
+	}
 	t.Logf("producers of the dead collector reassigned %v after the kill (lease %v); %d samples, each once", moved.Round(100*time.Millisecond), lease, 4*total)
 }
 

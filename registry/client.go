@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	pa "github.com/holdfast/holdfast/producerapi"
 )
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
@@ -118,4 +120,15 @@ func (c *Client) ListAllAssigned(ctx context.Context, collector string, pageSize
 		}
 		token = p.NextPageToken
 	}
+}
+
+// ReportSchemas records timeseries schemas at the registry.
+func (c *Client) ReportSchemas(ctx context.Context, schemas []pa.TimeseriesSchema) error {
+	return c.do(ctx, http.MethodPost, "/v1/timeseries-schema", schemas, nil)
+}
+
+// Schemas lists the schemas the registry knows.
+func (c *Client) Schemas(ctx context.Context) ([]pa.TimeseriesSchema, error) {
+	var out []pa.TimeseriesSchema
+	return out, c.do(ctx, http.MethodGet, "/v1/timeseries-schema", nil, &out)
 }
