@@ -2,8 +2,6 @@ package bench
 
 import (
 	"context"
-	"fmt"
-	"math/rand/v2"
 	"path/filepath"
 	"runtime"
 	"sync/atomic"
@@ -14,13 +12,8 @@ import (
 
 	"github.com/holdfast/holdfast/forwarder"
 	"github.com/holdfast/holdfast/internal/chtest"
-	"github.com/holdfast/holdfast/internal/sampletest"
-	"github.com/holdfast/holdfast/internal/state"
-	pa "github.com/holdfast/holdfast/producerapi"
 	"github.com/holdfast/holdfast/wal"
 )
-
-const pageSamples = 1000
 
 func dial(b *testing.B) (string, driver.Conn) {
 	addr := chtest.Addr(b)
@@ -30,87 +23,6 @@ func dial(b *testing.B) (string, driver.Conn) {
 	}
 	b.Cleanup(func() { conn.Close() })
 	return addr, conn
-}
-
-func freshDB(b *testing.B, conn driver.Conn, prefix string) string {
-	db := fmt.Sprintf("bench_%s_%d", prefix, rand.Uint32())
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if _, err := forwarder.EnsureSchema(ctx, conn, db); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db) })
-	return db
-}
-
-// fillWAL appends n fleet samples in pages of pageSamples and returns the
-// payload bytes written.
-func fillWAL(b *testing.B, l *wal.Log, n, vms int, ts int64) int64 {
-	fleet := sampletest.NewFleet(vms)
-	page := make([]pa.Sample, 0, pageSamples)
-	var buf []byte
-	var bytes int64
-	for done := 0; done < n; done += pageSamples {
-		page = fleet.Append(page[:0], min(pageSamples, n-done), ts+int64(done))
-		buf = pa.AppendPageRecord(buf[:0], "bench", "1", page)
-		bytes += int64(len(buf))
-		if _, err := l.Append(context.Background(), wal.Record{Type: wal.TypePage, Payload: buf}); err != nil {
-			b.Fatal(err)
-		}
-	}
-	return bytes
-}
-
-// drain forwards everything in the WAL into db and returns the time it took.
-func drain(b *testing.B, addr, db, dir string, opts forwarder.Options, onTick func()) time.Duration {
-	l, err := wal.Open(filepath.Join(dir, "wal"), wal.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	st, err := state.Open(filepath.Join(dir, "state"), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
-	opts.Addr, opts.Database = addr, db
-	f, err := forwarder.New(l, st, opts)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	start := time.Now()
-	go func() { done <- f.Run(ctx) }()
-	stopTick := make(chan struct{})
-	if onTick != nil {
-		go func() {
-			t := time.NewTicker(50 * time.Millisecond)
-			defer t.Stop()
-			for {
-				select {
-				case <-stopTick:
-					return
-				case <-t.C:
-					onTick()
-				}
-			}
-		}()
-	}
-	fctx, fcancel := context.WithTimeout(ctx, 30*time.Minute)
-	err = f.Flush(fctx)
-	fcancel()
-	took := time.Since(start)
-	close(stopTick)
-	cancel()
-	if rerr := <-done; rerr != nil {
-		b.Fatal(rerr)
-	}
-	if err != nil {
-		b.Fatal(err)
-	}
-	return took
 }
 
 // BenchmarkDrainVsDirectInsert: the forwarder drains a pre-filled WAL (read,
@@ -126,32 +38,11 @@ func BenchmarkDrainVsDirectInsert(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		for r := 0; r < rounds; r++ {
 			ts := int64(1_700_000_000_000_000_000) + int64(r)*int64(n)*10
-			dir := b.TempDir()
-			l, err := wal.Open(filepath.Join(dir, "wal"), wal.Options{})
+			d, c, err := drainVsDirect(context.Background(), conn, addr, b.TempDir(), n, batchRows, ts)
 			if err != nil {
 				b.Fatal(err)
 			}
-			fillWAL(b, l, n, 10_000, ts)
-			l.Close()
-			took := drain(b, addr, freshDB(b, conn, "drain"), dir, forwarder.Options{BatchRows: batchRows}, nil)
-			drainRates = append(drainRates, float64(n)/took.Seconds())
-
-			db := freshDB(b, conn, "direct")
-			fleet := sampletest.NewFleet(10_000)
-			batches := make([][]pa.Sample, 0, n/batchRows+1)
-			for done := 0; done < n; done += batchRows {
-				batches = append(batches, fleet.Append(nil, min(batchRows, n-done), ts+int64(done)))
-			}
-			ins := forwarder.NewInserter(conn, db, time.Minute)
-			start := time.Now()
-			for _, s := range batches {
-				if err := ins.Insert(context.Background(), s); err != nil {
-					b.Fatal(err)
-				}
-			}
-			directRates = append(directRates, float64(n)/time.Since(start).Seconds())
-			batches = nil
-			runtime.GC()
+			drainRates, directRates = append(drainRates, d), append(directRates, c)
 		}
 	}
 	d, c := median(drainRates), median(directRates)
@@ -177,7 +68,9 @@ func BenchmarkDrainPeakHeap(b *testing.B) {
 		var samples int
 		ts := int64(1_700_000_000_000_000_000)
 		for l.Stats().SizeBytes < target {
-			fillWAL(b, l, 100_000, 100_000, ts+int64(samples))
+			if err := fillWAL(l, 100_000, 100_000, ts+int64(samples)); err != nil {
+				b.Fatal(err)
+			}
 			samples += 100_000
 		}
 		backlog := l.Stats()
@@ -194,7 +87,15 @@ func BenchmarkDrainPeakHeap(b *testing.B) {
 				peakSys.Store(ms.HeapSys - ms.HeapReleased)
 			}
 		}
-		took := drain(b, addr, freshDB(b, conn, "heap"), dir, forwarder.Options{}, sample)
+		db, drop, err := freshDB(context.Background(), conn, "heap")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer drop()
+		took, err := drainDir(context.Background(), addr, db, dir, forwarder.Options{}, sample)
+		if err != nil {
+			b.Fatal(err)
+		}
 		b.ReportMetric(float64(backlog.SizeBytes)/(1<<20), "backlog_MiB")
 		b.ReportMetric(float64(peakInuse.Load())/(1<<20), "peak_heap_inuse_MiB")
 		b.ReportMetric(float64(peakSys.Load())/(1<<20), "peak_heap_held_MiB")

@@ -178,9 +178,17 @@ func NewInserter(conn driver.Conn, db string, timeout time.Duration) *Inserter {
 	return &Inserter{w: newWriter(conn, db, timeout, 1<<18)}
 }
 
-// Insert validates nothing and inserts samples as one batch.
+// Insert validates nothing and inserts samples as one batch. A transient
+// failure is retried twice (rows inserted twice are deduplicated by the
+// tables); a rejection is returned at once.
 func (in *Inserter) Insert(ctx context.Context, samples []pa.Sample) error {
 	rs := newRowSet()
 	in.w.addSamples(rs, samples)
-	return in.w.insert(ctx, rs)
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if err = in.w.insert(ctx, rs); err == nil || IsRejected(err) || ctx.Err() != nil {
+			return err
+		}
+	}
+	return err
 }

@@ -1,21 +1,33 @@
 #!/usr/bin/env bash
-# make bench: start a private ClickHouse and run the benchmarks behind
-# BENCHMARKS.md. Environment knobs (defaults in parentheses):
-#   HOLDFAST_BENCH_ROUNDS (5 for the WAL, 3 for the drain)  alternating rounds per ratio
-#   HOLDFAST_BENCH_WAL_RECORDS_PER_WRITER (256)             16 KiB records per writer, 64 writers
-#   HOLDFAST_BENCH_DRAIN_SAMPLES (1000000)                  samples per drain round
-#   HOLDFAST_BENCH_BACKLOG_MIB (2048)                       backlog for the peak-heap run
-# Extra arguments go to `go test` (e.g. -bench WAL to run one).
+# make bench: the standard benchmark set, with real processes, on this machine.
+#
+#   scripts/bench.sh                 holdfast bench all (wal, insert, rfd125); JSON, tables
+#                                    and the rfd125 chart in bench/results/
+#   scripts/bench.sh go [PATTERN]    the Go benchmarks in bench/ (go test -bench PATTERN)
+#
+# BENCH_DURATION (default 2m) is each scenario's budget; BENCH_VMS (default
+# 10,20,50,100) the rfd125 load steps (VMs per sled). Go benchmark knobs:
+# HOLDFAST_BENCH_ROUNDS, HOLDFAST_BENCH_WAL_RECORDS_PER_WRITER,
+# HOLDFAST_BENCH_DRAIN_SAMPLES, HOLDFAST_BENCH_BACKLOG_MIB, HOLDFAST_BENCH_VMS,
+# HOLDFAST_BENCH_SECONDS, HOLDFAST_BENCH_LOGS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 scripts/clickhouse.sh install
-chdir="$root/.tmp/clickhouse-bench"
-scripts/clickhouse.sh stop "$chdir" 2>/dev/null || true
-rm -rf "$chdir"
-trap 'scripts/clickhouse.sh stop "$chdir"' EXIT
-eval "export $(scripts/clickhouse.sh start "$chdir")"
-echo "bench: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, ClickHouse $HOLDFAST_CLICKHOUSE, $(go version)"
-bench=${1:-.}
-[ $# -gt 0 ] && shift
-go test ./bench -run '^$' -bench "$bench" -benchtime 1x -timeout 60m "$@"
+go build -o bin/holdfast ./cmd/holdfast
+
+if [ "${1:-}" = go ]; then
+  shift
+  chdir="$root/.tmp/clickhouse-bench"
+  scripts/clickhouse.sh stop "$chdir" 2>/dev/null || true
+  rm -rf "$chdir"
+  trap 'scripts/clickhouse.sh stop "$chdir"' EXIT
+  eval "export $(scripts/clickhouse.sh start "$chdir")"
+  echo "bench: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, ClickHouse $HOLDFAST_CLICKHOUSE, $(go version)"
+  pattern=${1:-.}
+  [ $# -gt 0 ] && shift
+  exec go test ./bench -run '^$' -bench "$pattern" -benchtime 1x -timeout 60m "$@"
+fi
+
+mkdir -p bench/results
+exec bin/holdfast bench all --duration "${BENCH_DURATION:-2m}" --vms "${BENCH_VMS:-10,20,50,100}" --out bench/results --dir "$root/.tmp/bench" "$@"

@@ -28,6 +28,8 @@ Usage:
                                                assign producers to collectors (leases, paginated listings)
   holdfast producer [--listen ADDR] [--vms N] [--interval D] [--total-samples N] [--registry URL]
                                                a demo producer: simulated VMs (RFD 125's load shape)
+  holdfast bench SCENARIO|all [--duration D] [--out FILE] [--clickhouse HOST:PORT]
+                                               benchmarks with real processes (wal, insert, rfd125)
   holdfast status [--admin ADDR] [--watch D] [--until-samples N]
                                                one-line summary of a running collector
   holdfast wal verify DIR                      check every record of a WAL (read-only)
@@ -61,6 +63,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runStatus(args[1:], stdout, stderr)
 	case "registry":
 		return runRegistry(args[1:], stdout, stderr)
+	case "bench":
+		return runBench(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

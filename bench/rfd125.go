@@ -1,0 +1,330 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/holdfast/holdfast/forwarder"
+	"github.com/holdfast/holdfast/internal/sampletest"
+	pa "github.com/holdfast/holdfast/producerapi"
+)
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// procs starts processes and kills whatever is left on stop.
+type procs struct {
+	logDir string
+	cmds   []*exec.Cmd
+}
+
+func (p *procs) start(bin string, args ...string) (*exec.Cmd, error) {
+	cmd := exec.Command(bin, args...)
+	log, err := os.Create(filepath.Join(p.logDir, fmt.Sprintf("%s-%d.log", args[0], len(p.cmds))))
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		return nil, err
+	}
+	go func() { cmd.Wait(); log.Close() }()
+	p.cmds = append(p.cmds, cmd)
+	return cmd, nil
+}
+
+func (p *procs) stop() {
+	for _, c := range p.cmds {
+		c.Process.Signal(syscall.SIGKILL)
+	}
+}
+
+// procStats reads a process's resident set and CPU seconds from /proc.
+func procStats(pid int) (rssBytes int64, cpuSeconds float64) {
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "VmRSS:") {
+				kb, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
+				rssBytes = kb << 10
+			}
+		}
+	}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		s := string(b)
+		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+		if len(fields) > 12 {
+			ut, _ := strconv.ParseFloat(fields[11], 64)
+			st, _ := strconv.ParseFloat(fields[12], 64)
+			cpuSeconds = (ut + st) / 100 // USER_HZ
+		}
+	}
+	return
+}
+
+func getJSON(url string, v any) error {
+	client := http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// sustained is one load step's measurements.
+type sustained struct {
+	vms, producers, periods, total int
+	offered, delivered             float64
+	elapsed                        time.Duration
+	maxRSS                         int64
+	cpu                            float64
+	p50, p99, pmax                 float64
+	maxBacklog                     uint64
+	series                         map[string][]Point
+}
+
+// runSustained runs vms simulated VMs over producer processes for periods of
+// 10 s into one collector process, and measures until everything produced is
+// in ClickHouse; then it checks that ClickHouse holds exactly that.
+func runSustained(ctx context.Context, env Env, conn driver.Conn, vms, periods int) (*sustained, error) {
+	const period = 10 * time.Second
+	producers := max(1, vms/10_000)
+	perProducerVMs := vms / producers
+	perProducer := perProducerVMs * 22 * periods
+	s := &sustained{vms: vms, producers: producers, periods: periods, total: perProducer * producers, series: map[string][]Point{}}
+	db, drop, err := freshDB(ctx, conn, fmt.Sprintf("rfd125_%d", vms))
+	if err != nil {
+		return nil, err
+	}
+	defer drop()
+	logDir := filepath.Join(env.Dir, fmt.Sprintf("rfd125-%d", vms))
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return nil, err
+	}
+	ps := &procs{logDir: logDir}
+	defer ps.stop()
+	var paddrs []string
+	for i := 0; i < producers; i++ {
+		a, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		if _, err := ps.start(env.Binary, "producer", "--listen", a, "--vms", fmt.Sprint(perProducerVMs), "--interval", period.String(),
+			"--total-samples", fmt.Sprint(perProducer), "--max-samples", "2000000"); err != nil {
+			return nil, err
+		}
+		paddrs = append(paddrs, a)
+	}
+	admin, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"collector", "--data-dir", filepath.Join(logDir, "data"), "--listen", admin, "--clickhouse", env.ClickHouse,
+		"--database", db, "--interval", "1s", "--flush-age", "2s"}
+	for _, p := range paddrs {
+		args = append(args, "--producer", "http://"+p)
+	}
+	col, err := ps.start(env.Binary, args...)
+	if err != nil {
+		return nil, err
+	}
+	began := time.Now()
+	var latencies []float64 // one entry per 1,000 samples
+	prev := map[int64]uint64{}
+	var lastCollected float64
+	deadline := began.Add(time.Duration(periods)*period + 5*time.Minute)
+	pr := &progress{w: env.Progress, every: 5 * time.Second}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+		now := time.Now()
+		t := now.Sub(began).Seconds()
+		rss, _ := procStats(col.Process.Pid)
+		s.maxRSS = max(s.maxRSS, rss)
+		var st struct {
+			Checkpoint struct {
+				BacklogRecords uint64 `json:"backlog_records"`
+			} `json:"checkpoint"`
+			Producers []struct {
+				Samples uint64 `json:"samples"`
+			} `json:"producers"`
+		}
+		var collected float64
+		if getJSON("http://"+admin+"/v1/status", &st) == nil {
+			s.maxBacklog = max(s.maxBacklog, st.Checkpoint.BacklogRecords)
+			for _, p := range st.Producers {
+				collected += float64(p.Samples)
+			}
+			s.series["collected_samples_per_s"] = append(s.series["collected_samples_per_s"], Point{t, collected - lastCollected})
+			s.series["backlog_records"] = append(s.series["backlog_records"], Point{t, float64(st.Checkpoint.BacklogRecords)})
+			s.series["collector_rss_mib"] = append(s.series["collector_rss_mib"], Point{t, float64(rss) / (1 << 20)})
+			lastCollected = collected
+		}
+		// Newly visible f64 rows by 100 ms of sample time: latency is now
+		// minus the sample's timestamp (1 s resolution).
+		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		rows, err := conn.Query(qctx, fmt.Sprintf("SELECT intDiv(timestamp_ns, 100000000) AS b, count() FROM %s.measurements_f64 WHERE timestamp_ns > %d GROUP BY b",
+			db, began.Add(-time.Second).UnixNano()))
+		var worst float64
+		if err == nil {
+			for rows.Next() {
+				var bucket int64
+				var n uint64
+				rows.Scan(&bucket, &n)
+				if n > prev[bucket] {
+					lat := now.Sub(time.Unix(0, bucket*100_000_000+50_000_000)).Seconds()
+					for i := uint64(0); i < (n-prev[bucket]+999)/1000; i++ {
+						latencies = append(latencies, lat)
+					}
+					worst = max(worst, lat)
+					prev[bucket] = n
+				}
+			}
+			rows.Close()
+		}
+		cancel()
+		if worst > 0 {
+			s.series["latency_s"] = append(s.series["latency_s"], Point{t, worst})
+		}
+		pr.say("rfd125 N=%d: %5.0fs collected %.0f of %d samples, backlog %d records, collector RSS %.0f MiB",
+			vms/1000, t, collected, s.total, st.Checkpoint.BacklogRecords, float64(rss)/(1<<20))
+		released := 0
+		for _, p := range paddrs {
+			var ps pa.ServerStats
+			if getJSON("http://"+p+"/v1/stats", &ps) == nil && ps.Released == uint64(perProducer) {
+				released++
+			}
+		}
+		if released == producers && len(latencies) > 0 && st.Checkpoint.BacklogRecords == 0 && collected == float64(s.total) {
+			break
+		}
+		if now.After(deadline) {
+			return nil, fmt.Errorf("load step of %d VMs did not finish: %d of %d producers fully acknowledged (logs in %s)", vms, released, producers, logDir)
+		}
+	}
+	s.elapsed = time.Since(began)
+	_, s.cpu = procStats(col.Process.Pid)
+	resp, err := http.Post("http://"+admin+"/v1/flush", "", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body.Close()
+	var seen uint64
+	for _, t := range pa.AllDatumTypes() {
+		var n uint64
+		if err := conn.QueryRow(ctx, fmt.Sprintf("SELECT count() FROM %s.%s FINAL", db, forwarder.MeasurementsTable(t))).Scan(&n); err == nil {
+			seen += n
+		}
+	}
+	if seen != uint64(s.total) {
+		return nil, fmt.Errorf("zero-loss check failed: ClickHouse holds %d samples, producers released %d", seen, s.total)
+	}
+	slices.Sort(latencies)
+	q := func(f float64) float64 { return latencies[min(len(latencies)-1, int(f*float64(len(latencies))))] }
+	s.p50, s.p99, s.pmax = q(0.5), q(0.99), latencies[len(latencies)-1]
+	s.offered = float64(s.total) / (float64(periods) * period.Seconds())
+	s.delivered = float64(s.total) / s.elapsed.Seconds()
+	return s, nil
+}
+
+// directCeiling inserts n fleet samples from memory in 100,000-row batches.
+func directCeiling(ctx context.Context, conn driver.Conn, n int) (float64, error) {
+	db, drop, err := freshDB(ctx, conn, "ceiling")
+	if err != nil {
+		return 0, err
+	}
+	defer drop()
+	fleet := sampletest.NewFleet(10_000)
+	var batches [][]pa.Sample
+	for done := 0; done < n; done += 100_000 {
+		batches = append(batches, fleet.Append(nil, min(100_000, n-done), int64(done)))
+	}
+	ins := forwarder.NewInserter(conn, db, time.Minute)
+	start := time.Now()
+	for _, b := range batches {
+		if err := ins.Insert(ctx, b); err != nil {
+			return 0, err
+		}
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+// RunRFD125 runs RFD 125's load shape (10 projects x 10 teams x 10 sleds x N
+// VMs, 22 measurements every 10 s) at each N in env.VMsPerSled, splitting
+// the budget between the steps, with a zero-loss check per step and the
+// direct-insert ceiling measured in the same run.
+func RunRFD125(ctx context.Context, env Env) (*Result, error) {
+	if env.Binary == "" {
+		return nil, fmt.Errorf("rfd125 needs the holdfast binary")
+	}
+	conn, err := forwarder.Dial(env.ClickHouse, "default", "", 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	steps := env.VMsPerSled
+	if len(steps) == 0 {
+		steps = []int{10, 20, 50, 100}
+	}
+	r := newResult("rfd125")
+	r.Machine.ClickHouse = serverVersion(ctx, conn)
+	ceiling, err := directCeiling(ctx, conn, 2_000_000)
+	if err != nil {
+		return nil, err
+	}
+	periods := max(1, int(env.Duration.Seconds())/len(steps)/10)
+	r.Params["vms_per_sled"], r.Params["periods_per_step"], r.Params["period_seconds"] = steps, periods, 10
+	t := Table{Title: "RFD 125 load, end to end (real processes, ClickHouse on the same machine)",
+		Columns: []string{"N", "VMs", "samples/s offered", "delivered/s", "max backlog", "RSS MiB", "CPU s/M", "p50 s", "p99 s", "max s", "vs direct"}}
+	for _, n := range steps {
+		s, err := runSustained(ctx, env, conn, 1000*n, periods)
+		if err != nil {
+			return nil, err
+		}
+		cpuPerM := s.cpu / (float64(s.total) / 1e6)
+		t.Rows = append(t.Rows, []string{fmt.Sprint(n), fmt.Sprint(s.vms), f0(s.offered), f0(s.delivered), fmt.Sprint(s.maxBacklog),
+			f0(float64(s.maxRSS) / (1 << 20)), f2(cpuPerM), fmt.Sprintf("%.1f", s.p50), fmt.Sprintf("%.1f", s.p99), fmt.Sprintf("%.1f", s.pmax), f2(s.offered / ceiling)})
+		key := fmt.Sprintf("n%d_", n)
+		r.Metrics[key+"offered_samples_per_s"] = s.offered
+		r.Metrics[key+"delivered_samples_per_s"] = s.delivered
+		r.Metrics[key+"max_backlog_records"] = float64(s.maxBacklog)
+		r.Metrics[key+"collector_rss_mib"] = float64(s.maxRSS) / (1 << 20)
+		r.Metrics[key+"collector_cpu_s_per_msample"] = cpuPerM
+		r.Metrics[key+"latency_p50_s"], r.Metrics[key+"latency_p99_s"], r.Metrics[key+"latency_max_s"] = s.p50, s.p99, s.pmax
+		r.Metrics[key+"offered_vs_direct_ratio"] = s.offered / ceiling
+		r.Series = s.series // the last (largest) step is charted
+	}
+	r.Metrics["direct_samples_per_s"] = ceiling
+	r.Tables = append(r.Tables, t)
+	last := fmt.Sprintf("n%d_", steps[len(steps)-1])
+	if steps[len(steps)-1] == 100 {
+		r.target(last+"collector_rss_mib", "<=", 256)
+		r.target(last+"latency_p99_s", "<=", 2*10+2)
+		r.target(last+"delivered_samples_per_s", ">=", 0.99*r.Metrics[last+"offered_samples_per_s"])
+	}
+	r.Notes = append(r.Notes, "latency: sample timestamp to first seen in measurements_f64, polled every second; each period's samples are generated at once at the period start")
+	return r.finish(), nil
+}

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/holdfast/holdfast/bench"
+	"github.com/holdfast/holdfast/internal/chserver"
+)
+
+var scenarios = []string{"wal", "insert", "rfd125"}
+
+// runBench runs benchmark scenarios with real processes and writes a table
+// and, with --out, JSON (every ratio under a key ending in _ratio).
+func runBench(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	duration := fs.Duration("duration", 2*time.Minute, "time budget of each scenario (approximate)")
+	out := fs.String("out", "", "write the JSON result here (with several scenarios: a directory)")
+	ch := fs.String("clickhouse", "", "ClickHouse native address; default: start a private server")
+	dir := fs.String("dir", "", "working directory for WALs and the private ClickHouse (default: a temporary one)")
+	vms := fs.String("vms", "10,20,50,100", "rfd125: VMs per sled (10 projects x 10 teams x 10 sleds x N)")
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprintf(stderr, "holdfast bench: want a scenario: %s or all\n", strings.Join(scenarios, ", "))
+		return 2
+	}
+	which := args[0]
+	if err := fs.Parse(args[1:]); err != nil || fs.NArg() != 0 {
+		return 2
+	}
+	run := []string{which}
+	if which == "all" {
+		run = scenarios
+	} else if !contains(scenarios, which) {
+		fmt.Fprintf(stderr, "holdfast bench: unknown scenario %q (have %s, all)\n", which, strings.Join(scenarios, ", "))
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	work := *dir
+	if work == "" {
+		var err error
+		if work, err = os.MkdirTemp("", "holdfast-bench-"); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(work)
+	}
+	self, _ := os.Executable()
+	env := bench.Env{Dir: work, Duration: *duration, Progress: stdout, Binary: self, ClickHouse: *ch}
+	if *ch == "" && (contains(run, "insert") || contains(run, "rfd125")) {
+		srv, err := chserver.Start(ctx, filepath.Join(work, "clickhouse"))
+		if err != nil {
+			fmt.Fprintf(stderr, "holdfast bench: %v\n", err)
+			return 1
+		}
+		defer srv.Stop()
+		env.ClickHouse = srv.Addr
+		fmt.Fprintf(stdout, "bench: private ClickHouse at %s\n", srv.Addr)
+	}
+	env.VMsPerSled = parseInts(*vms)
+	failed := false
+	for _, s := range run {
+		fmt.Fprintf(stdout, "bench: %s (budget %v)\n", s, *duration)
+		res, err := bench.Run(ctx, s, env)
+		if err != nil {
+			fmt.Fprintf(stderr, "holdfast bench %s: %v\n", s, err)
+			failed = true
+			continue
+		}
+		res.WriteText(stdout)
+		if *out != "" {
+			path := *out
+			if len(run) > 1 {
+				os.MkdirAll(path, 0o755)
+				path = filepath.Join(path, s+".json")
+			}
+			f, err := os.Create(path)
+			if err == nil {
+				err = res.WriteJSON(f)
+				f.Close()
+			}
+			if err == nil && len(res.Series) > 0 {
+				svg := strings.TrimSuffix(path, ".json") + ".svg"
+				var f *os.File
+				if f, err = os.Create(svg); err == nil {
+					err = res.WriteSVG(f)
+					f.Close()
+					fmt.Fprintf(stdout, "bench: wrote %s\n", svg)
+				}
+			}
+			if err != nil {
+				fmt.Fprintf(stderr, "holdfast bench: writing %s: %v\n", path, err)
+				failed = true
+			} else {
+				fmt.Fprintf(stdout, "bench: wrote %s\n", path)
+			}
+		}
+	}
+	if failed {
+		return 1
+	}
+	return 0
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func parseInts(s string) []int {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		var n int
+		if _, err := fmt.Sscan(strings.TrimSpace(f), &n); err == nil && n > 0 {
+			out = append(out, n)
+		}
+	}
+	return out
+}

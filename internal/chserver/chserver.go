@@ -1,0 +1,131 @@
+// Package chserver starts and stops a private ClickHouse server as a plain
+// process, for benchmarks and tools: the packaged config is copied with a
+// private data directory and free loopback ports (the recipe of
+// scripts/clickhouse.sh, in Go so the holdfast binary can do it anywhere).
+package chserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Server is a running private ClickHouse.
+type Server struct {
+	Dir  string
+	Addr string // native protocol host:port
+	cmd  *exec.Cmd
+	http string
+	done chan struct{}
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Start starts a server with its data in dir. It needs Debian's
+// clickhouse-server installed (scripts/clickhouse.sh install).
+func Start(ctx context.Context, dir string) (*Server, error) {
+	bin, err := exec.LookPath("clickhouse-server")
+	if err != nil {
+		return nil, errors.New("chserver: clickhouse-server is not installed (run scripts/clickhouse.sh install, or pass the address of a running server)")
+	}
+	template, err := os.ReadFile("/etc/clickhouse-server/config.xml")
+	if err != nil {
+		return nil, fmt.Errorf("chserver: reading the packaged config: %w", err)
+	}
+	users, err := os.ReadFile("/etc/clickhouse-server/users.xml")
+	if err != nil {
+		return nil, fmt.Errorf("chserver: reading the packaged users.xml: %w", err)
+	}
+	dir, err = filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range []string{"data", "tmp", "log", "user_files", "format_schemas"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o750); err != nil {
+			return nil, err
+		}
+	}
+	var ports [3]int
+	for i := range ports {
+		if ports[i], err = freePort(); err != nil {
+			return nil, err
+		}
+	}
+	cfg := string(template)
+	for tag, value := range map[string]string{
+		"path": dir + "/data/", "tmp_path": dir + "/tmp/", "user_files_path": dir + "/user_files/",
+		"format_schema_path": dir + "/format_schemas/", "log": dir + "/log/clickhouse-server.log",
+		"errorlog": dir + "/log/clickhouse-server.err.log", "tcp_port": fmt.Sprint(ports[0]),
+		"http_port": fmt.Sprint(ports[1]), "interserver_http_port": fmt.Sprint(ports[2]),
+		"users_config": dir + "/users.xml",
+	} {
+		cfg = regexp.MustCompile(`<`+tag+`>[^<]*</`+tag+`>`).ReplaceAllLiteralString(cfg, "<"+tag+">"+value+"</"+tag+">")
+	}
+	cfg = regexp.MustCompile(`.*<listen_host>.*\n`).ReplaceAllString(cfg, "")
+	cfg = strings.Replace(cfg, "<level>trace</level>", "<level>warning</level>", 1)
+	cfg = strings.Replace(cfg, "</yandex>", "    <listen_host>127.0.0.1</listen_host>\n</yandex>", 1)
+	if err := os.WriteFile(filepath.Join(dir, "config.xml"), []byte(cfg), 0o640); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "users.xml"), users, 0o640); err != nil {
+		return nil, err
+	}
+	log, err := os.Create(filepath.Join(dir, "log", "stdout.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer log.Close()
+	s := &Server{Dir: dir, Addr: fmt.Sprintf("127.0.0.1:%d", ports[0]), http: fmt.Sprintf("http://127.0.0.1:%d/ping", ports[1]), done: make(chan struct{})}
+	s.cmd = exec.Command(bin, "--config-file="+filepath.Join(dir, "config.xml"))
+	s.cmd.Dir, s.cmd.Stdout, s.cmd.Stderr = dir, log, log
+	if err := s.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() { s.cmd.Wait(); close(s.done) }()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(s.http); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return s, nil
+			}
+		}
+		select {
+		case <-s.done:
+			return nil, fmt.Errorf("chserver: clickhouse-server exited during start-up; see %s/log", dir)
+		case <-ctx.Done():
+			s.Stop()
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	s.Stop()
+	return nil, fmt.Errorf("chserver: clickhouse-server did not answer within 60 s; see %s/log", dir)
+}
+
+// Stop stops the server (SIGTERM, then SIGKILL after 30 s).
+func (s *Server) Stop() {
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(30 * time.Second):
+		s.cmd.Process.Kill()
+		<-s.done
+	}
+}
