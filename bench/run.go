@@ -21,11 +21,14 @@ type Env struct {
 func Run(ctx context.Context, scenario string, env Env) (*Result, error) {
 	switch scenario {
 	case "wal":
-		// Sixteen points, three alternating rounds, WAL and file each: size
-		// the runs so the whole sweep fits the budget at ~300 MB/s.
-		bytes := int64(env.Duration.Seconds() / 96 * 150e6)
-		bytes = min(256<<20, max(8<<20, bytes))
-		return RunWAL(WALOptions{BytesPerRun: bytes, Dir: env.Dir, Progress: env.Progress})
+		// Sixteen points, three alternating rounds, a WAL run and a file
+		// run of about the same length each.
+		run := max(200*time.Millisecond, env.Duration/96)
+		return RunWAL(WALOptions{RunTime: run, Dir: env.Dir, Progress: env.Progress})
+	case "outage":
+		return RunOutage(ctx, env)
+	case "recovery":
+		return RunRecovery(ctx, env)
 	case "insert":
 		return RunInsert(ctx, env)
 	case "rfd125":

@@ -14,13 +14,25 @@ import (
 	"github.com/holdfast/holdfast/wal"
 )
 
+// walRunFor appends records from writers goroutines for about d; it returns
+// the bytes written, the time taken and the number of commit groups.
+func walRunFor(dir string, writers, size int, d time.Duration, segment int) (int64, time.Duration, int, error) {
+	deadline := time.Now().Add(d)
+	return walRunUntil(dir, writers, size, 1<<62, segment, func() bool { return time.Now().After(deadline) })
+}
+
 // walRun appends records from writers goroutines until bytes have been
 // written; it returns the time taken and the number of commit groups.
 func walRun(dir string, writers, size int, bytes int64, segment int) (time.Duration, int, error) {
+	_, took, groups, err := walRunUntil(dir, writers, size, bytes, segment, func() bool { return false })
+	return took, groups, err
+}
+
+func walRunUntil(dir string, writers, size int, bytes int64, segment int, stop func() bool) (int64, time.Duration, int, error) {
 	reg := prometheus.NewRegistry()
 	l, err := wal.Open(dir, wal.Options{SegmentSize: segment, Registerer: reg})
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	defer l.Close()
 	payload := make([]byte, size)
@@ -31,19 +43,24 @@ func walRun(dir string, writers, size int, bytes int64, segment int) (time.Durat
 	var wg sync.WaitGroup
 	var firstErr error
 	var mu sync.Mutex
+	var written int64
 	start := time.Now()
 	for w := 0; w < writers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := 0; i < perWriter; i++ {
+			n := 0
+			for ; n < perWriter && !stop(); n++ {
 				if _, err := l.Append(context.Background(), wal.Record{Type: wal.TypePage, Payload: payload}); err != nil {
 					mu.Lock()
 					firstErr = err
 					mu.Unlock()
-					return
+					break
 				}
 			}
+			mu.Lock()
+			written += int64(n) * int64(size)
+			mu.Unlock()
 		}()
 	}
 	wg.Wait()
@@ -55,7 +72,7 @@ func walRun(dir string, writers, size int, bytes int64, segment int) (time.Durat
 			groups = int(mf.GetMetric()[0].GetHistogram().GetSampleCount())
 		}
 	}
-	return took, groups, firstErr
+	return written, took, groups, firstErr
 }
 
 // fileRun writes total bytes to a plain file in groups equal writes, each
@@ -84,11 +101,11 @@ func fileRun(path string, total int64, groups int) (time.Duration, error) {
 
 // WALOptions configure the wal scenario.
 type WALOptions struct {
-	Sizes        []int // record sizes; default 1 KiB, 16 KiB, 256 KiB, 1 MiB
-	Writers      []int // default 1, 16, 64, 256
-	BytesPerRun  int64 // per WAL (and file) run; default 64 MiB
-	Rounds       int   // alternating rounds per point; default 3
-	SegmentBytes int   // default the WAL's default (8 MiB)
+	Sizes        []int         // record sizes; default 1 KiB, 16 KiB, 256 KiB, 1 MiB
+	Writers      []int         // default 1, 16, 64, 256
+	RunTime      time.Duration // per WAL run (the file run writes the same bytes); default 1 s
+	Rounds       int           // alternating rounds per point; default 3
+	SegmentBytes int           // default the WAL's default (8 MiB)
 	Dir          string
 	Progress     io.Writer
 }
@@ -104,8 +121,8 @@ func RunWAL(opts WALOptions) (*Result, error) {
 	if len(opts.Writers) == 0 {
 		opts.Writers = []int{1, 16, 64, 256}
 	}
-	if opts.BytesPerRun == 0 {
-		opts.BytesPerRun = 64 << 20
+	if opts.RunTime == 0 {
+		opts.RunTime = time.Second
 	}
 	if opts.Rounds == 0 {
 		opts.Rounds = 3
@@ -114,7 +131,7 @@ func RunWAL(opts WALOptions) (*Result, error) {
 		opts.SegmentBytes = 8 << 20
 	}
 	r := newResult("wal")
-	r.Params["sizes"], r.Params["writers"], r.Params["bytes_per_run"], r.Params["rounds"] = opts.Sizes, opts.Writers, opts.BytesPerRun, opts.Rounds
+	r.Params["sizes"], r.Params["writers"], r.Params["seconds_per_run"], r.Params["rounds"] = opts.Sizes, opts.Writers, opts.RunTime.Seconds(), opts.Rounds
 	t := Table{Title: "WAL group commit vs plain file with the same fsync cadence (MB/s, medians)",
 		Columns: []string{"record", "writers", "fsyncs", "wal MB/s", "file MB/s", "ratio"}}
 	p := &progress{w: opts.Progress, every: 0}
@@ -126,13 +143,13 @@ func RunWAL(opts WALOptions) (*Result, error) {
 				if err != nil {
 					return nil, err
 				}
-				took, groups, err := walRun(filepath.Join(dir, "wal"), writers, size, opts.BytesPerRun, opts.SegmentBytes)
+				n, took, groups, err := walRunFor(filepath.Join(dir, "wal"), writers, size, opts.RunTime, opts.SegmentBytes)
 				if err != nil {
 					os.RemoveAll(dir)
 					return nil, err
 				}
-				written := float64(int64(max(1, int(opts.BytesPerRun/int64(size)/int64(writers)))) * int64(writers) * int64(size))
-				ftook, err := fileRun(filepath.Join(dir, "plain"), int64(written), groups)
+				written := float64(n)
+				ftook, err := fileRun(filepath.Join(dir, "plain"), n, groups)
 				os.RemoveAll(dir)
 				if err != nil {
 					return nil, err

@@ -25,6 +25,7 @@ type Server struct {
 	Addr string // native protocol host:port
 	cmd  *exec.Cmd
 	http string
+	bin  string
 	done chan struct{}
 }
 
@@ -86,41 +87,53 @@ func Start(ctx context.Context, dir string) (*Server, error) {
 	if err := os.WriteFile(filepath.Join(dir, "users.xml"), users, 0o640); err != nil {
 		return nil, err
 	}
-	log, err := os.Create(filepath.Join(dir, "log", "stdout.log"))
+	s := &Server{Dir: dir, Addr: fmt.Sprintf("127.0.0.1:%d", ports[0]), http: fmt.Sprintf("http://127.0.0.1:%d/ping", ports[1]), bin: bin}
+	return s, s.launch(ctx)
+}
+
+// Restart starts a stopped server again, with its data and ports.
+func (s *Server) Restart(ctx context.Context) error { return s.launch(ctx) }
+
+func (s *Server) launch(ctx context.Context) error {
+	log, err := os.OpenFile(filepath.Join(s.Dir, "log", "stdout.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer log.Close()
-	s := &Server{Dir: dir, Addr: fmt.Sprintf("127.0.0.1:%d", ports[0]), http: fmt.Sprintf("http://127.0.0.1:%d/ping", ports[1]), done: make(chan struct{})}
-	s.cmd = exec.Command(bin, "--config-file="+filepath.Join(dir, "config.xml"))
-	s.cmd.Dir, s.cmd.Stdout, s.cmd.Stderr = dir, log, log
+	s.done = make(chan struct{})
+	s.cmd = exec.Command(s.bin, "--config-file="+filepath.Join(s.Dir, "config.xml"))
+	s.cmd.Dir, s.cmd.Stdout, s.cmd.Stderr = s.Dir, log, log
 	if err := s.cmd.Start(); err != nil {
-		return nil, err
+		return err
 	}
-	go func() { s.cmd.Wait(); close(s.done) }()
+	done := s.done
+	go func() { s.cmd.Wait(); close(done) }()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		if resp, err := http.Get(s.http); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return s, nil
+				return nil
 			}
 		}
 		select {
-		case <-s.done:
-			return nil, fmt.Errorf("chserver: clickhouse-server exited during start-up; see %s/log", dir)
+		case <-done:
+			return fmt.Errorf("chserver: clickhouse-server exited during start-up; see %s/log", s.Dir)
 		case <-ctx.Done():
 			s.Stop()
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
 	s.Stop()
-	return nil, fmt.Errorf("chserver: clickhouse-server did not answer within 60 s; see %s/log", dir)
+	return fmt.Errorf("chserver: clickhouse-server did not answer within 60 s; see %s/log", s.Dir)
 }
 
 // Stop stops the server (SIGTERM, then SIGKILL after 30 s).
 func (s *Server) Stop() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
 	s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-s.done:
