@@ -17,7 +17,7 @@ test-short:
 	scripts/test.sh -short
 
 vet:
-	gofmt -l . | (! grep .) || (echo "gofmt needed"; exit 1)
+	gofmt -l $$(git ls-files '*.go') | (! grep .) || (echo "gofmt needed"; exit 1)
 	$(GO) vet ./...
 
 bench:

@@ -130,7 +130,7 @@ func drainVsDirect(ctx context.Context, conn driver.Conn, addr, dir string, n, b
 	for done := 0; done < n; done += batchRows {
 		batches = append(batches, fleet.Append(nil, min(batchRows, n-done), ts+int64(done)))
 	}
-	ins := forwarder.NewInserter(conn, db2, time.Minute)
+	ins := forwarder.NewInserter(conn, db2)
 	start := time.Now()
 	for _, s := range batches {
 		if err := ins.Insert(ctx, s); err != nil {

@@ -262,7 +262,7 @@ func directCeiling(ctx context.Context, conn driver.Conn, n int) (float64, error
 	for done := 0; done < n; done += 100_000 {
 		batches = append(batches, fleet.Append(nil, min(100_000, n-done), int64(done)))
 	}
-	ins := forwarder.NewInserter(conn, db, time.Minute)
+	ins := forwarder.NewInserter(conn, db)
 	start := time.Now()
 	for _, b := range batches {
 		if err := ins.Insert(ctx, b); err != nil {
@@ -315,6 +315,13 @@ func RunRFD125(ctx context.Context, env Env) (*Result, error) {
 		r.Metrics[key+"collector_cpu_s_per_msample"] = cpuPerM
 		r.Metrics[key+"latency_p50_s"], r.Metrics[key+"latency_p99_s"], r.Metrics[key+"latency_max_s"] = s.p50, s.p99, s.pmax
 		r.Metrics[key+"offered_vs_direct_ratio"] = s.offered / ceiling
+		// Sustained: everything offered is in ClickHouse within one period
+		// after the load ends (delivered/s counts that last period's trip).
+		r.Metrics[key+"elapsed_s"] = s.elapsed.Seconds()
+		r.Metrics[key+"sustained"] = 0
+		if s.elapsed <= time.Duration(s.periods+1)*10*time.Second {
+			r.Metrics[key+"sustained"] = 1
+		}
 		r.Series = s.series // the last (largest) step is charted
 	}
 	r.Metrics["direct_samples_per_s"] = ceiling
@@ -323,7 +330,7 @@ func RunRFD125(ctx context.Context, env Env) (*Result, error) {
 	if steps[len(steps)-1] == 100 {
 		r.target(last+"collector_rss_mib", "<=", 256)
 		r.target(last+"latency_p99_s", "<=", 2*10+2)
-		r.target(last+"delivered_samples_per_s", ">=", 0.99*r.Metrics[last+"offered_samples_per_s"])
+		r.target(last+"sustained", ">=", 1)
 	}
 	r.Notes = append(r.Notes, "latency: sample timestamp to first seen in measurements_f64, polled every second; each period's samples are generated at once at the period start")
 	return r.finish(), nil

@@ -25,6 +25,8 @@ func Run(ctx context.Context, scenario string, env Env) (*Result, error) {
 		// run of about the same length each.
 		run := max(200*time.Millisecond, env.Duration/96)
 		return RunWAL(WALOptions{RunTime: run, Dir: env.Dir, Progress: env.Progress})
+	case "max":
+		return RunMax(ctx, env)
 	case "outage":
 		return RunOutage(ctx, env)
 	case "recovery":

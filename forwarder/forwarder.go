@@ -30,7 +30,7 @@ type Options struct {
 	BatchBytes int           // flush at this many bytes of WAL payload; default 64 MiB
 	FlushAge   time.Duration // flush a non-empty batch this old; default 5 s
 
-	InsertTimeout time.Duration // one INSERT; default 60 s
+	InsertTimeout time.Duration // schema statements; INSERTs are bounded by the connection's read timeout (Dial: 2 min)
 	DialTimeout   time.Duration // default 5 s
 	BackoffMin    time.Duration // first retry delay; default 100 ms
 	BackoffMax    time.Duration // retry delay cap; default 30 s
@@ -109,7 +109,8 @@ func Dial(addr, user, password string, dialTimeout time.Duration) (driver.Conn, 
 		MaxOpenConns:     4,
 		MaxIdleConns:     2,
 		ConnMaxLifetime:  time.Hour,
-		ReadTimeout:      5 * time.Minute,
+		// Bounds every read of a query or an INSERT (see writer.send).
+		ReadTimeout:      2 * time.Minute,
 		ConnOpenStrategy: clickhouse.ConnOpenInOrder,
 	})
 }
@@ -190,7 +191,7 @@ func New(log *wal.Log, state *pebble.DB, opts Options) (*Forwarder, error) {
 		f.Close()
 		return nil, err
 	}
-	f.w = newWriter(f.conn, opts.Database, opts.InsertTimeout, opts.MaxSeenKeys)
+	f.w = newWriter(f.conn, opts.Database, opts.MaxSeenKeys)
 	f.decoder = pa.NewSampleDecoder()
 	f.mu.status.CheckpointIndex = ckpt
 	f.mu.status.QuarantinedRecords = uint64(len(q))

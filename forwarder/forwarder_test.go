@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"runtime"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -326,5 +327,48 @@ func TestCheckpointAheadOfWALReplaysEverything(t *testing.T) {
 	}
 	if ckpt, _ := LoadCheckpoint(e.state); ckpt != e.wal.Stats().LastIndex {
 		t.Fatalf("checkpoint %d, want the WAL's last index %d", ckpt, e.wal.Stats().LastIndex)
+	}
+}
+
+// TestManySmallInsertsKeepTheirConnections is the regression test for a
+// clickhouse-go race: cancelling a batch's context right after Send could
+// close the connection after it went back to the pool, and a later insert
+// failed with "use of closed network connection".
+func TestManySmallInsertsKeepTheirConnections(t *testing.T) {
+	e := newEnv(t, "")
+	ctx := context.Background()
+	if _, err := EnsureSchema(ctx, e.conn, e.db); err != nil {
+		t.Fatal(err)
+	}
+	ins := NewInserter(e.conn, e.db)
+	fleet := sampletest.NewFleet(3)
+	// The race needs the driver's watchdog goroutine to be scheduled late,
+	// as on a loaded machine: keep the cores busy meanwhile.
+	stop := make(chan struct{})
+	defer close(stop)
+	for g := 0; g < 4; g++ {
+		go func() {
+			for x := 0; ; x++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if x%1_000_000 == 0 {
+					runtime.Gosched()
+				}
+			}
+		}()
+	}
+	for i := 0; i < 150; i++ {
+		// One attempt each: Inserter retries, so call the writer directly.
+		rs := newRowSet()
+		ins.w.addSamples(rs, fleet.Append(nil, 10, int64(i)*100))
+		if err := ins.w.insert(ctx, rs); err != nil {
+			t.Fatalf("insert %d: %v", i, err)
+		}
+	}
+	if n := e.count(true); n != 1500 {
+		t.Fatalf("%d samples, want 1500", n)
 	}
 }

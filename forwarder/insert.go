@@ -66,15 +66,14 @@ func needsSchema(err error) bool {
 type writer struct {
 	conn        driver.Conn
 	db          string
-	timeout     time.Duration
 	seenKeys    map[uint64]struct{}
 	maxSeen     int
 	seenSchemas map[string]struct{}
 	names       interner
 }
 
-func newWriter(conn driver.Conn, db string, timeout time.Duration, maxSeen int) *writer {
-	return &writer{conn: conn, db: db, timeout: timeout, maxSeen: maxSeen,
+func newWriter(conn driver.Conn, db string, maxSeen int) *writer {
+	return &writer{conn: conn, db: db, maxSeen: maxSeen,
 		seenKeys: make(map[uint64]struct{}), seenSchemas: make(map[string]struct{}),
 		names: interner{max: 1 << 16}}
 }
@@ -145,9 +144,15 @@ func (in *interner) name(target, metric string) string {
 }
 
 // send runs one INSERT with columnar appends.
+//
+// The batch gets ctx itself, not a context with its own deadline: in
+// clickhouse-go v2.50.0, Send starts a goroutine that closes the TCP
+// connection when the context ends, and stopping it does not wait for it. A
+// per-insert context cancelled right after Send can therefore close the
+// connection after it went back to the pool, and the next insert on it fails
+// with "use of closed network connection". The insert's deadline comes from
+// the connection's read and write timeouts instead (Dial sets them).
 func (w *writer) send(ctx context.Context, table string, cols []string, data []any) error {
-	ctx, cancel := context.WithTimeout(ctx, w.timeout)
-	defer cancel()
 	q := fmt.Sprintf("INSERT INTO %s.%s (%s)", w.db, table, strings.Join(cols, ", "))
 	b, err := w.conn.PrepareBatch(ctx, q)
 	if err != nil {
@@ -174,8 +179,8 @@ func (w *writer) send(ctx context.Context, table string, cols []string, data []a
 type Inserter struct{ w *writer }
 
 // NewInserter returns an Inserter into database db.
-func NewInserter(conn driver.Conn, db string, timeout time.Duration) *Inserter {
-	return &Inserter{w: newWriter(conn, db, timeout, 1<<18)}
+func NewInserter(conn driver.Conn, db string) *Inserter {
+	return &Inserter{w: newWriter(conn, db, 1<<18)}
 }
 
 // Insert validates nothing and inserts samples as one batch. A transient

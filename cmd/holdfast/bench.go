@@ -16,7 +16,7 @@ import (
 	"github.com/holdfast/holdfast/internal/chserver"
 )
 
-var scenarios = []string{"wal", "insert", "rfd125", "outage", "recovery"}
+var scenarios = []string{"wal", "insert", "rfd125", "max", "outage", "recovery"}
 
 // runBench runs benchmark scenarios with real processes and writes a table
 // and, with --out, JSON (every ratio under a key ending in _ratio).
@@ -56,7 +56,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	}
 	self, _ := os.Executable()
 	env := bench.Env{Dir: work, Duration: *duration, Progress: stdout, Binary: self, ClickHouse: *ch}
-	if *ch == "" && (contains(run, "insert") || contains(run, "rfd125")) { // outage and recovery start their own
+	if *ch == "" && (contains(run, "insert") || contains(run, "rfd125") || contains(run, "max")) { // outage and recovery start their own
 		srv, err := chserver.Start(ctx, filepath.Join(work, "clickhouse"))
 		if err != nil {
 			fmt.Fprintf(stderr, "holdfast bench: %v\n", err)

@@ -29,7 +29,7 @@ Usage:
   holdfast producer [--listen ADDR] [--vms N] [--interval D] [--total-samples N] [--registry URL]
                                                a demo producer: simulated VMs (RFD 125's load shape)
   holdfast bench SCENARIO|all [--duration D] [--out FILE] [--clickhouse HOST:PORT]
-                                               benchmarks with real processes (wal, insert, rfd125, outage, recovery)
+                                               benchmarks with real processes (wal, insert, rfd125, max, outage, recovery)
   holdfast status [--admin ADDR] [--watch D] [--until-samples N]
                                                one-line summary of a running collector
   holdfast wal verify DIR                      check every record of a WAL (read-only)

@@ -1,0 +1,61 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/holdfast/holdfast/forwarder"
+)
+
+// RunMax raises the load (VMs in RFD 125's shape, 22 measurements every
+// 10 s) step by step until the collector falls behind: a step is sustained
+// when everything it offered is in ClickHouse within one period after the
+// load ends. It reports the highest sustained rate and its ratio to the
+// direct-insert ceiling measured in the same run.
+func RunMax(ctx context.Context, env Env) (*Result, error) {
+	if env.Binary == "" {
+		return nil, fmt.Errorf("max needs the holdfast binary")
+	}
+	conn, err := forwarder.Dial(env.ClickHouse, "default", "", 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	r := newResult("max")
+	r.Machine.ClickHouse = serverVersion(ctx, conn)
+	ceiling, err := directCeiling(ctx, conn, 2_000_000)
+	if err != nil {
+		return nil, err
+	}
+	const periods = 2
+	steps := []int{100_000, 150_000, 200_000, 250_000, 300_000, 400_000}
+	r.Params["vms_steps"], r.Params["periods_per_step"] = steps, periods
+	t := Table{Title: "Load steps until the collector falls behind",
+		Columns: []string{"VMs", "offered/s", "delivered/s", "max backlog", "RSS MiB", "sustained"}}
+	best := 0.0
+	deadline := time.Now().Add(env.Duration)
+	for _, vms := range steps {
+		if time.Now().After(deadline) && best > 0 {
+			r.Notes = append(r.Notes, fmt.Sprintf("budget spent before the step of %d VMs", vms))
+			break
+		}
+		s, err := runSustained(ctx, env, conn, vms, periods)
+		if err != nil {
+			return nil, err
+		}
+		// Sustained: done within one period (10 s) after the last one.
+		ok := s.elapsed <= time.Duration(periods+1)*10*time.Second
+		t.Rows = append(t.Rows, []string{fmt.Sprint(vms), f0(s.offered), f0(s.delivered), fmt.Sprint(s.maxBacklog), f0(float64(s.maxRSS) / (1 << 20)), fmt.Sprint(ok)})
+		if !ok {
+			break
+		}
+		best = s.offered
+	}
+	r.Tables = append(r.Tables, t)
+	r.Metrics["max_sustained_samples_per_s"] = best
+	r.Metrics["direct_samples_per_s"] = ceiling
+	r.Metrics["max_vs_direct_ratio"] = best / ceiling
+	r.target("max_vs_direct_ratio", ">=", 0.5)
+	return r.finish(), nil
+}
