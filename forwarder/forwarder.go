@@ -101,14 +101,14 @@ func (o Options) withDefaults() (Options, error) {
 // when ClickHouse is down.
 func Dial(addr, user, password string, dialTimeout time.Duration) (driver.Conn, error) {
 	return clickhouse.Open(&clickhouse.Options{
-		Addr:             []string{addr},
-		Auth:             clickhouse.Auth{Database: "default", Username: user, Password: password},
-		Protocol:         clickhouse.Native,
-		Compression:      &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
-		DialTimeout:      dialTimeout,
-		MaxOpenConns:     4,
-		MaxIdleConns:     2,
-		ConnMaxLifetime:  time.Hour,
+		Addr:            []string{addr},
+		Auth:            clickhouse.Auth{Database: "default", Username: user, Password: password},
+		Protocol:        clickhouse.Native,
+		Compression:     &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
+		DialTimeout:     dialTimeout,
+		MaxOpenConns:    4,
+		MaxIdleConns:    2,
+		ConnMaxLifetime: time.Hour,
 		// Bounds every read of a query or an INSERT (see writer.send).
 		ReadTimeout:      2 * time.Minute,
 		ConnOpenStrategy: clickhouse.ConnOpenInOrder,
