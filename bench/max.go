@@ -29,7 +29,7 @@ func RunMax(ctx context.Context, env Env) (*Result, error) {
 		return nil, err
 	}
 	const periods = 2
-	steps := []int{100_000, 150_000, 200_000, 250_000, 300_000, 400_000}
+	steps := []int{100_000, 120_000, 140_000, 170_000, 200_000, 250_000, 300_000}
 	r.Params["vms_steps"], r.Params["periods_per_step"] = steps, periods
 	t := Table{Title: "Load steps until the collector falls behind",
 		Columns: []string{"VMs", "offered/s", "delivered/s", "max backlog", "RSS MiB", "sustained"}}
