@@ -174,23 +174,34 @@ func countFinal(ctx context.Context, conn driver.Conn, db string) uint64 {
 	return seen
 }
 
+// privateClickHouse starts a ClickHouse of the scenario's own (it will be
+// stopped and started) and a result stamped with its version.
+func privateClickHouse(ctx context.Context, env Env, scenario string) (*chserver.Server, driver.Conn, *Result, error) {
+	srv, err := chserver.Start(ctx, filepath.Join(env.Dir, scenario+"-clickhouse"))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	conn, err := forwarder.Dial(srv.Addr, "default", "", 5*time.Second)
+	if err != nil {
+		srv.Stop()
+		return nil, nil, nil, err
+	}
+	r := newResult(scenario)
+	r.Machine.ClickHouse = serverVersion(ctx, conn)
+	return srv, conn, r, nil
+}
+
 // RunOutage: ClickHouse is stopped under load (20,000 VMs, 44,000
 // samples/s) for a third of the budget. The WAL grows until its budget
 // (64 MiB), the collector applies backpressure (producers keep their data),
 // and once ClickHouse is back everything is caught up with zero loss.
 func RunOutage(ctx context.Context, env Env) (*Result, error) {
-	srv, err := chserver.Start(ctx, filepath.Join(env.Dir, "outage-clickhouse"))
+	srv, conn, r, err := privateClickHouse(ctx, env, "outage")
 	if err != nil {
 		return nil, err
 	}
 	defer srv.Stop()
-	conn, err := forwarder.Dial(srv.Addr, "default", "", 5*time.Second)
-	if err != nil {
-		return nil, err
-	}
 	defer conn.Close()
-	r := newResult("outage")
-	r.Machine.ClickHouse = serverVersion(ctx, conn)
 	outage := max(20*time.Second, env.Duration/3)
 	periods := max(3, int((outage+20*time.Second)/(10*time.Second)))
 	const vms, budget = 20_000, "64MiB"
@@ -261,18 +272,12 @@ func RunOutage(ctx context.Context, env Env) (*Result, error) {
 // to the first collection, the drain rate against direct inserts measured in
 // the same run, and the collector's memory while the backlog shrinks.
 func RunRecovery(ctx context.Context, env Env) (*Result, error) {
-	srv, err := chserver.Start(ctx, filepath.Join(env.Dir, "recovery-clickhouse"))
+	srv, conn, r, err := privateClickHouse(ctx, env, "recovery")
 	if err != nil {
 		return nil, err
 	}
 	defer srv.Stop()
-	conn, err := forwarder.Dial(srv.Addr, "default", "", 5*time.Second)
-	if err != nil {
-		return nil, err
-	}
 	defer conn.Close()
-	r := newResult("recovery")
-	r.Machine.ClickHouse = serverVersion(ctx, conn)
 	ceiling, err := directCeiling(ctx, conn, 2_000_000)
 	if err != nil {
 		return nil, err

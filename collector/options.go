@@ -85,18 +85,9 @@ func (o Options) withDefaults() (Options, error) {
 	seen := map[string]bool{}
 	ps := make([]ProducerConfig, len(o.Producers))
 	for i, p := range o.Producers {
-		u, err := url.Parse(p.URL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return o, fmt.Errorf("collector: producer URL %q must be http(s)://host:port", p.URL)
-		}
-		if p.ID == "" {
-			p.ID = p.URL
-		}
-		if p.Interval == 0 {
-			p.Interval = o.DefaultInterval
-		}
-		if p.Interval < 10*time.Millisecond {
-			return o, fmt.Errorf("collector: producer %s: interval %v is below 10ms", p.ID, p.Interval)
+		p, err := o.normalize(p)
+		if err != nil {
+			return o, err
 		}
 		if seen[p.ID] {
 			return o, fmt.Errorf("collector: producer %s is listed twice", p.ID)
