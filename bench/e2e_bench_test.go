@@ -30,7 +30,7 @@ func BenchmarkRFD125Sustained(b *testing.B) {
 		dir = b.TempDir()
 	}
 	ctx := context.Background()
-	ceiling, err := directCeiling(ctx, conn, 2_000_000)
+	ceiling, err := directCeiling(ctx, conn, 2_000_000, 10_000)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -24,7 +24,7 @@ func RunMax(ctx context.Context, env Env) (*Result, error) {
 	defer conn.Close()
 	r := newResult("max")
 	r.Machine.ClickHouse = serverVersion(ctx, conn)
-	ceiling, err := directCeiling(ctx, conn, 2_000_000)
+	ceiling, err := directCeiling(ctx, conn, 2_000_000, 100_000)
 	if err != nil {
 		return nil, err
 	}

@@ -278,7 +278,7 @@ func RunRecovery(ctx context.Context, env Env) (*Result, error) {
 	}
 	defer srv.Stop()
 	defer conn.Close()
-	ceiling, err := directCeiling(ctx, conn, 2_000_000)
+	ceiling, err := directCeiling(ctx, conn, 2_000_000, 100_000)
 	if err != nil {
 		return nil, err
 	}

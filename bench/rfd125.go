@@ -250,14 +250,16 @@ func runSustained(ctx context.Context, env Env, conn driver.Conn, vms, periods i
 	return s, nil
 }
 
-// directCeiling inserts n fleet samples from memory in 100,000-row batches.
-func directCeiling(ctx context.Context, conn driver.Conn, n int) (float64, error) {
+// directCeiling inserts n samples of a fleet of vms VMs from memory in
+// 100,000-row batches. Give it the fleet the scenario loads: the share of new
+// timeseries (whose fields are written once) changes the rate.
+func directCeiling(ctx context.Context, conn driver.Conn, n, vms int) (float64, error) {
 	db, drop, err := freshDB(ctx, conn, "ceiling")
 	if err != nil {
 		return 0, err
 	}
 	defer drop()
-	fleet := sampletest.NewFleet(10_000)
+	fleet := sampletest.NewFleet(vms)
 	var batches [][]pa.Sample
 	for done := 0; done < n; done += 100_000 {
 		batches = append(batches, fleet.Append(nil, min(100_000, n-done), int64(done)))
@@ -291,7 +293,8 @@ func RunRFD125(ctx context.Context, env Env) (*Result, error) {
 	}
 	r := newResult("rfd125")
 	r.Machine.ClickHouse = serverVersion(ctx, conn)
-	ceiling, err := directCeiling(ctx, conn, 2_000_000)
+	// 10,000 VMs: the shape of one producer process.
+	ceiling, err := directCeiling(ctx, conn, 2_000_000, 10_000)
 	if err != nil {
 		return nil, err
 	}
