@@ -24,7 +24,8 @@ func RunMax(ctx context.Context, env Env) (*Result, error) {
 	defer conn.Close()
 	r := newResult("max")
 	r.Machine.ClickHouse = serverVersion(ctx, conn)
-	ceiling, err := directCeiling(ctx, conn, 2_000_000, 100_000)
+	// Two periods of the first step's fleet, as the steps run them.
+	ceiling, err := directCeiling(ctx, conn, 100_000*22*2, 100_000)
 	if err != nil {
 		return nil, err
 	}

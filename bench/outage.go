@@ -278,7 +278,9 @@ func RunRecovery(ctx context.Context, env Env) (*Result, error) {
 	}
 	defer srv.Stop()
 	defer conn.Close()
-	ceiling, err := directCeiling(ctx, conn, 2_000_000, 100_000)
+	periods := max(2, int(env.Duration.Seconds()/3/10))
+	// The ceiling inserts the very rows the backlog will hold.
+	ceiling, err := directCeiling(ctx, conn, 100_000*22*periods, 100_000)
 	if err != nil {
 		return nil, err
 	}
@@ -286,7 +288,6 @@ func RunRecovery(ctx context.Context, env Env) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	periods := max(2, int(env.Duration.Seconds()/3/10))
 	r.Params["vms"], r.Params["periods"] = 100_000, periods
 	srv.Stop()
 	l, err := startLoad(env, "recovery", srv.Addr, db, 100_000, periods, "--wal-budget", "16GiB")
