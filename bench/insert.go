@@ -125,21 +125,9 @@ func drainVsDirect(ctx context.Context, conn driver.Conn, addr, dir string, n, b
 		return 0, 0, err
 	}
 	defer drop2()
-	fleet := sampletest.NewFleet(10_000)
-	var batches [][]pa.Sample
-	for done := 0; done < n; done += batchRows {
-		batches = append(batches, fleet.Append(nil, min(batchRows, n-done), ts+int64(done)))
-	}
-	ins := forwarder.NewInserter(conn, db2)
-	start := time.Now()
-	for _, s := range batches {
-		if err := ins.Insert(ctx, s); err != nil {
-			return 0, 0, err
-		}
-	}
-	direct = float64(n) / time.Since(start).Seconds()
+	direct, err = timedInserts(ctx, forwarder.NewInserter(conn, db2), sampletest.NewFleet(10_000), n, batchRows, ts)
 	runtime.GC()
-	return drain, direct, nil
+	return drain, direct, err
 }
 
 // RunInsert compares the forwarder's drain of a pre-filled WAL with direct
