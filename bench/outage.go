@@ -16,18 +16,17 @@ import (
 
 // load is a set of producer processes and one collector process.
 type load struct {
-	env        Env
-	ps         *procs
-	paddrs     []string
-	admin      string
-	colArgs    []string
-	collector  int // pid
-	perProd    int
-	total      int
-	dataDir    string
-	began      time.Time
-	series     map[string][]Point
-	lastSample float64
+	env       Env
+	ps        *procs
+	paddrs    []string
+	admin     string
+	colArgs   []string
+	collector int // pid
+	perProd   int
+	total     int
+	dataDir   string
+	began     time.Time
+	series    map[string][]Point
 }
 
 func startLoad(env Env, name, chAddr, db string, vms, periods int, extra ...string) (*load, error) {

@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -109,15 +110,7 @@ func (c *Collector) Assigned() []ProducerConfig {
 			out = append(out, p.config())
 		}
 	}
-	slices.SortFunc(out, func(a, b ProducerConfig) int {
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b ProducerConfig) int { return cmp.Compare(a.ID, b.ID) })
 	return out
 }
 

@@ -128,7 +128,7 @@ func TestRegistryOutage(t *testing.T) {
 	reg.kill() // the registry refuses connections from now on
 	time.Sleep(time.Second)
 	c.kill()
-	c = startProc(t, "collector-restarted", cargs...)
+	startProc(t, "collector-restarted", cargs...)
 	waitFor(t, 20*time.Second, "the restarted collector collecting from its cache", func() (bool, string) {
 		st, err := collectorStatus(admin)
 		if err != nil || len(st.Producers) != 2 || st.Registry == nil || st.Registry.LastRefreshError == "" {
@@ -142,7 +142,7 @@ func TestRegistryOutage(t *testing.T) {
 		return true, ""
 	})
 	time.Sleep(2 * time.Second)
-	reg = startProc(t, "registry-restarted", regArgs...)
+	startProc(t, "registry-restarted", regArgs...)
 	for _, p := range paddrs {
 		waitReleased(t, p, total, 2*time.Minute)
 	}

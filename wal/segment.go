@@ -2,6 +2,7 @@ package wal
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -54,15 +55,7 @@ func listSegments(dir string) ([]segmentFile, error) {
 		}
 		out = append(out, segmentFile{name: name, start: start, size: info.Size()})
 	}
-	slices.SortFunc(out, func(a, b segmentFile) int {
-		switch {
-		case a.start < b.start:
-			return -1
-		case a.start > b.start:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b segmentFile) int { return cmp.Compare(a.start, b.start) })
 	return out, nil
 }
 
