@@ -43,7 +43,8 @@ func startLoad(env Env, name, chAddr, db string, vms, periods int, extra ...stri
 		if err != nil {
 			return nil, err
 		}
-		if _, err := l.ps.start(env.Binary, "producer", "--listen", a, "--vms", fmt.Sprint(vms/producers), "--interval", "10s",
+		// Each producer its own VMs: no two report the same timeseries.
+		if _, err := l.ps.start(env.Binary, "producer", "--listen", a, "--vms", fmt.Sprint(vms/producers), "--vm-offset", fmt.Sprint(i*(vms/producers)), "--interval", "10s",
 			"--total-samples", fmt.Sprint(l.perProd), "--max-samples", "6000000", "--max-bytes", "4GiB"); err != nil {
 			l.ps.stop()
 			return nil, err

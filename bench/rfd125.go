@@ -129,7 +129,9 @@ func runSustained(ctx context.Context, env Env, conn driver.Conn, vms, periods i
 		if err != nil {
 			return nil, err
 		}
-		if _, err := ps.start(env.Binary, "producer", "--listen", a, "--vms", fmt.Sprint(perProducerVMs), "--interval", period.String(),
+		// Each producer its own VMs (as in a real fleet): every timeseries
+		// has one source, so checkPerSeries can see a collapsed row.
+		if _, err := ps.start(env.Binary, "producer", "--listen", a, "--vms", fmt.Sprint(perProducerVMs), "--vm-offset", fmt.Sprint(i*perProducerVMs), "--interval", period.String(),
 			"--total-samples", fmt.Sprint(perProducer), "--max-samples", "2000000"); err != nil {
 			return nil, err
 		}
@@ -242,12 +244,43 @@ func runSustained(ctx context.Context, env Env, conn driver.Conn, vms, periods i
 	if seen != uint64(s.total) {
 		return nil, fmt.Errorf("zero-loss check failed: ClickHouse holds %d samples, producers released %d", seen, s.total)
 	}
+	if err := checkPerSeries(ctx, conn, db, producers*perProducerVMs*22, periods); err != nil {
+		return nil, err
+	}
 	slices.Sort(latencies)
 	q := func(f float64) float64 { return latencies[min(len(latencies)-1, int(f*float64(len(latencies))))] }
 	s.p50, s.p99, s.pmax = q(0.5), q(0.99), latencies[len(latencies)-1]
 	s.offered = float64(s.total) / (float64(periods) * period.Seconds())
 	s.delivered = float64(s.total) / s.elapsed.Seconds()
 	return s, nil
+}
+
+// checkPerSeries checks the exact count per timeseries: every one of the
+// fleet's series timeseries (VM x measurement slot) holds exactly periods
+// samples, seen with FINAL. A total can hide a loss that a duplicate makes
+// up for; two samples collapsed into one row show here as a series short of
+// a sample, and two producers reporting the same series as one with too many.
+func checkPerSeries(ctx context.Context, conn driver.Conn, db string, series, periods int) error {
+	var got, wrong uint64
+	var example string
+	for _, t := range pa.AllDatumTypes() {
+		q := fmt.Sprintf(`SELECT count(), countIf(n != %d), anyIf(concat(timeseries_name, ' key ', toString(timeseries_key), ': ', toString(n), ' samples'), n != %d)
+			FROM (SELECT timeseries_name, timeseries_key, count() AS n FROM %s.%s FINAL GROUP BY timeseries_name, timeseries_key)`,
+			periods, periods, db, forwarder.MeasurementsTable(t))
+		var n, bad uint64
+		var ex string
+		if err := conn.QueryRow(ctx, q).Scan(&n, &bad, &ex); err != nil {
+			return fmt.Errorf("per-series check: %w", err)
+		}
+		got, wrong = got+n, wrong+bad
+		if bad > 0 && example == "" {
+			example = ex
+		}
+	}
+	if got != uint64(series) || wrong != 0 {
+		return fmt.Errorf("per-series check failed: %d timeseries (want %d), %d without exactly %d samples (e.g. %s)", got, series, wrong, periods, example)
+	}
+	return nil
 }
 
 // directCeiling inserts n samples of a fleet of vms VMs from memory in

@@ -14,31 +14,44 @@ type rowSet struct {
 	meas       [pa.DatumHistogramF64 + 1]*measurementRows
 	fields     [pa.FieldUUID + 1]*fieldRows
 	schemas    []pa.TimeseriesSchema
-	newKeys    map[uint64]struct{}
-	newSchemas map[string]struct{}
+	newKeys    map[uint64]uint64 // key -> fingerprint of its timeseries
+	newSchemas map[schemaKey]struct{}
 	rows       int
 }
 
-func newRowSet() *rowSet {
-	return &rowSet{newKeys: map[uint64]struct{}{}, newSchemas: map[string]struct{}{}}
+// schemaKey identifies a row of timeseries_schema.
+type schemaKey struct {
+	name    string
+	version uint32
 }
 
-// add appends one validated sample. seen reports whether the writer has
-// already written a timeseries key's fields or a name's schema.
-func (rs *rowSet) add(name string, key uint64, s *pa.Sample, w *writer) {
+func newRowSet() *rowSet {
+	return &rowSet{newKeys: map[uint64]uint64{}, newSchemas: map[schemaKey]struct{}{}}
+}
+
+// add appends one validated sample whose timeseries has key and fingerprint
+// fp (an independent hash of what the key hashes), unless the key belongs to
+// a different timeseries (fingerprint differs) in this row set or in what the
+// writer remembers: then it adds nothing and returns false, so two
+// timeseries are never merged under one key.
+func (rs *rowSet) add(name string, key, fp uint64, s *pa.Sample, w *writer) bool {
+	known, seen := w.seenKeys[key]
+	if !seen {
+		known, seen = rs.newKeys[key]
+	}
+	if seen && known != fp {
+		return false
+	}
 	t := s.Datum.Type
 	if rs.meas[t] == nil {
 		rs.meas[t] = &measurementRows{t: t}
 	}
 	rs.meas[t].add(name, key, s)
 	rs.rows++
-	if _, seen := w.seenKeys[key]; seen {
-		return
+	if seen {
+		return true
 	}
-	if _, dup := rs.newKeys[key]; dup {
-		return
-	}
-	rs.newKeys[key] = struct{}{}
+	rs.newKeys[key] = fp
 	for _, group := range [2][]pa.Field{s.Target.Fields, s.Metric.Fields} {
 		for fi := range group {
 			ft := group[fi].Value.Type
@@ -48,12 +61,16 @@ func (rs *rowSet) add(name string, key uint64, s *pa.Sample, w *writer) {
 			rs.fields[ft].add(name, key, &group[fi])
 		}
 	}
-	if _, seen := w.seenSchemas[name]; !seen {
-		if _, dup := rs.newSchemas[name]; !dup {
-			rs.newSchemas[name] = struct{}{}
+	// A new field set is a new timeseries key, so every schema version
+	// passes here at least once.
+	sk := schemaKey{name: name, version: pa.SchemaVersionOf(s)}
+	if _, seen := w.seenSchemas[sk]; !seen {
+		if _, dup := rs.newSchemas[sk]; !dup {
+			rs.newSchemas[sk] = struct{}{}
 			rs.schemas = append(rs.schemas, pa.SchemaOf(s))
 		}
 	}
+	return true
 }
 
 // measurementRows holds the rows of one measurements table in column form.
@@ -252,7 +269,7 @@ func schemaColumnData(schemas []pa.TimeseriesSchema, created int64) []any {
 	names := make([]string, n)
 	fnames, ftypes, fsources := make([][]string, n), make([][]string, n), make([][]string, n)
 	dtypes := make([]string, n)
-	versions := make([]uint16, n)
+	versions := make([]uint32, n)
 	createdNs := make([]int64, n)
 	for i, sc := range schemas {
 		names[i], dtypes[i], versions[i], createdNs[i] = sc.Name, sc.DatumType.String(), sc.Version, created

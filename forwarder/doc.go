@@ -37,8 +37,17 @@
 // A crash after an INSERT and before the checkpoint replays the batch: rows
 // are inserted twice. Every table is a ReplacingMergeTree whose sorting key is
 // the row's identity (for measurements: timeseries_name, timeseries_key,
-// timestamp_ns), so duplicates collapse in merges and never show through
-// FINAL. DESIGN.md gives the queries that return exact answers.
+// timestamp_ns, and start_time_ns for cumulative and histogram datums), so
+// duplicates collapse in merges and never show through FINAL. DESIGN.md gives
+// the queries that return exact answers.
+//
+// # Schema and key collisions
+//
+// EnsureSchema creates the tables and upgrades an older layout in place
+// (migrate.go: rebuild, copy, swap; resumable after a crash). The writer
+// remembers each timeseries key it wrote with a second, independent hash of
+// the timeseries; a sample whose key belongs to another timeseries is
+// quarantined, never merged (collision.go).
 //
 // # Concurrency
 //

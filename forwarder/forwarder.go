@@ -141,6 +141,7 @@ type Forwarder struct {
 	kick  chan struct{}
 
 	schemaReady bool              // touched by the Run goroutine only
+	holder      string            // this forwarder's id in the schema upgrade lock
 	decoder     *pa.SampleDecoder // likewise
 
 	// afterInsert, when set by tests, runs after a batch is in ClickHouse
@@ -188,6 +189,10 @@ func New(log *wal.Log, state *pebble.DB, opts Options) (*Forwarder, error) {
 	}
 	q, err := Quarantined(state)
 	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if f.holder, err = loadHolderID(state); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -368,7 +373,11 @@ func (f *Forwarder) add(b *batch, idx uint64, rec wal.Record, page *pa.PageRecor
 	if len(b.indexes) == 0 {
 		b.started = time.Now()
 	}
-	f.w.addSamples(b.rows, page.Samples)
+	if refused := f.w.addSamples(b.rows, page.Samples, nil); len(refused) > 0 {
+		if err := f.quarantineCollisions(idx, page, refused); err != nil {
+			return err
+		}
+	}
 	b.indexes = append(b.indexes, idx)
 	b.bytes += len(rec.Payload)
 	return nil
@@ -489,10 +498,9 @@ func (f *Forwarder) deliver(ctx context.Context, indexes []uint64, rows *rowSet)
 		return nil
 	}
 	if !f.schemaReady {
-		sctx, cancel := context.WithTimeout(ctx, f.opts.InsertTimeout)
-		_, err := EnsureSchema(sctx, f.conn, f.opts.Database)
-		cancel()
-		if err != nil {
+		// InsertTimeout bounds each statement but not an upgrade's copy
+		// of a whole table (see SchemaOptions).
+		if _, err := EnsureSchemaWith(ctx, f.conn, f.opts.Database, SchemaOptions{StatementTimeout: f.opts.InsertTimeout, Holder: f.holder}); err != nil {
 			return err
 		}
 		f.schemaReady = true
@@ -536,7 +544,8 @@ func (f *Forwarder) rebuild(indexes []uint64) (*rowSet, error) {
 		if err := f.decode(wal.Record{Type: wal.TypePage, Payload: payload}, &page); err != nil {
 			return nil, fmt.Errorf("forwarder: record %d decoded before but not now: %w", idx, err)
 		}
-		f.w.addSamples(rs, page.Samples)
+		// Collisions were quarantined when the record was first read.
+		f.w.addSamples(rs, page.Samples, nil)
 	}
 	return rs, nil
 }

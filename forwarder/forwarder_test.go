@@ -363,7 +363,7 @@ func TestManySmallInsertsKeepTheirConnections(t *testing.T) {
 	for i := 0; i < 150; i++ {
 		// One attempt each: Inserter retries, so call the writer directly.
 		rs := newRowSet()
-		ins.w.addSamples(rs, fleet.Append(nil, 10, int64(i)*100))
+		ins.w.addSamples(rs, fleet.Append(nil, 10, int64(i)*100), nil)
 		if err := ins.w.insert(ctx, rs); err != nil {
 			t.Fatalf("insert %d: %v", i, err)
 		}

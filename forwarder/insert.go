@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"strings"
 	"time"
 
@@ -60,30 +61,55 @@ func needsSchema(err error) bool {
 }
 
 // writer turns row sets into INSERTs. It remembers which timeseries keys
-// and schemas it has already written, so the fields and schema tables get a
-// row per new timeseries rather than per sample. Replays after a restart write
-// them again; the tables are ReplacingMergeTrees, so that is harmless.
+// and schema versions it has already written, so the fields and schema tables
+// get a row per new timeseries rather than per sample. Replays after a restart
+// write them again; the tables are ReplacingMergeTrees, so that is harmless.
+//
+// With each key it remembers a fingerprint of the timeseries (a second,
+// independent 64-bit hash of the bytes the key hashes), to detect two
+// timeseries whose keys collide: see rowSet.add and DESIGN.md.
 type writer struct {
 	conn        driver.Conn
 	db          string
-	seenKeys    map[uint64]struct{}
+	seenKeys    map[uint64]uint64 // key -> fingerprint
 	maxSeen     int
-	seenSchemas map[string]struct{}
+	seenSchemas map[schemaKey]struct{}
 	names       interner
+	seed        maphash.Seed
+	scratch     []byte
+	// keyOf hashes a timeseries' key bytes into its key:
+	// pa.HashTimeseriesKeyBytes. Tests replace it to force collisions.
+	keyOf func([]byte) uint64
 }
 
 func newWriter(conn driver.Conn, db string, maxSeen int) *writer {
 	return &writer{conn: conn, db: db, maxSeen: maxSeen,
-		seenKeys: make(map[uint64]struct{}), seenSchemas: make(map[string]struct{}),
-		names: interner{max: 1 << 16}}
+		seenKeys: make(map[uint64]uint64), seenSchemas: make(map[schemaKey]struct{}),
+		names: interner{max: 1 << 16}, seed: maphash.MakeSeed(), keyOf: pa.HashTimeseriesKeyBytes}
 }
 
-// addSamples appends validated samples to rs.
-func (w *writer) addSamples(rs *rowSet, samples []pa.Sample) {
+// collision is a sample refused because its timeseries key is taken by
+// another timeseries.
+type collision struct {
+	index int // in the samples given to addSamples
+	key   uint64
+	name  string
+}
+
+// addSamples appends validated samples to rs and returns, appended to
+// refused, the samples it did not add because their key collides with
+// another timeseries'.
+func (w *writer) addSamples(rs *rowSet, samples []pa.Sample, refused []collision) []collision {
 	for i := range samples {
 		s := &samples[i]
-		rs.add(w.names.name(s.Target.Name, s.Metric.Name), pa.TimeseriesKey(s), s, w)
+		w.scratch = pa.AppendTimeseriesKeyBytes(w.scratch[:0], s)
+		key, fp := w.keyOf(w.scratch), maphash.Bytes(w.seed, w.scratch)
+		name := w.names.name(s.Target.Name, s.Metric.Name)
+		if !rs.add(name, key, fp, s, w) {
+			refused = append(refused, collision{index: i, key: key, name: name})
+		}
 	}
+	return refused
 }
 
 // insert writes a row set: schemas and fields of new timeseries first, then
@@ -110,11 +136,15 @@ func (w *writer) insert(ctx context.Context, rs *rowSet) error {
 	}
 	if len(w.seenKeys)+len(rs.newKeys) > w.maxSeen {
 		// Bounded memory: forget everything rather than grow. The cost is
-		// one more fields row per timeseries, deduplicated by ClickHouse.
+		// one more fields row per timeseries, deduplicated by ClickHouse,
+		// and collisions with forgotten keys going unseen (DESIGN.md).
 		clear(w.seenKeys)
 	}
-	for k := range rs.newKeys {
-		w.seenKeys[k] = struct{}{}
+	for k, fp := range rs.newKeys {
+		w.seenKeys[k] = fp
+	}
+	if len(w.seenSchemas)+len(rs.newSchemas) > w.maxSeen {
+		clear(w.seenSchemas)
 	}
 	for n := range rs.newSchemas {
 		w.seenSchemas[n] = struct{}{}
@@ -185,15 +215,21 @@ func NewInserter(conn driver.Conn, db string) *Inserter {
 
 // Insert validates nothing and inserts samples as one batch. A transient
 // failure is retried twice (rows inserted twice are deduplicated by the
-// tables); a rejection is returned at once.
+// tables); a rejection is returned at once. Samples whose timeseries key
+// collides with another timeseries' are left out, and reported in an error
+// wrapping ErrKeyCollision once the rest is in.
 func (in *Inserter) Insert(ctx context.Context, samples []pa.Sample) error {
 	rs := newRowSet()
-	in.w.addSamples(rs, samples)
+	refused := in.w.addSamples(rs, samples, nil)
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
 		if err = in.w.insert(ctx, rs); err == nil || IsRejected(err) || ctx.Err() != nil {
-			return err
+			break
 		}
+	}
+	if err == nil && len(refused) > 0 {
+		c := refused[0]
+		err = fmt.Errorf("%w: %d samples left out, the first of %s with key %#016x", ErrKeyCollision, len(refused), c.name, c.key)
 	}
 	return err
 }

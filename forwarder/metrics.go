@@ -16,6 +16,7 @@ type metrics struct {
 	transientErrors prometheus.Counter
 	rejectedInserts prometheus.Counter
 	quarantined     *prometheus.CounterVec
+	keyCollisions   prometheus.Counter
 	checkpoint      prometheus.Gauge
 	backlogRecords  prometheus.Gauge
 	all             []prometheus.Collector
@@ -32,10 +33,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.transientErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "transient_errors_total", Help: "Failed deliveries that will be retried (ClickHouse unreachable, overloaded, timed out)."})
 	m.rejectedInserts = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "rejected_inserts_total", Help: "Inserts ClickHouse refused for their data; each starts a bisection."})
 	m.quarantined = prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "quarantined_records_total", Help: "WAL records moved to quarantine, by reason."}, []string{"reason"})
+	m.keyCollisions = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "key_collisions_total", Help: "Samples refused (quarantined) because their timeseries key is another timeseries' (FNV-1a 64 collision)."})
 	m.checkpoint = prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "checkpoint_index", Help: "Index of the last WAL record known to be in ClickHouse."})
 	m.backlogRecords = prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "backlog_records", Help: "WAL records written but not yet checkpointed."})
 	m.all = []prometheus.Collector{m.rowsInserted, m.recordsDone, m.batches, m.insertSeconds, m.batchRows,
-		m.transientErrors, m.rejectedInserts, m.quarantined, m.checkpoint, m.backlogRecords}
+		m.transientErrors, m.rejectedInserts, m.quarantined, m.checkpoint, m.backlogRecords, m.keyCollisions}
 	var err error
 	m.set, err = promutil.Register(reg, m.all...)
 	return m, err

@@ -8,12 +8,22 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/google/uuid"
 
 	pa "github.com/holdfast/holdfast/producerapi"
 )
 
 // SchemaVersion is the newest schema this build creates and writes.
-const SchemaVersion = 1
+//
+//	1  the first layout
+//	2  cumulative and histogram tables sort by start_time_ns too (a counter
+//	   reset at the same timestamp is a different sample, not a replacement);
+//	   timeseries_schema.version is UInt32, the field-set version of
+//	   producerapi.SchemaVersion, and the table holds every version
+//
+// testdata/schema_v1.sql keeps version 1's DDL, which the migration test
+// builds a database from. migrate.go upgrades older databases in place.
+const SchemaVersion = 2
 
 // partitionWeekNs partitions measurements by week of their timestamp: coarse
 // enough that one batch rarely touches more than two partitions, fine enough
@@ -108,7 +118,20 @@ func measurementColumns(t pa.DatumType) []string {
 	return append(cols, "datum")
 }
 
-func measurementsDDL(db string, t pa.DatumType) string {
+// measurementsSortingKey is the identity of a measurement row: rows equal in
+// it are the same sample (a replay) and collapse in merges. Datums with a
+// start time include it: two samples of one series at one timestamp with
+// different start times (a counter reset) are two samples.
+func measurementsSortingKey(t pa.DatumType) string {
+	if t.HasStartTime() {
+		return "timeseries_name, timeseries_key, start_time_ns, timestamp_ns"
+	}
+	return "timeseries_name, timeseries_key, timestamp_ns"
+}
+
+// measurementsDDL creates table (MeasurementsTable(t), or a migration's
+// temporary name) in db.
+func measurementsDDL(db, table string, t pa.DatumType) string {
 	var cols []string
 	cols = append(cols, "timeseries_name String", "timeseries_key UInt64", "timestamp_ns Int64")
 	if t.HasStartTime() {
@@ -124,8 +147,8 @@ func measurementsDDL(db string, t pa.DatumType) string {
 		cols = append(cols, fmt.Sprintf("datum Nullable(%s)", ct))
 	}
 	cols = append(cols, "timestamp DateTime ALIAS toDateTime(intDiv(timestamp_ns, 1000000000))")
-	return fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.%s (\n  %s\n) ENGINE = ReplacingMergeTree()\nPARTITION BY intDiv(timestamp_ns, %d)\nORDER BY (timeseries_name, timeseries_key, timestamp_ns)",
-		db, MeasurementsTable(t), strings.Join(cols, ",\n  "), partitionWeekNs)
+	return fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.%s (\n  %s\n) ENGINE = ReplacingMergeTree()\nPARTITION BY intDiv(timestamp_ns, %d)\nORDER BY (%s)",
+		db, table, strings.Join(cols, ",\n  "), partitionWeekNs, measurementsSortingKey(t))
 }
 
 func fieldsDDL(db string, t pa.FieldType) string {
@@ -133,40 +156,28 @@ func fieldsDDL(db string, t pa.FieldType) string {
 		db, FieldsTable(t), fieldCHType(t))
 }
 
-func schemaTableDDL(db string) string {
-	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.timeseries_schema (
+// schemaTable holds one row per (timeseries name, schema version).
+const schemaTable = "timeseries_schema"
+
+func schemaTableDDL(db, table string) string {
+	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.%s (
   timeseries_name String,
   fields_name Array(String),
   fields_type Array(String),
   fields_source Array(String),
   datum_type String,
-  version UInt16,
+  version UInt32,
   created_ns Int64
 ) ENGINE = ReplacingMergeTree()
-ORDER BY (timeseries_name, version)`, db)
-}
-
-// migrations[i] brings the schema from version i to i+1. Every statement is
-// idempotent (IF NOT EXISTS), so a migration interrupted half-way is simply
-// run again, and collectors sharing a database may race through it.
-func migrations(db string) [][]string {
-	var v1 []string
-	for _, t := range pa.AllDatumTypes() {
-		v1 = append(v1, measurementsDDL(db, t))
-	}
-	for _, t := range pa.AllFieldTypes() {
-		v1 = append(v1, fieldsDDL(db, t))
-	}
-	v1 = append(v1, schemaTableDDL(db))
-	return [][]string{v1}
+ORDER BY (timeseries_name, version)`, db, table)
 }
 
 // SchemaDDL returns every statement of the current schema, for operators and
 // docs (`holdfast schema`).
 func SchemaDDL(db string) []string {
 	out := []string{fmt.Sprintf("CREATE DATABASE IF NOT EXISTS %s", db), versionTableDDL(db)}
-	for _, m := range migrations(db) {
-		out = append(out, m...)
+	for _, t := range layout(db) {
+		out = append(out, t.ddl(t.name))
 	}
 	return out
 }
@@ -175,37 +186,79 @@ func versionTableDDL(db string) string {
 	return fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.schema_version (version UInt32, applied_ns Int64) ENGINE = MergeTree() ORDER BY version", db)
 }
 
+// DefaultStatementTimeout bounds each schema statement EnsureSchema runs.
+const DefaultStatementTimeout = 60 * time.Second
+
+// SchemaOptions tune EnsureSchemaWith.
+type SchemaOptions struct {
+	// StatementTimeout bounds each statement except an upgrade's copy of a
+	// table, which takes as long as the table needs (ctx still ends it, and
+	// the connection's read timeout ends a copy whose server went silent).
+	// Default DefaultStatementTimeout.
+	StatementTimeout time.Duration
+	// Holder names this process in the upgrade lock; it must be the same
+	// after a restart, so an upgrade this process began and did not finish
+	// is resumed by it (the forwarder keeps one in its state store).
+	// Letters, digits and "_.:-". Default: a random id (fine for a process
+	// that never upgrades a shared database, such as a benchmark).
+	Holder string
+}
+
 // EnsureSchema creates the database and brings its schema up to
-// SchemaVersion. It refuses a database whose schema is newer than this build
-// knows (an older collector must not write into a newer layout).
+// SchemaVersion, upgrading an older layout in place (see migrate.go). It
+// refuses a database whose schema is newer than this build knows (an older
+// collector must not write into a newer layout). Every step is idempotent
+// and it resumes an interrupted upgrade, so it runs at every start and again
+// whenever a table is found missing.
 func EnsureSchema(ctx context.Context, conn driver.Conn, db string) (from int, err error) {
+	return EnsureSchemaWith(ctx, conn, db, SchemaOptions{})
+}
+
+// EnsureSchemaWith is EnsureSchema with options. Do not give it a ctx with a
+// deadline shorter than the biggest table's copy: an upgrade cut short
+// starts that table over.
+func EnsureSchemaWith(ctx context.Context, conn driver.Conn, db string, opts SchemaOptions) (from int, err error) {
+	if opts.StatementTimeout <= 0 {
+		opts.StatementTimeout = DefaultStatementTimeout
+	}
+	if opts.Holder == "" {
+		opts.Holder = "anonymous-" + uuid.NewString()
+	}
+	timeout := opts.StatementTimeout
 	if err := ValidateDatabase(db); err != nil {
 		return 0, err
 	}
 	for _, q := range []string{fmt.Sprintf("CREATE DATABASE IF NOT EXISTS %s", db), versionTableDDL(db)} {
-		if err := conn.Exec(ctx, q); err != nil {
+		if err := execTimeout(ctx, conn, q, timeout); err != nil {
 			return 0, fmt.Errorf("forwarder: %s: %w", firstLine(q), err)
 		}
 	}
 	var current uint32
-	row := conn.QueryRow(ctx, fmt.Sprintf("SELECT max(version) FROM %s.schema_version", db))
-	if err := row.Scan(&current); err != nil {
+	qctx, cancel := context.WithTimeout(ctx, timeout)
+	row := conn.QueryRow(qctx, fmt.Sprintf("SELECT max(version) FROM %s.schema_version", db))
+	err = row.Scan(&current)
+	cancel()
+	if err != nil {
 		return 0, fmt.Errorf("forwarder: reading schema version: %w", err)
 	}
 	if current > SchemaVersion {
 		return int(current), fmt.Errorf("forwarder: database %s has schema version %d, newer than this build's %d: upgrade holdfast", db, current, SchemaVersion)
 	}
-	for v, stmts := range migrations(db)[current:] {
-		for _, q := range stmts {
-			if err := conn.Exec(ctx, q); err != nil {
-				return int(current), fmt.Errorf("forwarder: migration to version %d: %s: %w", int(current)+v+1, firstLine(q), err)
-			}
-		}
-		if err := recordSchemaVersion(ctx, conn, db, uint32(int(current)+v+1)); err != nil {
+	if err := migrate(ctx, conn, db, opts); err != nil {
+		return int(current), err
+	}
+	if current < SchemaVersion {
+		if err := recordSchemaVersion(ctx, conn, db, SchemaVersion); err != nil {
 			return int(current), err
 		}
 	}
 	return int(current), nil
+}
+
+func execTimeout(ctx context.Context, conn driver.Conn, q string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return conn.Exec(ctx, q)
 }
 
 func firstLine(q string) string {
@@ -218,6 +271,9 @@ func firstLine(q string) string {
 // recordSchemaVersion inserts a row into schema_version. It uses a batch:
 // over the native protocol an 18.16 server waits for data blocks after any
 // INSERT, so an INSERT ... VALUES sent with Exec never completes there.
+//
+// Like writer.send, the batch gets the caller's context, not one with its own
+// deadline (see there); the connection's timeouts bound it.
 func recordSchemaVersion(ctx context.Context, conn driver.Conn, db string, version uint32) error {
 	b, err := conn.PrepareBatch(ctx, fmt.Sprintf("INSERT INTO %s.schema_version (version, applied_ns)", db))
 	if err != nil {

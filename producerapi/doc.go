@@ -25,13 +25,19 @@
 // TimeseriesKey hashes the name, the fields sorted by name (with their types
 // and values) and the datum type into a stable 64-bit key. The byte layout is
 // given in DESIGN.md and pinned by a golden test, so another implementation can
-// reproduce it. A sample's identity in storage is (timeseries key, timestamp).
+// reproduce it. A sample's identity in storage is (timeseries key, timestamp),
+// with the start time too for cumulative and histogram datums.
+// AppendTimeseriesKeyBytes returns the bytes hashed, so the forwarder can hash
+// them a second way to detect two timeseries sharing a key.
 //
 // # Schemas
 //
-// SchemaOf derives a TimeseriesSchema from a sample. A SchemaRegistry remembers
-// the schema first seen for each timeseries name and rejects later samples that
-// conflict with it (*SchemaConflictError names the conflict).
+// SchemaOf derives a TimeseriesSchema from a sample. Its Version is
+// SchemaVersion of its field names: a metric whose field set changes is a new
+// version, not a conflict. A SchemaRegistry remembers the schema of each
+// (name, version) seen, up to a bound, and rejects a sample that contradicts
+// its version (same field names, different types or datum type;
+// *SchemaConflictError names the conflict).
 //
 // # Validation
 //

@@ -1,6 +1,7 @@
 package producerapi
 
 import (
+	"encoding/binary"
 	"slices"
 	"strings"
 )
@@ -26,16 +27,7 @@ import (
 // The value does not depend on field order. A golden test pins it.
 func TimeseriesKey(s *Sample) uint64 {
 	var buf [16]*Field
-	fields := buf[:0]
-	for i := range s.Target.Fields {
-		fields = append(fields, &s.Target.Fields[i])
-	}
-	for i := range s.Metric.Fields {
-		fields = append(fields, &s.Metric.Fields[i])
-	}
-	if !slices.IsSortedFunc(fields, compareFieldNames) {
-		slices.SortFunc(fields, compareFieldNames)
-	}
+	fields := sortedFields(s, buf[:0])
 	h := fnvOffset
 	h = h.u32(uint32(len(s.Target.Name) + 1 + len(s.Metric.Name)))
 	h = h.str(s.Target.Name).byte(':').str(s.Metric.Name)
@@ -72,6 +64,21 @@ func TimeseriesKey(s *Sample) uint64 {
 }
 
 func compareFieldNames(a, b *Field) int { return strings.Compare(a.Name, b.Name) }
+
+// sortedFields appends pointers to the sample's target and metric fields to
+// dst, sorted by name.
+func sortedFields(s *Sample, dst []*Field) []*Field {
+	for i := range s.Target.Fields {
+		dst = append(dst, &s.Target.Fields[i])
+	}
+	for i := range s.Metric.Fields {
+		dst = append(dst, &s.Metric.Fields[i])
+	}
+	if !slices.IsSortedFunc(dst, compareFieldNames) {
+		slices.SortFunc(dst, compareFieldNames)
+	}
+	return dst
+}
 
 // fnv64 is FNV-1a 64, written out so hashing allocates nothing.
 type fnv64 uint64
@@ -110,3 +117,50 @@ func (h fnv64) u64(v uint64) fnv64 {
 	}
 	return h
 }
+
+// AppendTimeseriesKeyBytes appends to dst the byte string TimeseriesKey
+// hashes (see there), so a caller can hash it a second way:
+// HashTimeseriesKeyBytes of it equals TimeseriesKey. The forwarder uses a
+// second, independent hash of it to detect two timeseries whose keys collide.
+func AppendTimeseriesKeyBytes(dst []byte, s *Sample) []byte {
+	var buf [16]*Field
+	fields := sortedFields(s, buf[:0])
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(s.Target.Name)+1+len(s.Metric.Name)))
+	dst = append(append(append(dst, s.Target.Name...), ':'), s.Metric.Name...)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(fields)))
+	for _, f := range fields {
+		dst = binary.LittleEndian.AppendUint32(dst, uint32(len(f.Name)))
+		dst = append(append(dst, f.Name...), byte(f.Value.Type))
+		v := &f.Value
+		switch v.Type {
+		case FieldString:
+			dst = binary.LittleEndian.AppendUint32(dst, uint32(len(v.Str)))
+			dst = append(dst, v.Str...)
+		case FieldBool:
+			if v.Bool {
+				dst = append(dst, 1)
+			} else {
+				dst = append(dst, 0)
+			}
+		case FieldI8, FieldI16, FieldI32, FieldI64:
+			dst = binary.LittleEndian.AppendUint64(dst, uint64(v.Int))
+		case FieldU8, FieldU16, FieldU32, FieldU64:
+			dst = binary.LittleEndian.AppendUint64(dst, v.Uint)
+		case FieldIPAddr:
+			if v.IP.Is4() {
+				a := v.IP.As4()
+				dst = append(append(dst, 4), a[:]...)
+			} else {
+				a := v.IP.As16()
+				dst = append(append(dst, 6), a[:]...)
+			}
+		case FieldUUID:
+			dst = append(dst, v.UUID[:]...)
+		}
+	}
+	return append(dst, byte(s.Datum.Type))
+}
+
+// HashTimeseriesKeyBytes is FNV-1a 64 of b: TimeseriesKey of the sample
+// whose AppendTimeseriesKeyBytes is b.
+func HashTimeseriesKeyBytes(b []byte) uint64 { return uint64(fnvOffset.bytes(b)) }

@@ -27,11 +27,15 @@ echo "demo: ClickHouse 18.16 at $HOLDFAST_CLICKHOUSE"
 clickhouse-client --port "${HOLDFAST_CLICKHOUSE##*:}" -q "DROP DATABASE IF EXISTS holdfast_demo"
 
 p1=127.0.0.1:$(free_port); p2=127.0.0.1:$(free_port); admin=127.0.0.1:$(free_port)
+# Each producer simulates its own VMs (ids 0..vms-1 and vms..2*vms-1), as two
+# hosts of a real fleet would: no timeseries has two sources.
+offset=0
 for p in "$p1" "$p2"; do
-  bin/holdfast producer --listen "$p" --vms "$vms" --interval 1s --total-samples "$per_producer" >>"$logs/producers.log" 2>&1 &
+  bin/holdfast producer --listen "$p" --vms "$vms" --vm-offset "$offset" --interval 1s --total-samples "$per_producer" >>"$logs/producers.log" 2>&1 &
   pids+=($!)
+  offset=$((offset + vms))
 done
-echo "demo: 2 producers ($vms VMs x 22 measurements each, every second, $per_producer samples each) on $p1 and $p2"
+echo "demo: 2 producers ($vms VMs each, ids 0-$((vms - 1)) and $vms-$((2 * vms - 1)); 22 measurements per VM every second, $per_producer samples each) on $p1 and $p2"
 bin/holdfast collector --data-dir "$data" --listen "$admin" --clickhouse "$HOLDFAST_CLICKHOUSE" --database holdfast_demo \
   --producer "http://$p1" --producer "http://$p2" --interval 1s --flush-age 1s >"$logs/collector.log" 2>&1 &
 collector=$!
@@ -54,11 +58,18 @@ query="SELECT timeseries_name, count() AS samples FROM (
 echo
 echo "demo: $query"
 clickhouse-client --port "$port" --format PrettyCompact -q "$query"
-q2="SELECT timestamp, round(datum, 2) AS cpu_busy FROM holdfast_demo.measurements_f64 FINAL
-WHERE timeseries_name = 'virtual_machine:cpu_busy' ORDER BY timestamp_ns DESC LIMIT 3"
+q2="SELECT v.field_value AS vm, count() AS samples, round(min(m.datum), 1) AS min_cpu_busy, round(avg(m.datum), 1) AS avg, round(max(m.datum), 1) AS max
+FROM holdfast_demo.measurements_f64 AS m FINAL
+ANY INNER JOIN (SELECT timeseries_key, field_value FROM holdfast_demo.fields_u64 FINAL WHERE field_name = 'vm') AS v USING timeseries_key
+WHERE m.timeseries_name = 'virtual_machine:cpu_busy' AND v.field_value IN (0, 1, $vms, $((vms + 1)))
+GROUP BY vm ORDER BY vm"
 echo
-echo "demo: $q2"
+echo "demo: CPU busy (%) of two VMs of each producer: $q2"
 clickhouse-client --port "$port" --format PrettyCompact -q "$q2"
+q3="SELECT timeseries_name, version, arrayStringConcat(fields_name, ',') AS fields, datum_type FROM holdfast_demo.timeseries_schema FINAL ORDER BY timeseries_name, version"
+echo
+echo "demo: every schema version seen: $q3"
+clickhouse-client --port "$port" --format PrettyCompact -q "$q3"
 kill -TERM "$collector"; wait "$collector" || true
 echo
 echo "demo: collector stopped cleanly (SIGTERM drains); its WAL:"

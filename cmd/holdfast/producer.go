@@ -28,6 +28,7 @@ func runProducer(args []string, stdout, stderr io.Writer) int {
 	listen := fs.String("listen", "127.0.0.1:9500", "address to serve collectors on")
 	id := fs.String("id", "", "producer id (default: demo-<listen address>)")
 	vms := fs.Int("vms", 100, "simulated virtual machines (10 projects x 10 teams x sleds of 100 VMs)")
+	vmOffset := fs.Int("vm-offset", 0, "id of the first simulated VM (VMs OFFSET to OFFSET+vms-1): give producers that run side by side disjoint ranges")
 	interval := fs.Duration("interval", 10*time.Second, "measurement period: every VM reports 22 samples per period")
 	total := fs.Int64("total-samples", 0, "stop generating after this many samples (0: never)")
 	maxSamples := fs.Int("max-samples", 1_000_000, "buffer bound in samples; the oldest are dropped (and reported) above it")
@@ -41,8 +42,8 @@ func runProducer(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if fs.NArg() != 0 || *vms < 1 || *interval <= 0 {
-		fmt.Fprintln(stderr, "holdfast producer: --vms must be positive and --interval a positive duration; no arguments")
+	if fs.NArg() != 0 || *vms < 1 || *vmOffset < 0 || *interval <= 0 {
+		fmt.Fprintln(stderr, "holdfast producer: --vms must be positive, --vm-offset not negative and --interval a positive duration; no arguments")
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -60,12 +61,12 @@ func runProducer(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "holdfast producer: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "holdfast producer %s (incarnation %s) listening on %s: %d VMs x 22 measurements every %v\n",
-		*id, srv.Incarnation(), ln.Addr(), *vms, *interval)
+	fmt.Fprintf(stdout, "holdfast producer %s (incarnation %s) listening on %s: %d VMs (ids %d-%d) x 22 measurements every %v\n",
+		*id, srv.Incarnation(), ln.Addr(), *vms, *vmOffset, *vmOffset+*vms-1, *interval)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var generated atomic.Int64
-	go generateFleet(ctx, srv, *vms, *interval, *total, &generated)
+	go generateFleet(ctx, srv, *vms, *vmOffset, *interval, *total, &generated)
 	if *registryURL != "" {
 		if *advertise == "" {
 			*advertise = "http://" + ln.Addr().String()
@@ -82,8 +83,9 @@ func runProducer(args []string, stdout, stderr io.Writer) int {
 
 // generateFleet adds one period of samples (vms x 22) every interval, starting at
 // once, until total samples have been generated.
-func generateFleet(ctx context.Context, srv *pa.Server, vms int, interval time.Duration, total int64, generated *atomic.Int64) {
+func generateFleet(ctx context.Context, srv *pa.Server, vms, vmOffset int, interval time.Duration, total int64, generated *atomic.Int64) {
 	fleet := sampletest.NewFleet(vms)
+	fleet.FirstVM = vmOffset
 	perPeriod := int64(vms) * int64(fleet.Measurements)
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()

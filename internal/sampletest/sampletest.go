@@ -105,21 +105,33 @@ func EveryDatumType(ts int64) []pa.Sample {
 
 // Fleet generates samples shaped like RFD 125's load test: VMs in sleds in
 // teams in projects, each VM reporting Measurements samples per period
-// (gauges, cumulative counters and a histogram).
+// (gauges, cumulative counters and a histogram). The values look like data,
+// deterministic per VM and period: CPU busy follows a slow daily-like wave
+// with a per-VM phase (idle is 100 minus busy), byte counters grow
+// monotonically at a per-VM rate, memory drifts slowly, and the latency
+// histogram accumulates a plausible distribution (mostly 1-10 ms).
 type Fleet struct {
 	VMs          int // number of virtual machines
 	Measurements int // samples per VM per period; default 22
-	next         int // position in the current period
-	period       int64
+	// FirstVM is the id of the fleet's first VM: VMs FirstVM to
+	// FirstVM+VMs-1. Producers that run side by side must have disjoint
+	// ranges, or two of them report the very same timeseries.
+	FirstVM int
+	next    int // position in the current period
+	period  int64
+	start   int64 // start time of the cumulative series: the first timestamp
 }
 
-// NewFleet returns a fleet of vms virtual machines.
+// NewFleet returns a fleet of vms virtual machines, ids 0 to vms-1.
 func NewFleet(vms int) *Fleet { return &Fleet{VMs: vms, Measurements: 22} }
 
 // Append appends n samples to dst with timestamps from ts on (1 ns apart, so
 // each sample has a distinct identity) and returns it.
 func (f *Fleet) Append(dst []pa.Sample, n int, ts int64) []pa.Sample {
 	per := f.Measurements
+	if f.start == 0 {
+		f.start = ts
+	}
 	for i := 0; i < n; i++ {
 		vm := (f.next / per) % f.VMs
 		m := f.next % per
@@ -128,14 +140,36 @@ func (f *Fleet) Append(dst []pa.Sample, n int, ts int64) []pa.Sample {
 			f.next = 0
 			f.period++
 		}
-		dst = append(dst, fleetSample(vm, m, ts+int64(i), f.period))
+		dst = append(dst, fleetSample(f.FirstVM+vm, m, ts+int64(i), f.period, f.start))
 	}
 	return dst
 }
 
 var metricNames = [...]string{"cpu_busy", "cpu_idle", "disk_read_bytes", "disk_write_bytes", "net_rx_bytes", "net_tx_bytes", "memory_used", "latency"}
 
-func fleetSample(vm, m int, ts, period int64) pa.Sample {
+// unit returns a deterministic value in [0, 1) for (vm, salt): per-VM
+// character (phase, rates) without a random generator.
+func unit(vm, salt int) float64 {
+	x := uint64(vm)*0x9E3779B97F4A7C15 + uint64(salt)*0xBF58476D1CE4E5B9
+	x ^= x >> 31
+	x *= 0x94D049BB133111EB
+	x ^= x >> 29
+	return float64(x>>11) / (1 << 53)
+}
+
+// cpuBusy is a VM's CPU busy percentage in a period: a wave 144 periods
+// long (a day of 10-minute periods, or 24 minutes at 10 s) around a per-VM
+// mean, with a small per-period wobble, kept within [0, 100].
+func cpuBusy(vm int, period int64) float64 {
+	mean := 15 + 50*unit(vm, 1)
+	wave := 20 * math.Sin(2*math.Pi*(float64(period)/144+unit(vm, 2)))
+	wobble := 3 * (unit(vm*7919+int(period), 3) - 0.5)
+	return math.Round(100*math.Min(100, math.Max(0, mean+wave+wobble))) / 100
+}
+
+var latencyBins = []float64{0, 0.001, 0.01, 0.1, 1}
+
+func fleetSample(vm, m int, ts, period, start int64) pa.Sample {
 	tgt := pa.Named{Name: "virtual_machine", Fields: []pa.Field{
 		{Name: "project", Value: pa.StringValue(fmt.Sprintf("project-%d", vm/1000%10))},
 		{Name: "team", Value: pa.StringValue(fmt.Sprintf("team-%d", vm/100%10))},
@@ -144,16 +178,32 @@ func fleetSample(vm, m int, ts, period int64) pa.Sample {
 	}}
 	met := pa.Named{Name: metricNames[m%len(metricNames)], Fields: []pa.Field{{Name: "slot", Value: pa.U8Value(uint8(m))}}}
 	var d pa.Datum
-	switch m % len(metricNames) {
-	case 0, 1:
-		d = pa.Datum{Type: pa.DatumF64, F64: float64(ts%1000) / 10}
+	elapsed := period + 1 // periods since the series started, this one included
+	switch k := m % len(metricNames); k {
+	case 0:
+		d = pa.Datum{Type: pa.DatumF64, F64: cpuBusy(vm+m, period)}
+	case 1:
+		d = pa.Datum{Type: pa.DatumF64, F64: math.Round(100*(100-cpuBusy(vm+m-1, period))) / 100}
 	case 2, 3, 4, 5:
-		d = pa.Datum{Type: pa.DatumCumulativeU64, Uint: uint64(period) * 4096, StartTimeNs: 1}
+		// Bytes per period: 64 KiB to 64 MiB, fixed per VM and counter.
+		rate := uint64(64<<10) << uint(10*unit(vm, 10+m))
+		d = pa.Datum{Type: pa.DatumCumulativeU64, Uint: uint64(elapsed) * rate, StartTimeNs: start}
 	case 6:
-		d = pa.Datum{Type: pa.DatumI64, Int: ts % 1_000_000}
+		base := int64(512<<20) << uint(4*unit(vm, 20)) // 512 MiB to 8 GiB
+		d = pa.Datum{Type: pa.DatumI64, Int: base + int64(float64(base)*0.2*math.Sin(float64(period)/30+unit(vm, 21)*6))}
 	default:
-		d = pa.Datum{Type: pa.DatumHistogramF64, StartTimeNs: 1, HistF64: &pa.Histogram[float64]{
-			Bins: []float64{0, 0.001, 0.01, 0.1, 1}, Counts: []uint64{1, 2, 3, 2, 1}, Min: 0, Max: 2, Sum: 3.5}}
+		// Requests per period grow the cumulative counts: most between
+		// 1 and 10 ms, some slower, a few over 100 ms.
+		reqs := uint64(100 + 900*unit(vm, 30))
+		share := [5]float64{0.05, 0.70, 0.22, 0.029, 0.001}
+		counts := make([]uint64, len(latencyBins))
+		var total uint64
+		for i, p := range share {
+			counts[i] = uint64(elapsed) * uint64(float64(reqs)*p)
+			total += counts[i]
+		}
+		d = pa.Datum{Type: pa.DatumHistogramF64, StartTimeNs: start, HistF64: &pa.Histogram[float64]{
+			Bins: latencyBins, Counts: counts, Min: 0.0002, Max: 0.35 + unit(vm, 31)/2, Sum: float64(total) * 0.0045}}
 	}
 	return pa.Sample{Target: tgt, Metric: met, TimestampNs: ts, Datum: d}
 }

@@ -1,0 +1,55 @@
+package sampletest
+
+import (
+	"testing"
+
+	pa "github.com/holdfast/holdfast/producerapi"
+)
+
+// TestFleetLooksLikeData: every sample validates; CPU stays a percentage and
+// moves smoothly; counters never go down; fleets with different FirstVM
+// never share a timeseries.
+func TestFleetLooksLikeData(t *testing.T) {
+	a, b := NewFleet(50), NewFleet(50)
+	b.FirstVM = 50
+	keys := map[uint64]bool{}
+	last := map[uint64]pa.Sample{}
+	for period := 0; period < 30; period++ {
+		for fi, f := range []*Fleet{a, b} {
+			for _, s := range f.Append(nil, 50*22, int64(1_000+period*10_000+fi*5_000)) {
+				if err := pa.Validate(&s, pa.Limits{}); err != nil {
+					t.Fatal(err)
+				}
+				k := pa.TimeseriesKey(&s)
+				if period == 0 {
+					if keys[k] {
+						t.Fatalf("two samples of period 0 share timeseries %s %v", s.TimeseriesName(), s.Target.Fields)
+					}
+					keys[k] = true
+				}
+				prev, seen := last[k]
+				last[k] = s
+				switch s.Datum.Type {
+				case pa.DatumF64:
+					if v := s.Datum.F64; v < 0 || v > 100 {
+						t.Fatalf("%s = %v, not a percentage", s.TimeseriesName(), v)
+					}
+					if seen && (s.Datum.F64-prev.Datum.F64 > 10 || prev.Datum.F64-s.Datum.F64 > 10) {
+						t.Fatalf("%s jumps from %v to %v in one period", s.TimeseriesName(), prev.Datum.F64, s.Datum.F64)
+					}
+				case pa.DatumCumulativeU64:
+					if seen && s.Datum.Uint <= prev.Datum.Uint {
+						t.Fatalf("counter %s went from %d to %d", s.TimeseriesName(), prev.Datum.Uint, s.Datum.Uint)
+					}
+				case pa.DatumHistogramF64:
+					if seen && s.Datum.HistF64.Counts[1] <= prev.Datum.HistF64.Counts[1] {
+						t.Fatalf("histogram counts did not grow")
+					}
+				}
+			}
+		}
+	}
+	if len(keys) != 2*50*22 {
+		t.Fatalf("%d timeseries, want %d", len(keys), 2*50*22)
+	}
+}
