@@ -3,6 +3,7 @@ package collector
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -219,7 +220,11 @@ func (c *Collector) findAssigned(w http.ResponseWriter, id string) ([]ProducerCo
 
 func (c *Collector) setAndReply(w http.ResponseWriter, ps []ProducerConfig) {
 	if err := c.SetAssigned(ps); err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		code := http.StatusBadRequest
+		if errors.Is(err, ErrTooManyProducers) {
+			code = http.StatusUnprocessableEntity
+		}
+		writeJSON(w, code, map[string]string{"error": err.Error()})
 		return
 	}
 	writeJSON(w, http.StatusOK, c.Status().Producers)

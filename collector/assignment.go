@@ -51,7 +51,15 @@ func storeAssignment(db *pebble.DB, ps []ProducerConfig) error {
 // stores the new set durably first, then starts loops for new producers,
 // stops loops for removed ones and updates changed intervals in place, so an
 // unchanged producer keeps its timer (oximeter's issue 7120).
-func (c *Collector) SetAssigned(ps []ProducerConfig) error {
+//
+// A set above MaxProducers (with the static producers) is refused whole
+// with ErrTooManyProducers.
+func (c *Collector) SetAssigned(ps []ProducerConfig) error { return c.setAssigned(ps, false) }
+
+// setAssigned is SetAssigned; with capped, a set above MaxProducers is not
+// refused but cut to the cap (the registry's assignment: the rest is
+// logged, counted and shown, and not started).
+func (c *Collector) setAssigned(ps []ProducerConfig, capped bool) error {
 	norm := make([]ProducerConfig, 0, len(ps))
 	ids := map[string]bool{}
 	for _, p := range ps {
@@ -64,6 +72,13 @@ func (c *Collector) SetAssigned(ps []ProducerConfig) error {
 		}
 		ids[p.ID] = true
 		norm = append(norm, p)
+	}
+	norm, refused := capAssignment(norm, c.opts.Producers, c.opts.MaxProducers)
+	if len(refused) > 0 && !capped {
+		return fmt.Errorf("%w: %d producers given with %d static ones", errTooMany(c.opts.MaxProducers), len(ps), len(c.opts.Producers))
+	}
+	for _, id := range refused {
+		delete(ids, id)
 	}
 	c.assignMu.Lock()
 	defer c.assignMu.Unlock()
@@ -97,6 +112,7 @@ func (c *Collector) SetAssigned(ps []ProducerConfig) error {
 		c.log.Info("producer assigned", "producer", cfg.ID, "url", cfg.URL, "interval", cfg.Interval)
 	}
 	c.m.producers.Set(float64(len(c.mu.producers)))
+	c.noteOverCapLocked(refused, "assignment")
 	return nil
 }
 
@@ -203,7 +219,7 @@ func (c *Collector) refreshAssignment(ctx context.Context, client *registry.Clie
 		}
 		ps = append(ps, ProducerConfig{ID: it.ID, URL: it.Address, Interval: d})
 	}
-	if err := c.SetAssigned(ps); err != nil {
+	if err := c.setAssigned(ps, true); err != nil {
 		c.log.Error("applying the assignment failed; keeping the current set", "err", err)
 		c.setRegistry(func(s *RegistryStatus) { s.LastRefreshError = err.Error() })
 		return

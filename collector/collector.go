@@ -33,6 +33,8 @@ type Collector struct {
 	state   *pebble.DB
 	fwd     *forwarder.Forwarder
 	m       *metrics
+	mm      *memMetrics
+	mem     *inflight // bytes of pages in flight, all producer loops together
 	schemas *pa.SchemaRegistry
 	http    *http.Client
 	started time.Time
@@ -49,6 +51,9 @@ type Collector struct {
 		registry  RegistryStatus
 		walFull   bool
 		draining  bool
+		// assigned producers not started because of MaxProducers
+		overCap    int
+		overCapMsg string
 	}
 }
 
@@ -90,6 +95,11 @@ func Open(opts Options) (*Collector, error) {
 	if c.m, err = newMetrics(opts.Registerer); err != nil {
 		return nil, err
 	}
+	if c.mm, err = newMemMetrics(opts.Registerer); err != nil {
+		return nil, err
+	}
+	c.mem = &inflight{max: opts.MaxInflightBytes, gauge: c.mm.inflight, waits: c.mm.inflightWait}
+	c.mm.inflightMax.Set(float64(opts.MaxInflightBytes))
 	for _, p := range opts.Producers {
 		sp := newProducer(p)
 		sp.static = true
@@ -100,11 +110,13 @@ func Open(opts Options) (*Collector, error) {
 	if err != nil {
 		return nil, err
 	}
+	cached, refused := capAssignment(cached, opts.Producers, opts.MaxProducers)
 	for _, p := range cached {
 		if _, ok := c.mu.producers[p.ID]; !ok {
 			c.mu.producers[p.ID] = newProducer(p)
 		}
 	}
+	c.noteOverCapLocked(refused, "cached assignment") // no other goroutine yet
 	if len(cached) > 0 {
 		c.log.Info("starting from the cached assignment", "producers", len(cached))
 	}
@@ -211,6 +223,9 @@ func (c *Collector) Close() error {
 	if c.m != nil {
 		c.m.set.Unregister()
 	}
+	if c.mm != nil {
+		c.mm.set.Unregister()
+	}
 	if c.wal != nil {
 		errs = append(errs, c.wal.Close())
 	}
@@ -265,6 +280,7 @@ type Status struct {
 	Forwarder   forwarder.Status `json:"forwarder"`
 	Checkpoint  Checkpoint       `json:"checkpoint"`
 	Registry    *RegistryStatus  `json:"registry,omitempty"`
+	Memory      MemoryStatus     `json:"memory"`
 	Producers   []ProducerStatus `json:"producers"`
 }
 
@@ -277,6 +293,7 @@ func (c *Collector) Status() Status {
 	c.mu.Lock()
 	st.WALFull = c.mu.walFull
 	draining := c.mu.draining
+	st.Memory = c.memoryStatusLocked()
 	for _, p := range c.mu.producers {
 		st.Producers = append(st.Producers, p.status())
 	}

@@ -35,6 +35,18 @@ type Options struct {
 	StallAfter      time.Duration // unhealthy when the forwarder made no progress this long with a backlog; default 2 min
 	DrainTimeout    time.Duration // on shutdown, how long to try delivering the backlog; default 10 s
 
+	// Memory bounds (see DESIGN.md, "Collector memory"). A producer's page is
+	// bounded by PageLimit samples and MaxPageBytes bytes (asked for, and
+	// enforced by the decoder before it allocates); all producer loops
+	// together hold at most MaxInflightBytes of pages; a drain takes at most
+	// MaxDrainPages pages and MaxDrainTime per interval; at most MaxProducers
+	// producers run.
+	MaxPageBytes     int64         // encoded bytes of one page; default 8 MiB
+	MaxInflightBytes int64         // pages being fetched, decoded and written, all producers together; default 64 MiB (at least MaxPageBytes)
+	MaxDrainPages    int           // pages per producer per interval; default 100
+	MaxDrainTime     time.Duration // time per producer per interval; default: the producer's interval
+	MaxProducers     int           // static and assigned together; default 10,000
+
 	// RegistryURL, when set, makes the collector register there and take
 	// its producers from the registry's assignment (static Producers stay).
 	RegistryURL      string
@@ -76,6 +88,24 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.MaxPageBytes == 0 {
+		o.MaxPageBytes = 8 << 20
+	}
+	if o.MaxInflightBytes == 0 {
+		o.MaxInflightBytes = 64 << 20
+	}
+	if o.MaxInflightBytes < o.MaxPageBytes {
+		return o, fmt.Errorf("collector: the in-flight bound (%d bytes) is below one page (%d bytes)", o.MaxInflightBytes, o.MaxPageBytes)
+	}
+	if o.MaxDrainPages == 0 {
+		o.MaxDrainPages = 100
+	}
+	if o.MaxProducers == 0 {
+		o.MaxProducers = 10_000
+	}
+	if o.MaxPageBytes < 0 || o.MaxDrainPages < 0 || o.MaxDrainTime < 0 || o.MaxProducers < 0 || o.PageLimit < 0 {
+		return o, errors.New("collector: negative page, drain or producer bound")
+	}
 	if o.RefreshInterval == 0 {
 		o.RefreshInterval = 15 * time.Second
 	}
@@ -96,6 +126,9 @@ func (o Options) withDefaults() (Options, error) {
 		ps[i] = p
 	}
 	o.Producers = ps
+	if len(ps) > o.MaxProducers {
+		return o, fmt.Errorf("%w: %d static producers configured", errTooMany(o.MaxProducers), len(ps))
+	}
 	return o, nil
 }
 

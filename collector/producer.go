@@ -28,6 +28,7 @@ type ProducerStatus struct {
 	Pages               uint64    `json:"pages"`
 	ProducerDropped     uint64    `json:"producer_dropped"` // samples the producer reported lost to its bound
 	RejectedPages       uint64    `json:"rejected_pages"`   // pages that failed validation (not written, not acknowledged)
+	DrainLimited        uint64    `json:"drain_limited"`    // drains ended by --max-drain-pages/--max-drain-time while the producer said more
 	Backpressure        bool      `json:"backpressure"`     // last attempt stopped because the WAL was over budget
 	Static              bool      `json:"static"`           // configured, not assigned
 }
@@ -85,7 +86,7 @@ var errBackpressure = errors.New("WAL over its budget; page left with the produc
 // the WAL, so the producer does not serve it again.
 func (c *Collector) runProducer(ctx context.Context, p *producer) {
 	cfg := p.config()
-	client := &pa.Client{BaseURL: cfg.URL, CollectorID: c.id, AuthToken: cfg.AuthToken, HTTP: c.http, Decoder: pa.NewSampleDecoder()}
+	client := c.newClient(cfg)
 	var token string // the page written to the WAL and not yet acknowledged
 	var page pa.Page
 	var buf []byte
@@ -104,6 +105,7 @@ func (c *Collector) runProducer(ctx context.Context, p *producer) {
 		case <-timer.C:
 		}
 		err := c.drain(ctx, p, client, &token, &page, &buf)
+		releaseBuffers(client, &page, &buf) // idle until the next interval: pin nothing
 		interval := p.config().Interval
 		var delay time.Duration
 		switch {
@@ -134,12 +136,22 @@ func jitter(d time.Duration) time.Duration {
 // before acknowledging it (the next request carries its token).
 func (c *Collector) drain(ctx context.Context, p *producer, client *pa.Client, token *string, page *pa.Page, buf *[]byte) error {
 	p.update(func(s *ProducerStatus) { s.LastAttempt = time.Now() })
+	budget := c.newDrainBudget(p.config().Interval)
+	res := reservation{c: c}
+	defer res.done()
 	for {
+		if !budget.take() {
+			c.endLimitedDrain(ctx, p, client, token)
+			return nil
+		}
+		if err := res.next(ctx, client, page, buf); err != nil {
+			return err
+		}
 		rctx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout)
 		n, err := client.Fetch(rctx, *token, c.opts.PageLimit, page)
 		cancel()
 		if err != nil {
-			c.m.errors.WithLabelValues(p.cfg.ID, "fetch").Inc()
+			c.m.errors.WithLabelValues(p.cfg.ID, fetchErrorKind(err)).Inc()
 			return fmt.Errorf("fetching a page: %w", err)
 		}
 		// The producer has taken the token we sent: either it released that

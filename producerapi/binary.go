@@ -182,8 +182,19 @@ type decoder struct {
 	off    int
 	sample int
 	err    error
-	in     *interner // nil: allocate every string
-	arena  []Field   // field slices are carved from here
+	in     *interner   // nil: allocate every string
+	arena  []Field     // field slices are carved from here
+	lim    *pageLimits // nil: counts are bounded by the bytes left only
+	// fieldsLeft is what the current sample may still hold of
+	// lim.maxFields (target and metric fields together, as Validate counts).
+	fieldsLeft int
+}
+
+// refuse records a limit violation; like fail, the first error sticks.
+func (d *decoder) refuse(what string, n uint64, limit int) {
+	if d.err == nil {
+		d.err = &LimitError{What: what, Count: n, Limit: limit, Sample: d.sample}
+	}
 }
 
 // interner shares the strings that repeat from sample to sample (names and
@@ -213,6 +224,11 @@ func (in *interner) get(b []byte) string {
 // concurrent use; keep one per goroutine.
 type SampleDecoder struct {
 	in interner
+	// Limits, when set, bound the pages DecodePage and UnmarshalPageJSON
+	// accept (see PageLimits); a collector sets them to what it asks
+	// producers for. They do not apply to DecodeSamples and
+	// DecodePageRecord.
+	Limits *PageLimits
 }
 
 // NewSampleDecoder returns a decoder that interns up to 65,536 strings.
@@ -226,7 +242,13 @@ func (sd *SampleDecoder) DecodeSamples(block []byte, dst []Sample) ([]Sample, er
 }
 
 // DecodePage is like the package function DecodePage.
-func (sd *SampleDecoder) DecodePage(b []byte, p *Page) error { return decodePage(b, p, &sd.in) }
+func (sd *SampleDecoder) DecodePage(b []byte, p *Page) error {
+	return decodePage(b, p, &sd.in, sd.Limits.resolve())
+}
+
+// Release drops what the decoder keeps between pages (interned strings) so
+// an idle collector loop pins no memory; the decoder stays usable.
+func (sd *SampleDecoder) Release() { sd.in.m = make(map[string]string) }
 
 // DecodePageRecord is like the package function DecodePageRecord.
 func (sd *SampleDecoder) DecodePageRecord(b []byte, rec *PageRecord) error {
@@ -370,9 +392,15 @@ func decodeSamples(d *decoder, dst []Sample) ([]Sample, error) {
 	if d.err != nil {
 		return dst, d.err
 	}
+	if err := d.lim.checkSamples(uint64(n)); err != nil {
+		return dst, err
+	}
 	dst = growSamples(dst, n)
 	for i := 0; i < n; i++ {
 		d.sample = i
+		if d.lim != nil {
+			d.fieldsLeft = d.lim.maxFields
+		}
 		dst = append(dst, Sample{})
 		s := &dst[len(dst)-1]
 		s.Target.Name = d.name()
@@ -407,6 +435,13 @@ func (d *decoder) fields() []Field {
 	n := d.length("field", 3)
 	if n == 0 || d.err != nil {
 		return nil
+	}
+	if d.lim != nil {
+		if n > d.fieldsLeft {
+			d.refuse("fields", uint64(d.lim.maxFields-d.fieldsLeft+n), d.lim.maxFields)
+			return nil
+		}
+		d.fieldsLeft -= n
 	}
 	out := d.takeFields(n)
 	for i := range out {
@@ -508,6 +543,10 @@ func decodeHistogram[T int64 | uint64 | float64](d *decoder, minSize int, get fu
 	// Each bin takes at least minSize bytes for the edge and 1 for its count.
 	n := d.length("histogram bin", minSize+1)
 	if d.err != nil {
+		return nil
+	}
+	if d.lim != nil && n > d.lim.maxBins {
+		d.refuse("histogram bins", uint64(n), d.lim.maxBins)
 		return nil
 	}
 	h := &Histogram[T]{Bins: make([]T, n), Counts: make([]uint64, n)}

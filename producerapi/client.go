@@ -95,12 +95,9 @@ func (c *Client) Fetch(ctx context.Context, token string, limit int, p *Page) (i
 	if max <= 0 {
 		max = 256 << 20
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, max+1))
+	body, err := readPageBody(resp, max)
 	if err != nil {
-		return 0, fmt.Errorf("reading page: %w", err)
-	}
-	if int64(len(body)) > max {
-		return len(body), fmt.Errorf("%w: page larger than %d bytes", ErrMalformed, max)
+		return len(body), err
 	}
 	ct, _, _ := strings.Cut(resp.Header.Get("Content-Type"), ";")
 	switch strings.TrimSpace(ct) {
@@ -111,7 +108,11 @@ func (c *Client) Fetch(ctx context.Context, token string, limit int, p *Page) (i
 			err = DecodePage(body, p)
 		}
 	case ContentTypeJSON:
-		err = UnmarshalPageJSON(body, p)
+		if c.Decoder != nil {
+			err = c.Decoder.UnmarshalPageJSON(body, p)
+		} else {
+			err = UnmarshalPageJSON(body, p)
+		}
 	default:
 		err = fmt.Errorf("%w: page with content type %q", ErrMalformed, ct)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"net/netip"
 	"strconv"
@@ -89,27 +90,118 @@ func MarshalPageJSON(p *Page) ([]byte, error) {
 }
 
 // UnmarshalPageJSON decodes a JSON page; samples are appended to p.Samples[:0].
-func UnmarshalPageJSON(b []byte, p *Page) error {
+func UnmarshalPageJSON(b []byte, p *Page) error { return unmarshalPageJSON(b, p, nil) }
+
+// UnmarshalPageJSON is like the package function UnmarshalPageJSON, with
+// the decoder's Limits.
+func (sd *SampleDecoder) UnmarshalPageJSON(b []byte, p *Page) error {
+	return unmarshalPageJSON(b, p, sd.Limits.resolve())
+}
+
+// unmarshalPageJSON reads the page object member by member and the samples
+// array one element at a time, so the sample count is checked against the
+// limits as it grows, before a sample beyond it is decoded, rather than
+// after encoding/json has built the whole array.
+func unmarshalPageJSON(b []byte, p *Page, lim *pageLimits) error {
+	if err := lim.checkPageBytes(len(b)); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	bad := func(err error) error { return fmt.Errorf("%w: page JSON: %v", ErrMalformed, err) }
+	if tok, err := dec.Token(); err != nil {
+		return bad(err)
+	} else if tok != json.Delim('{') {
+		return bad(fmt.Errorf("not an object"))
+	}
 	var jp jsonPage
-	if err := strictUnmarshal(b, &jp); err != nil {
-		return fmt.Errorf("%w: page JSON: %v", ErrMalformed, err)
+	samples := p.Samples[:0]
+	seenSamples := false
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return bad(err)
+		}
+		key, _ := tok.(string)
+		var dst any
+		switch key {
+		case "version":
+			dst = &jp.Version
+		case "producer":
+			dst = &jp.Producer
+		case "incarnation":
+			dst = &jp.Incarnation
+		case "token":
+			dst = &jp.Token
+		case "dropped":
+			dst = &jp.Dropped
+		case "more":
+			dst = &jp.More
+		case "samples":
+			if seenSamples {
+				return bad(fmt.Errorf("samples given twice"))
+			}
+			seenSamples = true
+			if samples, err = unmarshalSamplesJSON(dec, samples, lim); err != nil {
+				p.Samples = samples
+				return err
+			}
+			continue
+		default:
+			return bad(fmt.Errorf("unknown field %q", key))
+		}
+		if err := dec.Decode(dst); err != nil {
+			return bad(fmt.Errorf("%s: %v", key, err))
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return bad(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return bad(fmt.Errorf("trailing data after the JSON value"))
 	}
 	if jp.Version != PageVersion {
 		return fmt.Errorf("%w: unsupported page version %d (this build reads %d)", ErrMalformed, jp.Version, PageVersion)
 	}
 	*p = Page{Version: jp.Version, Producer: jp.Producer, Incarnation: jp.Incarnation, Token: jp.Token,
-		Dropped: jp.Dropped, More: jp.More, Samples: p.Samples[:0]}
-	for i, raw := range jp.Samples {
-		var s Sample
-		if err := UnmarshalSampleJSON(raw, &s); err != nil {
-			return fmt.Errorf("sample %d: %w", i, err)
-		}
-		p.Samples = append(p.Samples, s)
-	}
+		Dropped: jp.Dropped, More: jp.More, Samples: samples}
 	if p.Token == "" && len(p.Samples) > 0 {
 		return fmt.Errorf("%w: page with %d samples has no token", ErrMalformed, len(p.Samples))
 	}
 	return nil
+}
+
+// unmarshalSamplesJSON reads the samples array (or null) from dec.
+func unmarshalSamplesJSON(dec *json.Decoder, samples []Sample, lim *pageLimits) ([]Sample, error) {
+	bad := func(err error) error { return fmt.Errorf("%w: page JSON: samples: %v", ErrMalformed, err) }
+	tok, err := dec.Token()
+	if err != nil {
+		return samples, bad(err)
+	}
+	if tok == nil {
+		return samples, nil // "samples": null
+	}
+	if tok != json.Delim('[') {
+		return samples, bad(fmt.Errorf("not an array"))
+	}
+	for i := 0; dec.More(); i++ {
+		if err := lim.checkSamples(uint64(i) + 1); err != nil {
+			return samples, err
+		}
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return samples, bad(err)
+		}
+		var s Sample
+		if err := unmarshalSampleJSON(raw, &s, lim); err != nil {
+			return samples, fmt.Errorf("sample %d: %w", i, err)
+		}
+		samples = append(samples, s)
+	}
+	if _, err := dec.Token(); err != nil { // the closing bracket
+		return samples, bad(err)
+	}
+	return samples, nil
 }
 
 func strictUnmarshal(b []byte, v any) error {
@@ -254,10 +346,22 @@ func namedJSON(n Named) jsonNamed {
 
 // UnmarshalSampleJSON decodes one JSON sample. It checks structure and
 // types only; call Validate for limits and semantics.
-func UnmarshalSampleJSON(b []byte, s *Sample) error {
+func UnmarshalSampleJSON(b []byte, s *Sample) error { return unmarshalSampleJSON(b, s, nil) }
+
+func unmarshalSampleJSON(b []byte, s *Sample, lim *pageLimits) error {
 	var js jsonSample
 	if err := strictUnmarshal(b, &js); err != nil {
 		return fmt.Errorf("%w: sample JSON: %v", ErrMalformed, err)
+	}
+	// The element is already bounded by the page's bytes; these counts
+	// bound what it expands to (Field and bin slices) before they are built.
+	if lim != nil {
+		if n := len(js.Target.Fields) + len(js.Metric.Fields); n > lim.maxFields {
+			return &LimitError{What: "fields", Count: uint64(n), Limit: lim.maxFields, Sample: -1}
+		}
+		if n := len(js.Datum.Bins); n > lim.maxBins {
+			return &LimitError{What: "histogram bins", Count: uint64(n), Limit: lim.maxBins, Sample: -1}
+		}
 	}
 	var err error
 	if s.Target, err = namedFromJSON(js.Target); err != nil {

@@ -54,9 +54,12 @@ func AppendPage(dst []byte, p *Page) []byte {
 
 // DecodePage decodes a binary page. Samples are appended to p.Samples[:0].
 // It checks structure only; validate samples with Validate.
-func DecodePage(b []byte, p *Page) error { return decodePage(b, p, nil) }
+func DecodePage(b []byte, p *Page) error { return decodePage(b, p, nil, nil) }
 
-func decodePage(b []byte, p *Page, in *interner) error {
+func decodePage(b []byte, p *Page, in *interner, lim *pageLimits) error {
+	if err := lim.checkPageBytes(len(b)); err != nil {
+		return err
+	}
 	if len(b) < 5 || [4]byte(b[:4]) != pageMagic {
 		return fmt.Errorf("%w: not a binary page (bad magic)", ErrMalformed)
 	}
@@ -77,7 +80,7 @@ func decodePage(b []byte, p *Page, in *interner) error {
 		return fmt.Errorf("%w: unknown page flags %#x", ErrMalformed, flags)
 	}
 	p.More = flags&1 != 0
-	samples, err := decodeSamples(&decoder{b: b[d.off:], sample: -1, in: in}, p.Samples[:0])
+	samples, err := decodeSamples(&decoder{b: b[d.off:], sample: -1, in: in, lim: lim}, p.Samples[:0])
 	p.Samples = samples
 	if err != nil {
 		var de *DecodeError

@@ -41,6 +41,11 @@ type collectorConfig struct {
 	Registry         string   `json:"registry"`
 	Advertise        string   `json:"advertise"`
 	Refresh          string   `json:"refresh"`
+	MaxPageBytes     string   `json:"max_page_bytes"`
+	MaxInflightBytes string   `json:"max_inflight_bytes"`
+	MaxDrainPages    int      `json:"max_drain_pages"`
+	MaxDrainTime     string   `json:"max_drain_time"`
+	MaxProducers     int      `json:"max_producers"`
 }
 
 func runCollector(args []string, stdout, stderr io.Writer) int {
@@ -67,6 +72,13 @@ func runCollector(args []string, stdout, stderr io.Writer) int {
 	registryURL := fs.String("registry", "", "registry URL; the collector registers and collects what it is assigned (and what it was last assigned while the registry is down)")
 	advertise := fs.String("advertise", "", "admin URL told to the registry (default http://LISTEN)")
 	refresh := fs.Duration("refresh", 15*time.Second, "assignment refresh interval")
+	maxPageBytes := byteSize(8 << 20)
+	fs.Var(&maxPageBytes, "max-page-bytes", "largest page body accepted from a producer (asked for as max_bytes); larger is a protocol violation")
+	maxInflight := byteSize(64 << 20)
+	fs.Var(&maxInflight, "max-inflight-bytes", "pages in flight (fetching, decoding, writing), all producers together; at least --max-page-bytes")
+	maxDrainPages := fs.Int("max-drain-pages", 100, "pages taken from one producer per interval at most")
+	maxDrainTime := fs.Duration("max-drain-time", 0, "time spent draining one producer per interval at most (0: its interval)")
+	maxProducers := fs.Int("max-producers", 10_000, "producers collected at most (static and assigned); above it PUT /v1/producers is refused and assigned extras are not started")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -91,6 +103,8 @@ func runCollector(args []string, stdout, stderr io.Writer) int {
 	opts := collector.Options{
 		DataDir: *dataDir, CollectorID: *id, WALBudgetBytes: int64(walBudget), DefaultInterval: *interval,
 		PageLimit: *pageLimit, Registerer: reg, Logger: log,
+		MaxPageBytes: int64(maxPageBytes), MaxInflightBytes: int64(maxInflight), MaxDrainPages: *maxDrainPages,
+		MaxDrainTime: *maxDrainTime, MaxProducers: *maxProducers,
 		Forwarder: forwarder.Options{Addr: *ch, Database: *db, BatchRows: *batchRows, FlushAge: *flushAge},
 	}
 	for _, u := range producers {
@@ -157,12 +171,14 @@ func applyConfigFile(path string, set map[string]bool, fs *flag.FlagSet) error {
 		"id": cfg.ID, "interval": cfg.Interval, "wal-budget": cfg.WALBudget, "flush-age": cfg.FlushAge,
 		"memory-limit": cfg.MemoryLimit, "producer-token": cfg.ProducerToken,
 		"registry": cfg.Registry, "advertise": cfg.Advertise, "refresh": cfg.Refresh,
+		"max-page-bytes": cfg.MaxPageBytes, "max-inflight-bytes": cfg.MaxInflightBytes, "max-drain-time": cfg.MaxDrainTime,
 	} {
 		if err := apply(name, v); err != nil {
 			return err
 		}
 	}
-	for name, v := range map[string]int{"page-limit": cfg.PageLimit, "batch-rows": cfg.BatchRows} {
+	for name, v := range map[string]int{"page-limit": cfg.PageLimit, "batch-rows": cfg.BatchRows,
+		"max-drain-pages": cfg.MaxDrainPages, "max-producers": cfg.MaxProducers} {
 		if v != 0 {
 			if err := apply(name, fmt.Sprint(v)); err != nil {
 				return err
