@@ -321,7 +321,11 @@ func (c *Collector) Health() (bool, []string) {
 	var why []string
 	ws, fs := c.wal.Stats(), c.fwd.Status()
 	if ws.Failed != nil {
-		why = append(why, "WAL refuses appends: "+ws.Failed.Error())
+		msg := "WAL refuses appends (pages stay with the producers; it retries by itself): " + ws.Failed.Error()
+		if ws.RecoverError != nil {
+			msg += "; last retry: " + ws.RecoverError.Error()
+		}
+		why = append(why, msg)
 	}
 	c.mu.Lock()
 	full := c.mu.walFull

@@ -179,6 +179,13 @@ func (c *Collector) drain(ctx context.Context, p *producer, client *pa.Client, t
 			p.update(func(s *ProducerStatus) { s.Backpressure = true })
 			return errBackpressure
 		}
+		if errors.Is(err, wal.ErrFailed) {
+			// A full or failing disk: the page stays with the producer (not
+			// acknowledged) and the WAL recovers by itself; keep the cadence.
+			c.m.errors.WithLabelValues(p.cfg.ID, "wal").Inc()
+			p.update(func(s *ProducerStatus) { s.Backpressure = true })
+			return errBackpressure
+		}
 		if err != nil {
 			c.m.errors.WithLabelValues(p.cfg.ID, "wal").Inc()
 			return fmt.Errorf("writing the page to the WAL: %w", err)

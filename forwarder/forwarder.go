@@ -180,6 +180,12 @@ func New(log *wal.Log, state *pebble.DB, opts Options) (*Forwarder, error) {
 		f.Close()
 		return nil, err
 	}
+	if err := log.CheckCheckpoint(ckpt); err != nil {
+		// Records between the checkpoint and the WAL's first are gone:
+		// starting would skip them silently.
+		f.Close()
+		return nil, fmt.Errorf("forwarder: %w", err)
+	}
 	if st := log.Stats(); ckpt > st.LastIndex {
 		// The checkpoint is ahead of the log: the WAL directory was
 		// replaced. Replaying all of it is safe (inserts are idempotent);

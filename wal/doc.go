@@ -22,8 +22,10 @@
 // A log is a directory of segment files named by the index of their first
 // record as 20 decimal digits (tidwall/wal's naming), plus:
 //
-//	LOCK                         flock(2)ed by the process that has the log open
-//	<segment>.broken.<unixnano>  evidence kept by a repair; never read again
+//	LOCK                                  flock(2)ed by the process that has the log open
+//	<segment>.broken.at-<off>.<unixnano>  bytes a tail repair cut (from off); never read again
+//	<segment>.damaged.<unixnano>          a segment as it was before SkipDamaged
+//	*.tmp                                 an evidence copy being written; removed by Open
 //
 // A segment is a sequence of frames: a uvarint length (tidwall/wal's binary
 // format) followed by that many bytes of holdfast envelope:
@@ -44,22 +46,34 @@
 // when the group started a new segment file, after the directory was fsynced
 // too. Open fsyncs the parent directory of a new log directory.
 //
-// A write or fsync error puts the log in the failed state: every later Append
-// returns ErrFailed. The fsync is never retried, because after a failed fsync
-// Linux may have dropped the dirty pages and a second fsync would report
-// success for data that is gone. Close the log and Open it again: Open's
-// repair makes the files consistent.
+// A write or fsync error puts the log in the failed state: Append returns
+// ErrFailed. The fsync is never retried on that handle, because after a
+// failed fsync Linux may have dropped the dirty pages and a second fsync
+// would report success for data that is gone. Instead the log recovers by
+// itself: the writer goroutine retries, with backoff, the path Open takes
+// (check the tail, repair a torn end, open a new tidwall handle, then close
+// the old one). TruncateThrough takes the same path after deleting
+// segments, so on a full disk the forwarder's truncation frees the space and
+// recovers the log. A repair never cuts an index this process acknowledged.
 //
 // # Repair and corruption
 //
-// Open checks every frame of every segment. If the last segment ends in a
-// torn frame, zeros, garbage or a frame whose checksum fails, Open copies the
-// segment aside (*.broken.*), truncates it to the last frame that checks,
-// fsyncs it and the directory, and reports it (Repair, the repairs metric, a
-// warning in the log). Damage in any other segment, or a gap in the indexes,
-// makes Open fail with a *CorruptionError naming the segment and byte offset;
-// nothing is changed, because deleting acknowledged data silently is worse
-// than stopping.
+// Open checks every frame of every segment. If the last segment's frames
+// stop checking and no frame after that point checks, the end is torn
+// (partial frame, zeros, garbage): Open keeps the bytes it cuts aside
+// (*.broken.at-OFFSET.*, written to a temporary name, fsynced and renamed,
+// so a full disk never leaves a partial copy), truncates the segment to the
+// last frame that checks, fsyncs it and the directory, and reports it
+// (Repair, the repairs metric, a warning in the log). If a frame that checks
+// follows the damage, the damage is in the middle: Open fails with a
+// *CorruptionError (segment, offset, index, NextValidOffset) and changes
+// nothing, as for damage in any other segment or a gap in the indexes,
+// because deleting acknowledged data silently is worse than stopping.
+// SkipDamaged is the operator's explicit repair: it replaces exactly the
+// damaged record(s) with TypeDamaged placeholders at the same indexes.
+//
+// CheckCheckpoint checks a reader's checkpoint against the log: a first
+// index after checkpoint+1 means records were lost (a deleted segment).
 //
 // # Budget
 //

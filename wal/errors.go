@@ -12,9 +12,10 @@ var (
 	// budget. The record was not written; try again after the forwarder has
 	// truncated the log.
 	ErrFull = errors.New("wal: over disk budget")
-	// ErrFailed is returned by Append after a write or fsync error: the log
-	// refuses appends until it is closed and opened again (which repairs it).
-	ErrFailed = errors.New("wal: failed, reopen to recover")
+	// ErrFailed is returned by Append after a write or fsync error (a full
+	// disk, EIO): the record was not acknowledged. The log refuses appends
+	// until it has recovered by itself (or is closed and opened again).
+	ErrFailed = errors.New("wal: failed (write or fsync error), recovering")
 	// ErrClosed is returned by operations on a closed log.
 	ErrClosed = errors.New("wal: closed")
 	// ErrLocked is returned by Open when another process holds the log.
@@ -29,7 +30,11 @@ type CorruptionError struct {
 	Segment string // file name within Dir
 	Offset  int64  // byte offset of the bad frame in the segment
 	Index   uint64 // index the bad frame would have had, 0 if unknown
-	Err     error
+	// NextValidOffset is the offset of the first frame that checks after
+	// the damage, when one does (damage in the middle of a segment, not a
+	// torn end); 0 otherwise.
+	NextValidOffset int64
+	Err             error
 }
 
 func (e *CorruptionError) Error() string {

@@ -4,6 +4,10 @@ package wal
 // written and can fail it as a write or fsync would.
 func SetCommitHook(o *Options, hook func() error) { o.commitHook = hook }
 
+// SetSyncedHook installs a function told, after each commit and before its
+// appends return, the durable size of every segment file the commit wrote.
+func SetSyncedHook(o *Options, hook func(segment string, size int64)) { o.syncedHook = hook }
+
 // SegmentsModel returns the log's idea of its segment files (name, size).
 func (l *Log) SegmentsModel() map[string]int64 {
 	l.mu.Lock()

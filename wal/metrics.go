@@ -23,6 +23,8 @@ type metrics struct {
 	fullRejections   prometheus.Counter
 	appendErrors     prometheus.Counter
 	segmentsTruncate prometheus.Counter
+	failed           prometheus.Gauge
+	recoveries       prometheus.Counter
 	all              []prometheus.Collector
 }
 
@@ -56,6 +58,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.fullRejections = counter("full_rejections_total", "Appends refused because the log was over its disk budget.")
 	m.appendErrors = counter("append_errors_total", "Write or fsync failures; each puts the log in the failed state.")
 	m.segmentsTruncate = counter("segments_truncated_total", "Segment files removed behind the checkpoint.")
+	m.failed = gauge("failed", "1 while the log refuses appends after a write or fsync error (it recovers by itself).")
+	m.recoveries = counter("recoveries_total", "Times a failed log recovered by itself (tail re-checked and repaired, handle reopened).")
 	var err error
 	m.set, err = promutil.Register(reg, m.all...)
 	return m, err

@@ -22,6 +22,8 @@ func (t RecordType) String() string {
 	switch t {
 	case TypePage:
 		return "page"
+	case TypeDamaged:
+		return "damaged"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }

@@ -40,10 +40,19 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
+	// RecoverMin and RecoverMax bound the backoff between attempts to
+	// recover a failed log by itself (re-check and repair the tail, reopen).
+	// Defaults 100 ms and 5 s.
+	RecoverMin, RecoverMax time.Duration
 
 	// commitHook, when set (by tests), runs before each group is written
 	// and can fail it as a write or fsync would.
 	commitHook func() error
+	// syncedHook, when set (by tests), is told after each commit the size
+	// every segment file the commit wrote has reached, durably (written,
+	// fsynced, directory fsynced), before any of the commit's appends
+	// return: the power-loss test rolls files back to these sizes.
+	syncedHook func(segment string, size int64)
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -71,6 +80,13 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.RecoverMin <= 0 {
+		o.RecoverMin = 100 * time.Millisecond
+	}
+	if o.RecoverMax <= 0 {
+		o.RecoverMax = 5 * time.Second
+	}
+	o.RecoverMax = max(o.RecoverMax, o.RecoverMin)
 	switch {
 	case o.SegmentSize < 4096:
 		return o, fmt.Errorf("wal: SegmentSize %d is below the minimum of 4096", o.SegmentSize)
@@ -98,6 +114,7 @@ type Log struct {
 	reqs    chan *appendReq
 	quit    chan struct{}
 	stopped chan struct{} // closed when the writer goroutine has exited
+	wake    chan struct{} // pokes the writer to schedule a recovery
 	repair  *RepairReport
 
 	// handle guards the tidwall handle against being swapped (truncation,
@@ -115,7 +132,9 @@ type Log struct {
 		first, last uint64 // first == last+1 when empty
 		size        int64  // bytes on disk in segment files
 		segs        []segmentFile
-		failed      error // set on a write or fsync error; sticky
+		failed      error // set on a write or fsync error; cleared by recovery
+		recoveries  uint64
+		recoverErr  error // the last failed recovery attempt
 		closed      bool
 		notify      chan struct{} // closed and replaced after each commit
 	}
@@ -158,6 +177,9 @@ func Open(dir string, opts Options) (*Log, error) {
 	fail := func(err error) (*Log, error) {
 		lock.Close()
 		return nil, err
+	}
+	if err := removeStaleTemps(dir); err != nil {
+		return fail(fmt.Errorf("wal: removing incomplete evidence copies: %w", err))
 	}
 	segs, report, err := checkSegments(dir, l.log)
 	if err != nil {
@@ -210,6 +232,7 @@ func Open(dir string, opts Options) (*Log, error) {
 	l.reqs = make(chan *appendReq, opts.MaxGroupRecords)
 	l.quit = make(chan struct{})
 	l.stopped = make(chan struct{})
+	l.wake = make(chan struct{}, 1)
 	go l.writer()
 	return l, nil
 }
@@ -285,12 +308,42 @@ func (l *Log) writer() {
 	defer close(l.stopped)
 	var batch twal.Batch
 	group := make([]*appendReq, 0, l.opts.MaxGroupRecords)
+	backoff := l.opts.RecoverMin
+	var retry *time.Timer
+	var retryC <-chan time.Time
 	for {
+		// A failed log recovers by itself: retry with backoff until the
+		// tail checks (or is repaired) and tidwall/wal opens again.
+		if retryC == nil && l.failedErr() != nil {
+			if retry == nil {
+				retry = time.NewTimer(backoff)
+			} else {
+				retry.Reset(backoff)
+			}
+			retryC = retry.C
+		}
 		group = group[:0]
 		select {
 		case r := <-l.reqs:
 			group = append(group, r)
+		case <-l.wake:
+			continue
+		case <-retryC:
+			retryC = nil
+			if err := l.recoverFailed(); err != nil {
+				l.mu.Lock()
+				l.mu.recoverErr = err
+				l.mu.Unlock()
+				l.log.Warn("wal: still failed; will retry", "err", err, "retry_in", min(2*backoff, l.opts.RecoverMax))
+				backoff = min(2*backoff, l.opts.RecoverMax)
+			} else {
+				backoff = l.opts.RecoverMin
+			}
+			continue
 		case <-l.quit:
+			if retry != nil {
+				retry.Stop()
+			}
 			l.refuseWaiting(ErrClosed)
 			return
 		}
@@ -306,6 +359,27 @@ func (l *Log) writer() {
 			}
 		}
 		l.commit(group, &batch)
+	}
+}
+
+func (l *Log) failedErr() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.mu.failed
+}
+
+// setFailed puts the log in the failed state (appends refused) and wakes
+// the writer so it schedules a recovery.
+func (l *Log) setFailed(err error) {
+	l.mu.Lock()
+	if l.mu.failed == nil {
+		l.mu.failed = err
+	}
+	l.m.failed.Set(1)
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -417,10 +491,8 @@ func (l *Log) commit(group []*appendReq, batch *twal.Batch) {
 	if err != nil {
 		l.m.appendErrors.Inc()
 		err = fmt.Errorf("%w: %v", ErrFailed, err)
-		l.log.Error("wal: write or fsync failed; refusing appends until reopened", "err", err)
-		l.mu.Lock()
-		l.mu.failed = err
-		l.mu.Unlock()
+		l.log.Error("wal: write or fsync failed; refusing appends and recovering by itself", "err", err)
+		l.setFailed(err)
 		for _, r := range admitted {
 			r.done <- appendResult{err: err}
 		}
@@ -452,7 +524,14 @@ func (l *Log) commit(group []*appendReq, batch *twal.Batch) {
 	l.recount()
 	close(l.mu.notify)
 	l.mu.notify = make(chan struct{})
+	var synced []segmentFile
+	if l.opts.syncedHook != nil {
+		synced = append(synced, segs[max(0, len(segs)-1-len(newSegs)):]...)
+	}
 	l.mu.Unlock()
+	for _, s := range synced {
+		l.opts.syncedHook(s.name, s.size)
+	}
 	for i, r := range admitted {
 		r.done <- appendResult{index: last + 1 + uint64(i)}
 	}
@@ -476,7 +555,11 @@ type Stats struct {
 	SizeBytes   int64
 	BudgetBytes int64
 	Segments    int
-	Failed      error // non-nil once a write or fsync failed
+	Failed      error  // non-nil while the log is failed (it recovers by itself)
+	Recoveries  uint64 // times a failed log recovered in this process
+	// RecoverError is why the last attempt to recover a failed log failed
+	// (e.g. no space for the evidence copy of a torn tail; it says how much).
+	RecoverError error
 }
 
 // Full reports whether the log is at or over its budget.
@@ -487,7 +570,7 @@ func (l *Log) Stats() Stats {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return Stats{FirstIndex: l.mu.first, LastIndex: l.mu.last, SizeBytes: l.mu.size,
-		BudgetBytes: l.opts.BudgetBytes, Segments: len(l.mu.segs), Failed: l.mu.failed}
+		BudgetBytes: l.opts.BudgetBytes, Segments: len(l.mu.segs), Failed: l.mu.failed, Recoveries: l.mu.recoveries, RecoverError: l.mu.recoverErr}
 }
 
 // Close stops the writer (appends waiting get ErrClosed), closes the files,
@@ -505,12 +588,15 @@ func (l *Log) Close() error {
 	close(l.quit)
 	<-l.stopped
 	l.handle.Lock()
-	err := l.handle.tw.Close()
-	l.handle.tw = nil
+	var err error
+	if l.handle.tw != nil {
+		err = l.handle.tw.Close()
+		l.handle.tw = nil
+	}
 	l.handle.Unlock()
-	if errors.Is(err, twal.ErrCorrupt) {
-		// tidwall reports a handle it marked corrupt after a failed
-		// truncation; the files are fine and Open repairs the rest.
+	if errors.Is(err, twal.ErrCorrupt) || l.failedErr() != nil {
+		// A failed handle's close reports the failure again (or tidwall's
+		// corrupt mark); the files are what Open checks and repairs.
 		err = nil
 	}
 	l.m.unregister()

@@ -2,7 +2,8 @@
 //
 //	holdfast collector ...                  collect from producers into the WAL and ClickHouse
 //	holdfast producer ...                   a demo producer of simulated VM metrics
-//	holdfast wal verify DIR                 check every record of a WAL
+//	holdfast wal verify DIR                 check every record of a WAL (DIR: WAL or data dir)
+//	holdfast wal repair --skip I DIR        replace exactly one damaged record, keep the rest
 //	holdfast wal dump DIR [--from I --to J] one line per record
 //	holdfast schema [--database NAME]       print the ClickHouse DDL
 //	holdfast forward --data-dir DIR ...     drain a WAL into ClickHouse
@@ -32,7 +33,11 @@ Usage:
                                                benchmarks with real processes (wal, insert, rfd125, max, outage, recovery)
   holdfast status [--admin ADDR] [--watch D] [--until-samples N]
                                                one-line summary of a running collector
-  holdfast wal verify DIR                      check every record of a WAL (read-only)
+  holdfast wal verify DIR                      check every record of a WAL (read-only); with a data
+                                               directory, also the checkpoint against the WAL
+  holdfast wal repair --skip INDEX [--records N] DIR
+                                               replace exactly the damaged record(s) at INDEX with
+                                               placeholders, keeping every record after it
   holdfast wal dump DIR [--from I] [--to J]    print one line per record
   holdfast schema [--database NAME]            print the ClickHouse schema (DDL)
   holdfast forward --data-dir DIR [--clickhouse HOST:PORT] [--database NAME]

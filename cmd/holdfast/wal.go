@@ -5,16 +5,21 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/cockroachdb/pebble"
+
+	"github.com/holdfast/holdfast/forwarder"
 	pa "github.com/holdfast/holdfast/producerapi"
 	"github.com/holdfast/holdfast/wal"
 )
 
 func runWAL(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, "holdfast wal: want verify or dump\n")
+		fmt.Fprint(stderr, "holdfast wal: want verify, dump or repair\n")
 		return 2
 	}
 	switch args[0] {
@@ -22,8 +27,10 @@ func runWAL(args []string, stdout, stderr io.Writer) int {
 		return walVerify(args[1:], stdout, stderr)
 	case "dump":
 		return walDump(args[1:], stdout, stderr)
+	case "repair":
+		return walRepair(args[1:], stdout, stderr)
 	}
-	fmt.Fprintf(stderr, "holdfast wal: unknown command %q (want verify or dump)\n", args[0])
+	fmt.Fprintf(stderr, "holdfast wal: unknown command %q (want verify, dump or repair)\n", args[0])
 	return 2
 }
 
@@ -52,11 +59,24 @@ func walVerify(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return 2
 	}
-	rep, err := wal.Verify(dir)
+	walDir, stateDir := resolveDataDir(dir)
+	rep, err := wal.Verify(walDir)
 	if err != nil {
 		fmt.Fprintf(stderr, "holdfast wal verify: %v\n", err)
 		return 1
 	}
+	if stateDir != "" {
+		ckpt, err := readCheckpoint(stateDir)
+		if err != nil {
+			fmt.Fprintf(stderr, "holdfast wal verify: reading the checkpoint in %s: %v\n", stateDir, err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "checkpoint (from %s): %d\n", stateDir, ckpt)
+		if err := rep.CheckCheckpoint(ckpt); err != nil {
+			rep.Problems = append([]error{err}, rep.Problems...)
+		}
+	}
+	dir = walDir
 	fmt.Fprintf(stdout, "%-22s %12s %10s %12s  %s\n", "SEGMENT", "FIRST_INDEX", "RECORDS", "BYTES", "STATUS")
 	for _, s := range rep.Segments {
 		status := "ok"
@@ -64,6 +84,9 @@ func walVerify(args []string, stdout, stderr io.Writer) int {
 			var ce *wal.CorruptionError
 			if errors.As(s.Err, &ce) {
 				status = fmt.Sprintf("CORRUPT at offset %d (index %d): %v", ce.Offset, ce.Index, ce.Err)
+				if ce.NextValidOffset > 0 {
+					status += fmt.Sprintf("; valid frames follow at offset %d: fix with `holdfast wal repair --skip %d %s`", ce.NextValidOffset, ce.Index, dir)
+				}
 			} else {
 				status = s.Err.Error()
 			}
@@ -81,7 +104,10 @@ func walVerify(args []string, stdout, stderr io.Writer) int {
 		for _, p := range rep.Problems {
 			fmt.Fprintf(stdout, "  %v\n", p)
 		}
-		fmt.Fprintln(stdout, "A torn or damaged tail of the LAST segment is repaired when the collector opens the WAL (a copy is kept as *.broken.*); damage elsewhere stops the collector and needs an operator.")
+		fmt.Fprintln(stdout, "A torn or zero-filled END of the LAST segment is repaired when the collector opens the WAL (a copy is kept as *.broken.*).")
+		fmt.Fprintln(stdout, "A bad record with valid records after it (any segment) stops the collector: stop it, then run `holdfast wal repair --skip INDEX WALDIR`,")
+		fmt.Fprintln(stdout, "which replaces exactly that record with a placeholder (quarantined by the forwarder) and keeps every record after it at its index.")
+		fmt.Fprintln(stdout, "Missing records (a gap after the checkpoint) cannot be repaired: restore the segment file, or accept the loss explicitly (see README, \"WAL repair\").")
 		return 1
 	}
 	fmt.Fprintln(stdout, "OK")
@@ -139,4 +165,94 @@ func summarize(rec wal.Record, page *pa.PageRecord) string {
 	return fmt.Sprintf("producer=%q incarnation=%q samples=%d timeseries_names=%d first=%s time=%s..%s",
 		page.Producer, page.Incarnation, len(s), len(names), s[0].TimeseriesName(),
 		time.Unix(0, lo).UTC().Format(time.RFC3339Nano), time.Unix(0, hi).UTC().Format(time.RFC3339Nano))
+}
+
+// resolveDataDir accepts a collector data directory (holding wal/ and
+// state/) or a WAL directory. For a data directory it returns the WAL
+// directory and the state directory; for a WAL directory the state is "".
+func resolveDataDir(dir string) (walDir, stateDir string) {
+	w, st := filepath.Join(dir, "wal"), filepath.Join(dir, "state")
+	if fi, err := os.Stat(w); err == nil && fi.IsDir() {
+		if fi, err := os.Stat(st); err == nil && fi.IsDir() {
+			return w, st
+		}
+		return w, ""
+	}
+	return dir, ""
+}
+
+// readCheckpoint reads the forwarder's checkpoint from a state store without
+// changing it. Pebble locks its directory even read-only, so when a running
+// collector holds it the store is copied to a temporary directory first
+// (best effort: a checkpoint being written at that moment may be older).
+func readCheckpoint(stateDir string) (uint64, error) {
+	open := func(dir string) (uint64, error) {
+		db, err := pebble.Open(dir, &pebble.Options{ReadOnly: true, Logger: quietPebble{}})
+		if err != nil {
+			return 0, err
+		}
+		defer db.Close()
+		return forwarder.LoadCheckpoint(db)
+	}
+	ckpt, err := open(stateDir)
+	if err == nil || errors.Is(err, os.ErrNotExist) {
+		return ckpt, err
+	}
+	// Most likely the lock (EAGAIN): read a copy instead.
+	tmp, terr := os.MkdirTemp("", "holdfast-state-")
+	if terr != nil {
+		return 0, errors.Join(err, terr)
+	}
+	defer os.RemoveAll(tmp)
+	entries, terr := os.ReadDir(stateDir)
+	if terr != nil {
+		return 0, terr
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() || e.Name() == "LOCK" {
+			continue
+		}
+		b, rerr := os.ReadFile(filepath.Join(stateDir, e.Name()))
+		if rerr != nil {
+			return 0, rerr
+		}
+		if werr := os.WriteFile(filepath.Join(tmp, e.Name()), b, 0o600); werr != nil {
+			return 0, werr
+		}
+	}
+	ckpt, cerr := open(tmp)
+	if cerr != nil {
+		return 0, fmt.Errorf("%w (and reading a copy: %v)", err, cerr)
+	}
+	return ckpt, nil
+}
+
+type quietPebble struct{}
+
+func (quietPebble) Infof(string, ...any)         {}
+func (quietPebble) Errorf(string, ...any)        {}
+func (quietPebble) Fatalf(f string, args ...any) { panic(fmt.Sprintf(f, args...)) }
+
+func walRepair(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("repair", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	skip := fs.Uint64("skip", 0, "index of the damaged record to replace with a placeholder (as `holdfast wal verify` reports it)")
+	records := fs.Int("records", 0, "how many records the damaged region held, when it cannot be worked out (0: work it out)")
+	dir, ok := parseDirAndFlags(fs, args, stderr)
+	if !ok {
+		return 2
+	}
+	if *skip == 0 {
+		fmt.Fprintln(stderr, "holdfast wal repair: --skip INDEX is required (the index `holdfast wal verify` reports)")
+		return 2
+	}
+	walDir, _ := resolveDataDir(dir)
+	rep, err := wal.SkipDamaged(walDir, *skip, *records)
+	if err != nil {
+		fmt.Fprintf(stderr, "holdfast wal repair: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "replaced %d damaged record(s) from index %d (%d bytes at %s offset %d) with placeholders; %d records in the segment check now\noriginal segment kept in %s\n",
+		rep.Records, rep.FirstIndex, rep.Bytes, rep.Segment, rep.Offset, rep.KeptRecords, rep.Evidence)
+	return 0
 }
