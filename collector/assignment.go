@@ -166,7 +166,7 @@ type RegistryStatus struct {
 // every page of a listing succeeded (omicron issue 7124); any error leaves
 // the current set, and the cache, as they are.
 func (c *Collector) runRegistry(ctx context.Context) {
-	client := &registry.Client{BaseURL: c.opts.RegistryURL, HTTP: c.http}
+	client := &registry.Client{BaseURL: c.opts.RegistryURL, HTTP: c.http, Token: c.opts.RegistryToken}
 	renewEvery := 5 * time.Second
 	var lastRenew time.Time
 	reported := map[string]bool{} // schemas the registry has
@@ -217,7 +217,7 @@ func (c *Collector) refreshAssignment(ctx context.Context, client *registry.Clie
 			})
 			return
 		}
-		ps = append(ps, ProducerConfig{ID: it.ID, URL: it.Address, Interval: d})
+		ps = append(ps, ProducerConfig{ID: it.ID, URL: it.Address, Interval: d, AuthToken: c.opts.ProducerToken})
 	}
 	if err := c.setAssigned(ps, true); err != nil {
 		c.log.Error("applying the assignment failed; keeping the current set", "err", err)
@@ -232,7 +232,7 @@ func (c *Collector) refreshAssignment(ctx context.Context, client *registry.Clie
 func (c *Collector) reportSchemas(ctx context.Context, client *registry.Client, reported map[string]bool) map[string]bool {
 	var fresh []pa.TimeseriesSchema
 	for _, s := range c.schemas.Schemas() {
-		if !reported[s.Name] {
+		if !reported[schemaID(&s)] {
 			fresh = append(fresh, s)
 		}
 	}
@@ -249,10 +249,13 @@ func (c *Collector) reportSchemas(ctx context.Context, client *registry.Client, 
 		return reported
 	}
 	for _, s := range fresh {
-		reported[s.Name] = true
+		reported[schemaID(&s)] = true
 	}
 	return reported
 }
+
+// schemaID names a schema version: the registry keeps every version.
+func schemaID(s *pa.TimeseriesSchema) string { return fmt.Sprintf("%s\x00%d", s.Name, s.Version) }
 
 func (c *Collector) setRegistry(f func(*RegistryStatus)) {
 	c.mu.Lock()

@@ -53,6 +53,8 @@ type Options struct {
 	AdvertiseAddr    string        // this collector's admin URL, told to the registry
 	RefreshInterval  time.Duration // assignment refresh; default 15 s
 	RegistryPageSize int           // producers per listing page; default 1,000
+	RegistryToken    string        // bearer token sent to the registry (its --auth-token)
+	ProducerToken    string        // bearer token sent to registry-assigned producers
 
 	Forwarder  forwarder.Options // Addr, Database, batching; its Registerer and Logger are the collector's
 	Limits     pa.Limits

@@ -89,11 +89,12 @@ func TestCollectorDeathReassigns(t *testing.T) {
 	}
 	ch.expect(db, 4*total)
 	// The collectors reported the schemas they saw.
-	var schemas []map[string]any
+	var listing struct{ Items []map[string]any }
 	if resp, err := http.Get(regURL + "/v1/timeseries-schema"); err == nil {
-		json.NewDecoder(resp.Body).Decode(&schemas)
+		json.NewDecoder(resp.Body).Decode(&listing)
 		resp.Body.Close()
 	}
+	schemas := listing.Items
 	if len(schemas) != 8 || schemas[0]["timeseries_name"] != "virtual_machine:cpu_busy" {
 		t.Fatalf("registry lists %d schemas: %v", len(schemas), schemas)
 	}

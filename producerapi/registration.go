@@ -20,6 +20,9 @@ type RegistrationOptions struct {
 	Kind        string        // free text, e.g. "demo"
 	BackoffMax  time.Duration // cap of the retry delay while the registry is down; default 30 s
 	HTTP        *http.Client  // default http.DefaultClient
+	// Token, if set, is sent as a bearer token: a registry started with
+	// --auth-token refuses registrations without it.
+	Token string
 	// Deregister, if true, deletes the registration when ctx ends (a normal
 	// shutdown), so collectors stop asking at once rather than after the lease.
 	Deregister bool
@@ -46,7 +49,8 @@ type assignmentBody struct {
 // down it retries with capped exponential backoff and keeps serving the
 // collectors it has. When the registry assigns collectors, samples are held
 // for new ones before old ones are let go, so what an old collector had not
-// acknowledged goes to the new one.
+// acknowledged goes to the new one; from the first assignment on, only
+// assigned collectors are served (see SetAssignment).
 func (s *Server) RunRegistration(ctx context.Context, opts RegistrationOptions) error {
 	if opts.RegistryURL == "" || opts.Address == "" || opts.Interval <= 0 {
 		return fmt.Errorf("producerapi: RunRegistration needs RegistryURL, Address and Interval")
@@ -59,29 +63,39 @@ func (s *Server) RunRegistration(ctx context.Context, opts RegistrationOptions) 
 		hc = http.DefaultClient
 	}
 	body, _ := json.Marshal(registrationBody{ID: s.opts.ID, Address: opts.Address, Interval: opts.Interval.String(), Kind: opts.Kind})
-	assigned := map[string]bool{}
 	delay := 500 * time.Millisecond
+	backoffMax := opts.BackoffMax
+	var last time.Time
 	for {
+		last = time.Now()
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		a, err := postRegistration(rctx, hc, opts.RegistryURL, body)
+		a, err := postRegistration(rctx, hc, opts.RegistryURL, opts.Token, body)
 		cancel()
 		var wait time.Duration
 		if err != nil {
 			if ctx.Err() == nil {
 				s.log.Warn("registry unreachable; serving the current collectors", "err", err, "retry_in", delay)
 			}
-			wait = delay
-			delay = min(2*delay, opts.BackoffMax)
+			wait = min(delay, backoffMax)
+			delay = min(2*delay, backoffMax)
 		} else {
-			s.applyAssignment(a, assigned)
+			s.applyAssignment(a)
 			delay = 500 * time.Millisecond
 			wait = max(100*time.Millisecond, time.Duration(a.LeaseSeconds*float64(time.Second))/3)
+			// While the registry is down, retry at least as often as renewals
+			// are due: a restarted registry gives everyone one lease to
+			// renew, and a producer that backed off longer would expire and
+			// be reassigned.
+			backoffMax = max(100*time.Millisecond, min(opts.BackoffMax, wait))
 		}
 		select {
 		case <-ctx.Done():
 			if opts.Deregister {
 				dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 				req, _ := http.NewRequestWithContext(dctx, http.MethodDelete, strings.TrimSuffix(opts.RegistryURL, "/")+"/v1/producers/"+url.PathEscape(s.opts.ID), nil)
+				if opts.Token != "" {
+					req.Header.Set("Authorization", "Bearer "+opts.Token)
+				}
 				if resp, err := hc.Do(req); err == nil {
 					resp.Body.Close()
 				}
@@ -89,38 +103,35 @@ func (s *Server) RunRegistration(ctx context.Context, opts RegistrationOptions) 
 			}
 			return nil
 		case <-time.After(wait):
+		case <-s.kick:
+			// An unassigned collector asked: renew now, at most once a
+			// second, so strangers cannot make the producer flood the registry.
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second - time.Since(last)):
+			}
 		}
 	}
 }
 
-func (s *Server) applyAssignment(a assignmentBody, assigned map[string]bool) {
-	now := map[string]bool{}
+func (s *Server) applyAssignment(a assignmentBody) {
+	ids := make([]string, 0, len(a.Collectors))
 	for _, c := range a.Collectors {
-		now[c.ID] = true
-		if !assigned[c.ID] {
-			s.AddCollector(c.ID)
-			s.log.Info("assigned to collector", "collector", c.ID)
-		}
+		ids = append(ids, c.ID)
 	}
-	for id := range assigned {
-		if !now[id] {
-			s.RemoveCollector(id)
-			s.log.Info("no longer assigned to collector", "collector", id)
-		}
-	}
-	clear(assigned)
-	for id := range now {
-		assigned[id] = true
-	}
+	s.SetAssignment(ids)
 }
 
-func postRegistration(ctx context.Context, hc *http.Client, base string, body []byte) (assignmentBody, error) {
+func postRegistration(ctx context.Context, hc *http.Client, base, token string, body []byte) (assignmentBody, error) {
 	var a assignmentBody
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(base, "/")+"/v1/producers", bytes.NewReader(body))
 	if err != nil {
 		return a, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := hc.Do(req)
 	if err != nil {
 		return a, err

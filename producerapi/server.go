@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,8 +51,18 @@ type ServerOptions struct {
 	// Collectors are served from the start: samples wait for them even
 	// before they first ask. Collectors that ask are added as they come.
 	Collectors []string
-	// AuthToken, if set, must be presented as "Authorization: Bearer TOKEN".
+	// AuthToken, if set, must be presented as "Authorization: Bearer TOKEN";
+	// a request without it changes nothing.
 	AuthToken string
+	// CursorTTL expires the cursor of a collector that has made no request
+	// for this long (what only it held counts as dropped for it). Cursors of
+	// configured (Collectors) and registry-assigned collectors never expire.
+	// Default 15 minutes, long enough for a collector restart; negative
+	// disables expiry.
+	CursorTTL time.Duration
+	// MaxCollectors caps the cursors a producer keeps; a new collector id
+	// above it is refused (429), so made-up ids cannot pin memory. Default 16.
+	MaxCollectors int
 	// Limits validate samples entering the buffer.
 	Limits Limits
 	Logger *slog.Logger
@@ -70,6 +81,15 @@ type Server struct {
 	rejected  uint64
 	lastErr   string
 	scratch   []Sample
+	now       func() time.Time
+	// assigned is the registry's assignment once one arrived (nil before):
+	// from then on only these collectors are served.
+	assigned map[string]bool
+	expired  uint64 // cursors expired for idleness
+	refused  uint64 // page requests refused a cursor
+	// kick wakes RunRegistration when an unassigned collector asks: the
+	// registry may have assigned it since the last renewal.
+	kick chan struct{}
 }
 
 // NewServer returns a server with a fresh incarnation id.
@@ -83,7 +103,13 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Server{opts: opts, log: opts.Logger.With("producer", opts.ID)}
+	if opts.CursorTTL == 0 {
+		opts.CursorTTL = 15 * time.Minute
+	}
+	if opts.MaxCollectors <= 0 {
+		opts.MaxCollectors = 16
+	}
+	s := &Server{opts: opts, log: opts.Logger.With("producer", opts.ID), now: time.Now, kick: make(chan struct{}, 1)}
 	if _, err := rand.Read(s.incarnation[:]); err != nil {
 		return nil, err
 	}
@@ -91,7 +117,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	s.incarnation[8] = s.incarnation[8]&0x3f | 0x80
 	s.buf = newBuffer(bufferOptions{MaxSamples: opts.MaxSamples, MaxBytes: opts.MaxBytes}, s.incarnation)
 	for _, c := range opts.Collectors {
-		s.buf.addCollector(c)
+		s.buf.addCollector(c, s.now()).pinned = true
 	}
 	return s, nil
 }
@@ -134,46 +160,51 @@ func (s *Server) addLocked(samples []Sample) error {
 	return first
 }
 
-// AddCollector makes the server hold samples for a collector (e.g. one the
-// registry assigned) before it first asks.
-func (s *Server) AddCollector(id string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.buf.addCollector(id)
-}
-
-// RemoveCollector forgets a collector; samples held only for it are freed.
-func (s *Server) RemoveCollector(id string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.buf.removeCollector(id)
-}
-
 // ServerStats describes the server's buffer and collectors.
 type ServerStats struct {
-	Producer    string                    `json:"producer"`
-	Incarnation string                    `json:"incarnation"`
-	Rejected    uint64                    `json:"rejected"` // invalid samples refused at Add
-	LastError   string                    `json:"last_error,omitempty"`
-	Collectors  map[string]CollectorStats `json:"collectors"`
+	Producer      string                    `json:"producer"`
+	Incarnation   string                    `json:"incarnation"`
+	Rejected      uint64                    `json:"rejected"` // invalid samples refused at Add
+	LastError     string                    `json:"last_error,omitempty"`
+	CursorTTL     string                    `json:"cursor_ttl"`         // idle cursors of unpinned collectors expire after it ("off" when disabled)
+	MaxCollectors int                       `json:"max_collectors"`     // cap on cursors
+	Assigned      []string                  `json:"assigned,omitempty"` // the registry's assignment, once one arrived
+	Collectors    map[string]CollectorStats `json:"collectors"`         // one per cursor
+	Expired       uint64                    `json:"expired_cursors"`    // cursors removed for idleness
+	Refused       uint64                    `json:"refused_collectors"` // page requests refused: not assigned, or above the cap
 	BufferStats
 }
 
-// CollectorStats is one collector's view.
+// CollectorStats is one collector's cursor.
 type CollectorStats struct {
-	Outstanding int       `json:"outstanding"` // samples in its unacknowledged page
-	Unserved    uint64    `json:"unserved"`    // samples not yet served to it
-	LastSeen    time.Time `json:"last_seen"`
+	Outstanding int       `json:"outstanding"`  // samples in its unacknowledged page
+	Unserved    uint64    `json:"unserved"`     // samples not yet served to it
+	LastRequest time.Time `json:"last_request"` // its last page request or acknowledgement
+	Pinned      bool      `json:"pinned"`       // configured or assigned: never expires
+	Expires     time.Time `json:"expires,omitzero"`
 }
 
 // Stats returns a snapshot.
 func (s *Server) Stats() ServerStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.expireLocked()
 	st := ServerStats{Producer: s.opts.ID, Incarnation: s.Incarnation(), Rejected: s.rejected, LastError: s.lastErr,
+		MaxCollectors: s.opts.MaxCollectors, Expired: s.expired, Refused: s.refused,
 		Collectors: map[string]CollectorStats{}, BufferStats: s.buf.stats()}
+	st.CursorTTL = "off"
+	if s.opts.CursorTTL > 0 {
+		st.CursorTTL = s.opts.CursorTTL.String()
+	}
+	for id := range s.assigned {
+		st.Assigned = append(st.Assigned, id)
+	}
+	slices.Sort(st.Assigned)
 	for id, c := range s.buf.cursors {
-		cs := CollectorStats{LastSeen: c.lastSeen, Unserved: s.buf.tail() - max(c.next, s.buf.head)}
+		cs := CollectorStats{LastRequest: c.lastSeen, Pinned: c.pinned, Unserved: s.buf.tail() - max(c.next, s.buf.head)}
+		if !c.pinned && s.opts.CursorTTL > 0 {
+			cs.Expires = c.lastSeen.Add(s.opts.CursorTTL)
+		}
 		if c.page != nil {
 			cs.Outstanding = len(c.page.page.Samples)
 		}
@@ -200,31 +231,55 @@ func (s *Server) collect(ctx context.Context) {
 	}
 }
 
-// Page serves a collector as the HTTP endpoint does (for embedding and tests).
-func (s *Server) Page(ctx context.Context, collector, token string, limit int) Page {
+// PageRequest is one collector's request for a page.
+type PageRequest struct {
+	Collector string
+	Token     string // acknowledges the outstanding page when it names it
+	Limit     int    // samples; 0 or above MaxPageSamples means MaxPageSamples
+	// MaxBytes, when positive, bounds the encoded page body (in the encoding
+	// Binary selects); a single sample larger than it is served alone.
+	MaxBytes int
+	Binary   bool
+}
+
+// ServePage serves a collector as the HTTP endpoint does (for embedding and
+// tests). It fails with ErrCollectorNotAssigned or ErrTooManyCollectors when
+// the collector may not have a cursor; then nothing changed.
+func (s *Server) ServePage(ctx context.Context, req PageRequest) (Page, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.expireLocked()
+	c, err := s.admitLocked(req.Collector)
+	if err != nil {
+		return Page{}, err
+	}
+	limit := req.Limit
 	if limit <= 0 || limit > s.opts.MaxPageSamples {
 		limit = s.opts.MaxPageSamples
 	}
-	if c, ok := s.buf.cursors[collector]; !ok || c.page == nil || token == c.page.token {
+	if c.page == nil || req.Token == c.page.token {
 		s.collect(ctx) // only when a new page will be made
 	}
-	return s.buf.serve(collector, token, limit, time.Now(), s.opts.ID)
+	lim := pageLimits{samples: limit, bytes: req.MaxBytes, sizer: &pageSizer{binary: req.Binary}}
+	return s.buf.serve(c, req.Token, lim, s.now(), s.opts.ID), nil
 }
 
-// Ack releases a collector's outstanding page if token names it.
+// Ack releases a collector's outstanding page if token names it. It never
+// creates a cursor.
 func (s *Server) Ack(collector, token string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.buf.ack(collector, token)
+	return s.buf.ack(collector, token, s.now())
 }
 
 // HTTP API (see DESIGN.md for an example exchange):
 //
-//	GET  /v1/collectors/:collector/page?token=T&limit=N   serve a page (Accept: JSON or binary)
-//	POST /v1/collectors/:collector/ack?token=T            release the outstanding page
-//	GET  /v1/stats                                        ServerStats as JSON
+//	GET    /v1/collectors/:collector/page?token=T&limit=N&max_bytes=B   serve a page (Accept: JSON or binary)
+//	POST   /v1/collectors/:collector/ack?token=T                        release the outstanding page
+//	DELETE /v1/collectors/:collector                                    remove a collector's cursor
+//	GET    /v1/stats                                                    ServerStats as JSON
+//
+// Every route sits behind the bearer token when one is configured.
 var collectorID = regexp.MustCompile(`^[A-Za-z0-9._:@-]{1,128}$`)
 
 // Handler returns the HTTP handler serving collectors.
@@ -232,9 +287,10 @@ func (s *Server) Handler() http.Handler {
 	r := httprouter.New()
 	r.GET("/v1/collectors/:collector/page", s.auth(s.handlePage))
 	r.POST("/v1/collectors/:collector/ack", s.auth(s.handleAck))
+	r.DELETE("/v1/collectors/:collector", s.auth(s.handleDelete))
 	r.GET("/v1/stats", s.auth(s.handleStats))
 	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		httpError(w, http.StatusNotFound, "no such endpoint; see /v1/collectors/{collector}/page, /v1/collectors/{collector}/ack, /v1/stats")
+		httpError(w, http.StatusNotFound, "no such endpoint; see /v1/collectors/{collector}/page, /v1/collectors/{collector}/ack, DELETE /v1/collectors/{collector}, /v1/stats")
 	})
 	r.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		httpError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed here", req.Method))
@@ -253,6 +309,8 @@ func httpError(w http.ResponseWriter, status int, msg string) {
 	json.NewEncoder(w).Encode(map[string]string{"error": msg})
 }
 
+// auth refuses a request without the bearer token before its handler runs,
+// so an unauthenticated request never reaches the buffer.
 func (s *Server) auth(h httprouter.Handle) httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
 		r.Body = http.MaxBytesReader(w, r.Body, 4096) // no endpoint takes a body
@@ -282,22 +340,48 @@ func (s *Server) collectorParams(w http.ResponseWriter, r *http.Request, ps http
 	return id, token, true
 }
 
+func positiveParam(w http.ResponseWriter, r *http.Request, name string) (int, bool) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return 0, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		httpError(w, http.StatusBadRequest, fmt.Sprintf("%s %q must be a positive integer", name, v))
+		return 0, false
+	}
+	return n, true
+}
+
+// refusal maps a cursor admission error to its status.
+func refusal(w http.ResponseWriter, err error) {
+	status := http.StatusForbidden
+	if errors.Is(err, ErrTooManyCollectors) {
+		status = http.StatusTooManyRequests
+	}
+	httpError(w, status, err.Error())
+}
+
 func (s *Server) handlePage(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
 	id, token, ok := s.collectorParams(w, r, ps)
 	if !ok {
 		return
 	}
-	limit := 0
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			httpError(w, http.StatusBadRequest, fmt.Sprintf("limit %q must be a positive integer", v))
-			return
-		}
-		limit = n
+	limit, ok := positiveParam(w, r, "limit")
+	if !ok {
+		return
 	}
-	p := s.Page(r.Context(), id, token, limit)
-	if wantsBinary(r.Header.Get("Accept")) {
+	maxBytes, ok := positiveParam(w, r, "max_bytes")
+	if !ok {
+		return
+	}
+	binary := wantsBinary(r.Header.Get("Accept"))
+	p, err := s.ServePage(r.Context(), PageRequest{Collector: id, Token: token, Limit: limit, MaxBytes: maxBytes, Binary: binary})
+	if err != nil {
+		refusal(w, err)
+		return
+	}
+	if binary {
 		w.Header().Set("Content-Type", ContentTypeBinary)
 		w.Write(AppendPage(nil, &p))
 		return
@@ -330,14 +414,31 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request, ps httprouter
 		httpError(w, http.StatusBadRequest, "ack needs the token of the outstanding page")
 		return
 	}
+	if err := s.mayServe(id); err != nil {
+		refusal(w, err)
+		return
+	}
 	released := s.Ack(id, token)
 	w.Header().Set("Content-Type", ContentTypeJSON)
 	if !released {
 		w.WriteHeader(http.StatusConflict)
-		json.NewEncoder(w).Encode(map[string]any{"released": false, "error": "token does not name this collector's outstanding page (stale, foreign or from another incarnation); nothing released"})
+		json.NewEncoder(w).Encode(map[string]any{"released": false, "error": "token does not name this collector's outstanding page (stale, foreign, from another incarnation, or its cursor expired); nothing released"})
 		return
 	}
 	json.NewEncoder(w).Encode(map[string]any{"released": true})
+}
+
+func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+	id, _, ok := s.collectorParams(w, r, ps)
+	if !ok {
+		return
+	}
+	if !s.DeleteCollector(id) {
+		httpError(w, http.StatusNotFound, fmt.Sprintf("no cursor for collector %q", id))
+		return
+	}
+	w.Header().Set("Content-Type", ContentTypeJSON)
+	json.NewEncoder(w).Encode(map[string]any{"deleted": true})
 }
 
 func (s *Server) handleStats(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
@@ -354,7 +455,8 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 	return s.Serve(ctx, ln)
 }
 
-// Serve serves on ln until ctx ends.
+// Serve serves on ln until ctx ends, expiring idle cursors meanwhile.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	go s.runExpiry(ctx)
 	return httpserve.Serve(ctx, ln, s.Handler(), 60*time.Second)
 }

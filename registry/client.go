@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,6 +21,8 @@ func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
 type Client struct {
 	BaseURL string
 	HTTP    *http.Client // default http.DefaultClient; deadlines come from ctx
+	// Token, if set, is sent as a bearer token (the registry's --auth-token).
+	Token string
 }
 
 // APIError is a non-2xx answer.
@@ -44,6 +47,9 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
 	hc := c.HTTP
 	if hc == nil {
 		hc = http.DefaultClient
@@ -122,13 +128,94 @@ func (c *Client) ListAllAssigned(ctx context.Context, collector string, pageSize
 	}
 }
 
-// ReportSchemas records timeseries schemas at the registry.
-func (c *Client) ReportSchemas(ctx context.Context, schemas []pa.TimeseriesSchema) error {
-	return c.do(ctx, http.MethodPost, "/v1/timeseries-schema", schemas, nil)
+// ListProducersPage fetches one page of every registered producer.
+func (c *Client) ListProducersPage(ctx context.Context, token string, limit int) (ProducersPage, error) {
+	q := url.Values{"limit": {strconv.Itoa(limit)}}
+	if token != "" {
+		q.Set("page_token", token)
+	}
+	var p ProducersPage
+	return p, c.do(ctx, http.MethodGet, "/v1/producers?"+q.Encode(), nil, &p)
 }
 
-// Schemas lists the schemas the registry knows.
+// reportBatchBytes keeps each schema report well under the registry's body
+// limit (maxBody), whatever the schemas look like.
+const reportBatchBytes = maxBody - 8<<10
+
+// ReportSchemas records timeseries schemas at the registry, in as many
+// requests as it takes to keep each under the body limit, so a producer or
+// collector with thousands of schemas never gets 413. It stops at the first
+// failed batch; the batches before it were stored (reporting is idempotent,
+// so the caller simply reports everything again later). A batch refused for
+// conflicts (409) had the rest of its schemas stored: the following batches
+// are still sent, and the first conflict is returned at the end.
+func (c *Client) ReportSchemas(ctx context.Context, schemas []pa.TimeseriesSchema) error {
+	batch := make([]json.RawMessage, 0, 64)
+	size := 2
+	var conflict error
+	send := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := c.do(ctx, http.MethodPost, "/v1/timeseries-schema", batch, nil)
+		batch, size = batch[:0], 2
+		var ae *APIError
+		if errors.As(err, &ae) && ae.Code == http.StatusConflict {
+			if conflict == nil {
+				conflict = err
+			}
+			return nil
+		}
+		return err
+	}
+	for i := range schemas {
+		b, err := json.Marshal(&schemas[i])
+		if err != nil {
+			return err
+		}
+		if len(b)+2 > reportBatchBytes {
+			return fmt.Errorf("registry: schema of %q is %d bytes encoded, more than a report may hold (%d)", schemas[i].Name, len(b), reportBatchBytes)
+		}
+		if size+len(b)+1 > reportBatchBytes || len(batch) == maxSchemasPerReport {
+			if err := send(); err != nil {
+				return err
+			}
+		}
+		batch = append(batch, b)
+		size += len(b) + 1
+	}
+	if err := send(); err != nil {
+		return err
+	}
+	return conflict
+}
+
+// SchemasPage fetches one page of the registry's schemas.
+func (c *Client) SchemasPage(ctx context.Context, token string, limit int) (SchemaPage, error) {
+	q := url.Values{"limit": {strconv.Itoa(limit)}}
+	if token != "" {
+		q.Set("page_token", token)
+	}
+	var p SchemaPage
+	return p, c.do(ctx, http.MethodGet, "/v1/timeseries-schema?"+q.Encode(), nil, &p)
+}
+
+// Schemas lists every schema version the registry knows, page by page.
 func (c *Client) Schemas(ctx context.Context) ([]pa.TimeseriesSchema, error) {
-	var out []pa.TimeseriesSchema
-	return out, c.do(ctx, http.MethodGet, "/v1/timeseries-schema", nil, &out)
+	var all []pa.TimeseriesSchema
+	token := ""
+	for pages := 0; ; pages++ {
+		if pages > 100_000 {
+			return nil, fmt.Errorf("registry: schema listing did not end after %d pages", pages)
+		}
+		p, err := c.SchemasPage(ctx, token, 1000)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, p.Items...)
+		if p.NextPageToken == "" {
+			return all, nil
+		}
+		token = p.NextPageToken
+	}
 }

@@ -294,7 +294,7 @@ func TestHTTPErrors(t *testing.T) {
 		{"GET", "/v1/collectors/c1/producers?page_token=%21%21", "", 400},
 		{"GET", "/v1/collectors/c1/producers?page_token=" + encodeToken("c2", "p1"), "", 400},
 		{"POST", "/v1/timeseries-schema", `[{"timeseries_name":"a:b","fields":[],"datum_type":11,"version":1}]`, 200},
-		{"POST", "/v1/timeseries-schema", `[{"timeseries_name":"a:b","fields":[],"datum_type":5,"version":1}]`, 400},
+		{"POST", "/v1/timeseries-schema", `[{"timeseries_name":"a:b","fields":[],"datum_type":5,"version":1}]`, 409},
 		{"GET", "/v1/timeseries-schema", "", 200},
 		{"PUT", "/v1/producers", "", 405},
 		{"GET", "/nope", "", 404},

@@ -23,19 +23,31 @@ const maxBody = 64 << 10
 // Handler serves the registry's HTTP API:
 //
 //	POST   /v1/producers                      register or renew (ProducerRegistration) → ProducerAssignment
+//	GET    /v1/producers                      ?limit=N&page_token=T → ProducersPage (sorted by id)
 //	GET    /v1/producers/{id}                 the registration and its collectors
 //	PATCH  /v1/producers/{id}                 change address or interval (ProducerUpdate)
 //	DELETE /v1/producers/{id}                 deregister
 //	POST   /v1/collectors                     register or renew (CollectorRegistration) → CollectorLease
 //	GET    /v1/collectors                     collectors with their load
 //	GET    /v1/collectors/{id}/producers      ?limit=N&page_token=T → ProducerPage (sorted by id)
-//	GET    /v1/timeseries-schema              known schemas
-//	POST   /v1/timeseries-schema              report schemas ([]TimeseriesSchema)
+//	GET    /v1/timeseries-schema              ?limit=N&page_token=T → SchemaPage (every version, by name and version)
+//	POST   /v1/timeseries-schema              report schemas ([]TimeseriesSchema, at most 10,000 and 64 KiB)
+//
+// With Options.AuthToken set, every write (POST, PATCH, DELETE) needs
+// "Authorization: Bearer TOKEN"; reads stay open.
 func (r *Registry) Handler(log *slog.Logger) http.Handler {
 	if log == nil {
 		log = slog.Default()
 	}
-	h := httprouter.New()
+	h := &authRouter{Router: httprouter.New(), token: r.opts.AuthToken}
+	h.GET("/v1/producers", func(w http.ResponseWriter, req *http.Request, _ httprouter.Params) {
+		limit, token, ok := pageParams(w, req)
+		if !ok {
+			return
+		}
+		page, err := r.ListProducers(token, limit)
+		reply(w, page, err)
+	})
 	h.POST("/v1/producers", func(w http.ResponseWriter, req *http.Request, _ httprouter.Params) {
 		var reg ProducerRegistration
 		if !decode(w, req, &reg) {
@@ -71,27 +83,33 @@ func (r *Registry) Handler(log *slog.Logger) http.Handler {
 		reply(w, r.Collectors(), nil)
 	})
 	h.GET("/v1/collectors/:id/producers", func(w http.ResponseWriter, req *http.Request, ps httprouter.Params) {
-		limit := 1000
-		if v := req.URL.Query().Get("limit"); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil {
-				reply(w, nil, invalid("limit %q is not a number", v))
-				return
-			}
-			limit = n
+		limit, token, ok := pageParams(w, req)
+		if !ok {
+			return
 		}
-		page, err := r.ListAssigned(ps.ByName("id"), req.URL.Query().Get("page_token"), limit)
+		page, err := r.ListAssigned(ps.ByName("id"), token, limit)
 		reply(w, page, err)
 	})
-	h.GET("/v1/timeseries-schema", func(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
-		reply(w, r.Schemas(), nil)
+	h.GET("/v1/timeseries-schema", func(w http.ResponseWriter, req *http.Request, _ httprouter.Params) {
+		limit, token, ok := pageParams(w, req)
+		if !ok {
+			return
+		}
+		page, err := r.ListSchemas(token, limit)
+		reply(w, page, err)
 	})
 	h.POST("/v1/timeseries-schema", func(w http.ResponseWriter, req *http.Request, _ httprouter.Params) {
 		var schemas []pa.TimeseriesSchema
 		if !decode(w, req, &schemas) {
 			return
 		}
-		reply(w, map[string]int{"received": len(schemas)}, r.AddSchemas(schemas))
+		err := r.AddSchemas(schemas)
+		var sc *SchemaConflictError
+		if errors.As(err, &sc) {
+			writeJSON(w, http.StatusConflict, map[string]any{"error": err.Error(), "conflicts": sc.Conflicts, "received": len(schemas)})
+			return
+		}
+		reply(w, map[string]int{"received": len(schemas)}, err)
 	})
 	h.NotFound = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such endpoint"})
@@ -103,7 +121,21 @@ func (r *Registry) Handler(log *slog.Logger) http.Handler {
 		log.Error("panic serving a request", "panic", v)
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "internal error"})
 	}
-	return h
+	return h.Router
+}
+
+// pageParams reads limit (default 1000) and page_token.
+func pageParams(w http.ResponseWriter, req *http.Request) (int, string, bool) {
+	limit := 1000
+	if v := req.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			reply(w, nil, invalid("limit %q is not a number", v))
+			return 0, "", false
+		}
+		limit = n
+	}
+	return limit, req.URL.Query().Get("page_token"), true
 }
 
 func decode(w http.ResponseWriter, req *http.Request, v any) bool {
@@ -132,6 +164,8 @@ func reply(w http.ResponseWriter, v any, err error) {
 		writeJSON(w, http.StatusOK, v)
 	case errors.Is(err, ErrInvalid):
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+	case errors.Is(err, ErrSchemaConflict):
+		writeJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})
 	case errors.Is(err, ErrNotFound):
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})
 	default:

@@ -21,7 +21,7 @@ import (
 //	registry/producer/<id>                  JSON Producer
 //	registry/collector/<id>                 JSON Collector
 //	registry/assign/<collector>\x00<producer>  "" (index: a collector's producers, sorted)
-//	registry/schema/<timeseries name>       JSON TimeseriesSchema
+//	registry/schema/<timeseries name>\x00<version, 10 digits>  JSON TimeseriesSchema (schemas.go)
 const (
 	prefixProducer  = "registry/producer/"
 	prefixCollector = "registry/collector/"
@@ -38,7 +38,10 @@ type Options struct {
 	Replicas       int           // collectors per producer; default 1
 	ProducerLease  time.Duration // default 30 s
 	CollectorLease time.Duration // default 30 s
-	Now            func() time.Time
+	// AuthToken, if set, must be presented as a bearer token on every write
+	// (POST, PATCH, DELETE); reads stay open.
+	AuthToken string
+	Now       func() time.Time
 }
 
 func (o Options) withDefaults() Options {
@@ -68,13 +71,13 @@ type Registry struct {
 	producers  map[string]*Producer
 	collectors map[string]*Collector
 	load       map[string]int // producers per collector
-	schemas    map[string]pa.TimeseriesSchema
+	schemas    map[schemaKey]pa.TimeseriesSchema
 }
 
 // Open loads the registry's state from db.
 func Open(db *pebble.DB, opts Options) (*Registry, error) {
 	r := &Registry{opts: opts.withDefaults(), db: db, producers: map[string]*Producer{}, collectors: map[string]*Collector{},
-		load: map[string]int{}, schemas: map[string]pa.TimeseriesSchema{}}
+		load: map[string]int{}, schemas: map[schemaKey]pa.TimeseriesSchema{}}
 	if err := scan(db, prefixProducer, func(_, v []byte) error {
 		var p Producer
 		if err := json.Unmarshal(v, &p); err != nil {
@@ -95,22 +98,33 @@ func Open(db *pebble.DB, opts Options) (*Registry, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("registry: loading collectors: %w", err)
 	}
-	if err := scan(db, prefixSchema, func(_, v []byte) error {
-		var s pa.TimeseriesSchema
-		if err := json.Unmarshal(v, &s); err != nil {
-			return err
-		}
-		r.schemas[s.Name] = s
-		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("registry: loading schemas: %w", err)
+	if err := r.loadSchemas(); err != nil {
+		return nil, err
 	}
 	for _, p := range r.producers {
 		for _, c := range p.Collectors {
 			r.load[c]++
 		}
 	}
+	// Leases are measured from this start, not from the stored times: a
+	// registry that was down longer than a lease must not expire everyone
+	// at its first tick and reshuffle the fleet. Everyone gets one lease
+	// from now to renew; whoever is really gone expires after it.
+	now := r.opts.Now()
+	for _, p := range r.producers {
+		p.LeaseExpires = later(p.LeaseExpires, now.Add(r.opts.ProducerLease))
+	}
+	for _, c := range r.collectors {
+		c.LeaseExpires = later(c.LeaseExpires, now.Add(r.opts.CollectorLease))
+	}
 	return r, nil
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 func scan(db *pebble.DB, prefix string, fn func(k, v []byte) error) error {
@@ -513,44 +527,4 @@ type CollectorInfo struct {
 	Collector
 	Producers int  `json:"producers"`
 	Live      bool `json:"live"`
-}
-
-// AddSchemas records timeseries schemas reported by producers or collectors.
-// A schema that conflicts with a known one is refused.
-func (r *Registry) AddSchemas(schemas []pa.TimeseriesSchema) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	t := r.begin()
-	for _, s := range schemas {
-		if known, ok := r.schemas[s.Name]; ok {
-			if d := known.Diff(&s); d != "" {
-				t.b.Close()
-				return invalid("schema of %q conflicts with the known one: %s", s.Name, d)
-			}
-			continue
-		}
-		v, _ := json.Marshal(s)
-		t.b.Set([]byte(prefixSchema+s.Name), v, nil)
-	}
-	if err := t.commit(); err != nil {
-		return err
-	}
-	for _, s := range schemas {
-		if _, ok := r.schemas[s.Name]; !ok {
-			r.schemas[s.Name] = s
-		}
-	}
-	return nil
-}
-
-// Schemas lists the known timeseries schemas, sorted by name.
-func (r *Registry) Schemas() []pa.TimeseriesSchema {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]pa.TimeseriesSchema, 0, len(r.schemas))
-	for _, s := range r.schemas {
-		out = append(out, s)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
 }

@@ -39,6 +39,7 @@ type collectorConfig struct {
 	AdminAllowRemote bool     `json:"admin_allow_remote"`
 	ProducerToken    string   `json:"producer_token"`
 	Registry         string   `json:"registry"`
+	RegistryToken    string   `json:"registry_token"`
 	Advertise        string   `json:"advertise"`
 	Refresh          string   `json:"refresh"`
 	MaxPageBytes     string   `json:"max_page_bytes"`
@@ -68,7 +69,8 @@ func runCollector(args []string, stdout, stderr io.Writer) int {
 	memLimit := byteSize(192 << 20)
 	fs.Var(&memLimit, "memory-limit", "soft Go memory limit (GC works harder near it); 0 disables")
 	allowRemote := fs.Bool("admin-allow-remote", false, "let non-loopback clients call state-changing admin endpoints")
-	producerToken := fs.String("producer-token", "", "bearer token sent to producers")
+	producerToken := fs.String("producer-token", "", "bearer token sent to producers (static and registry-assigned)")
+	registryToken := fs.String("registry-token", "", "bearer token sent to the registry (its --auth-token)")
 	registryURL := fs.String("registry", "", "registry URL; the collector registers and collects what it is assigned (and what it was last assigned while the registry is down)")
 	advertise := fs.String("advertise", "", "admin URL told to the registry (default http://LISTEN)")
 	refresh := fs.Duration("refresh", 15*time.Second, "assignment refresh interval")
@@ -116,6 +118,7 @@ func runCollector(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	opts.RegistryURL, opts.RefreshInterval, opts.AdvertiseAddr = *registryURL, *refresh, *advertise
+	opts.RegistryToken, opts.ProducerToken = *registryToken, *producerToken
 	if opts.AdvertiseAddr == "" {
 		opts.AdvertiseAddr = "http://" + ln.Addr().String()
 	}
@@ -170,7 +173,7 @@ func applyConfigFile(path string, set map[string]bool, fs *flag.FlagSet) error {
 		"data-dir": cfg.DataDir, "listen": cfg.Listen, "clickhouse": cfg.ClickHouse, "database": cfg.Database,
 		"id": cfg.ID, "interval": cfg.Interval, "wal-budget": cfg.WALBudget, "flush-age": cfg.FlushAge,
 		"memory-limit": cfg.MemoryLimit, "producer-token": cfg.ProducerToken,
-		"registry": cfg.Registry, "advertise": cfg.Advertise, "refresh": cfg.Refresh,
+		"registry": cfg.Registry, "registry-token": cfg.RegistryToken, "advertise": cfg.Advertise, "refresh": cfg.Refresh,
 		"max-page-bytes": cfg.MaxPageBytes, "max-inflight-bytes": cfg.MaxInflightBytes, "max-drain-time": cfg.MaxDrainTime,
 	} {
 		if err := apply(name, v); err != nil {

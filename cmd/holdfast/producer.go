@@ -34,7 +34,10 @@ func runProducer(args []string, stdout, stderr io.Writer) int {
 	maxSamples := fs.Int("max-samples", 1_000_000, "buffer bound in samples; the oldest are dropped (and reported) above it")
 	maxBytes := byteSize(256 << 20)
 	fs.Var(&maxBytes, "max-bytes", "buffer bound in bytes (approximate)")
-	token := fs.String("auth-token", "", "require this bearer token from collectors")
+	token := fs.String("auth-token", "", "require this bearer token from collectors (every route: page, ack, DELETE, stats)")
+	cursorTTL := fs.Duration("cursor-ttl", 15*time.Minute, "expire the cursor of a collector idle this long (what only it held counts as dropped); 0 keeps cursors forever; assigned and --collector cursors never expire")
+	maxCollectors := fs.Int("max-collectors", 16, "cap on collector cursors; a new collector id above it is refused (429)")
+	registryToken := fs.String("registry-token", "", "bearer token sent to the registry (its --auth-token)")
 	registryURL := fs.String("registry", "", "registry URL to register with (and renew); collectors come from its assignment")
 	advertise := fs.String("advertise", "", "URL collectors reach this producer at (default http://LISTEN)")
 	var collectorIDs stringList
@@ -42,8 +45,8 @@ func runProducer(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if fs.NArg() != 0 || *vms < 1 || *vmOffset < 0 || *interval <= 0 {
-		fmt.Fprintln(stderr, "holdfast producer: --vms must be positive, --vm-offset not negative and --interval a positive duration; no arguments")
+	if fs.NArg() != 0 || *vms < 1 || *vmOffset < 0 || *interval <= 0 || *cursorTTL < 0 || *maxCollectors < 1 {
+		fmt.Fprintln(stderr, "holdfast producer: --vms and --max-collectors must be positive, --vm-offset and --cursor-ttl not negative, --interval a positive duration; no arguments")
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -56,7 +59,7 @@ func runProducer(args []string, stdout, stderr io.Writer) int {
 		*id = "demo-" + ln.Addr().String()
 	}
 	srv, err := pa.NewServer(pa.ServerOptions{ID: *id, MaxSamples: *maxSamples, MaxBytes: int(maxBytes),
-		Collectors: collectorIDs, AuthToken: *token, Logger: log})
+		Collectors: collectorIDs, AuthToken: *token, CursorTTL: ttlOption(*cursorTTL), MaxCollectors: *maxCollectors, Logger: log})
 	if err != nil {
 		fmt.Fprintf(stderr, "holdfast producer: %v\n", err)
 		return 1
@@ -72,7 +75,7 @@ func runProducer(args []string, stdout, stderr io.Writer) int {
 			*advertise = "http://" + ln.Addr().String()
 		}
 		go srv.RunRegistration(ctx, pa.RegistrationOptions{RegistryURL: *registryURL, Address: *advertise,
-			Interval: *interval, Kind: "demo", Deregister: true})
+			Interval: *interval, Kind: "demo", Deregister: true, Token: *registryToken})
 	}
 	if err := srv.Serve(ctx, ln); err != nil {
 		fmt.Fprintf(stderr, "holdfast producer: %v\n", err)
@@ -112,4 +115,12 @@ func generateFleet(ctx context.Context, srv *pa.Server, vms, vmOffset int, inter
 		case <-ticker.C:
 		}
 	}
+}
+
+// ttlOption maps the flag's 0 ("never") to ServerOptions' negative.
+func ttlOption(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

@@ -25,6 +25,7 @@ func runRegistry(args []string, stdout, stderr io.Writer) int {
 	replicas := fs.Int("replicas", 1, "collectors per producer")
 	plase := fs.Duration("producer-lease", 30*time.Second, "producer lease; producers renew at a third of it")
 	clase := fs.Duration("collector-lease", 30*time.Second, "collector lease; collectors renew at a third of it")
+	token := fs.String("auth-token", "", "require this bearer token on every write (registrations, renewals, deletions, schema reports); reads stay open. Producers and collectors send it with --registry-token")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
 		return 2
 	}
@@ -35,7 +36,7 @@ func runRegistry(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer db.Close()
-	r, err := registry.Open(db, registry.Options{Replicas: *replicas, ProducerLease: *plase, CollectorLease: *clase})
+	r, err := registry.Open(db, registry.Options{Replicas: *replicas, ProducerLease: *plase, CollectorLease: *clase, AuthToken: *token})
 	if err != nil {
 		fmt.Fprintf(stderr, "holdfast registry: %v\n", err)
 		return 1
@@ -45,7 +46,11 @@ func runRegistry(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "holdfast registry: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "holdfast registry on http://%s (replicas %d, leases %v/%v), state in %s\n", ln.Addr(), *replicas, *plase, *clase, *dataDir)
+	writes := "open"
+	if *token != "" {
+		writes = "need the bearer token"
+	}
+	fmt.Fprintf(stdout, "holdfast registry on http://%s (replicas %d, leases %v/%v, writes %s), state in %s\n", ln.Addr(), *replicas, *plase, *clase, writes, *dataDir)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := r.Serve(ctx, ln, log); err != nil {
