@@ -3,6 +3,7 @@ package forwarder
 import (
 	"errors"
 	"fmt"
+	"hash/maphash"
 
 	pa "github.com/holdfast/holdfast/producerapi"
 	"github.com/holdfast/holdfast/wal"
@@ -31,4 +32,42 @@ func (f *Forwarder) quarantineCollisions(idx uint64, page *pa.PageRecord, refuse
 	f.m.keyCollisions.Add(float64(len(refused)))
 	return f.quarantine(QuarantinedRecord{Index: idx, Type: uint8(wal.TypePage),
 		Payload: pa.AppendPageRecord(nil, page.Producer, page.Incarnation, samples), Reason: reason}, "key_collision")
+}
+
+// noteRefused remembers which samples of record idx add refused, so that a
+// rebuild of the record during bisection leaves out exactly those.
+func (b *batch) noteRefused(idx uint64, refused []collision) {
+	if b.refused == nil {
+		b.refused = make(map[uint64][]int)
+	}
+	skip := make([]int, len(refused))
+	for i, c := range refused {
+		skip[i] = c.index
+	}
+	b.refused[idx] = skip
+}
+
+// addSamplesExcept adds samples to rs, all but those at the indexes in skip
+// (ascending), without checking collisions again: the decision made when the
+// record was first read stands, whatever the key cache holds now. A
+// re-check could insert a sample already quarantined as a collision (its
+// rival's key forgotten meanwhile) or refuse an accepted one without
+// quarantining it (the checkpoint would then pass a sample stored nowhere).
+func (w *writer) addSamplesExcept(rs *rowSet, samples []pa.Sample, skip []int) {
+	for i := range samples {
+		if len(skip) > 0 && skip[0] == i {
+			skip = skip[1:]
+			continue
+		}
+		s := &samples[i]
+		w.scratch = pa.AppendTimeseriesKeyBytes(w.scratch[:0], s)
+		key, fp := w.keyOf(w.scratch), maphash.Bytes(w.seed, w.scratch)
+		// Present the fingerprint rs.add would compare with, so it adds.
+		if known, ok := w.seenKeys[key]; ok {
+			fp = known
+		} else if known, ok := rs.newKeys[key]; ok {
+			fp = known
+		}
+		rs.add(w.names.name(s.Target.Name, s.Metric.Name), key, fp, s, w)
+	}
 }

@@ -15,18 +15,12 @@ type rowSet struct {
 	fields     [pa.FieldUUID + 1]*fieldRows
 	schemas    []pa.TimeseriesSchema
 	newKeys    map[uint64]uint64 // key -> fingerprint of its timeseries
-	newSchemas map[schemaKey]struct{}
+	newSchemas map[pa.SchemaKey]struct{}
 	rows       int
 }
 
-// schemaKey identifies a row of timeseries_schema.
-type schemaKey struct {
-	name    string
-	version uint32
-}
-
 func newRowSet() *rowSet {
-	return &rowSet{newKeys: map[uint64]uint64{}, newSchemas: map[schemaKey]struct{}{}}
+	return &rowSet{newKeys: map[uint64]uint64{}, newSchemas: map[pa.SchemaKey]struct{}{}}
 }
 
 // add appends one validated sample whose timeseries has key and fingerprint
@@ -63,7 +57,7 @@ func (rs *rowSet) add(name string, key, fp uint64, s *pa.Sample, w *writer) bool
 	}
 	// A new field set is a new timeseries key, so every schema version
 	// passes here at least once.
-	sk := schemaKey{name: name, version: pa.SchemaVersionOf(s)}
+	sk := pa.SchemaKey{Name: name, Version: pa.SchemaVersionOf(s)}
 	if _, seen := w.seenSchemas[sk]; !seen {
 		if _, dup := rs.newSchemas[sk]; !dup {
 			rs.newSchemas[sk] = struct{}{}

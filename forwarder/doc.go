@@ -23,9 +23,11 @@
 // A transient failure (connection refused, timeout, overload, missing table,
 // anything not known to be about the data) is retried forever, with capped
 // exponential backoff and jitter; the WAL keeps growing meanwhile and its disk
-// budget applies backpressure to producers. A rejection of the data itself
-// (RejectedError: a ClickHouse data error or a client-side conversion error)
-// starts a bisection over the batch's records: halves are inserted until the
+// budget applies backpressure to producers. A table whose columns no longer
+// take this build's values (a client-side conversion error: schema drift,
+// ErrSchemaMismatch) is our fault, not the data's: retried too, logged as an
+// error, the schema ensured again. A rejection of the data itself (a
+// ClickHouse data error such as CANNOT_PARSE_TEXT) starts a bisection over the batch's records: halves are inserted until the
 // records refused on their own are found; those go to the quarantine (with the
 // reason and the payload) and everything else is delivered. Records that do
 // not decode, have an unknown type, hold an invalid sample or fail their
@@ -44,10 +46,13 @@
 // # Schema and key collisions
 //
 // EnsureSchema creates the tables and upgrades an older layout in place
-// (migrate.go: rebuild, copy, swap; resumable after a crash). The writer
-// remembers each timeseries key it wrote with a second, independent hash of
-// the timeseries; a sample whose key belongs to another timeseries is
-// quarantined, never merged (collision.go).
+// (migrate.go: copy, swap, then fold every leftover back in before dropping
+// it; resumable after a crash). The writer remembers each timeseries key it
+// wrote with a second, independent hash of the timeseries; a sample whose key
+// belongs to another timeseries it remembers is quarantined rather than
+// merged (collision.go). That is a best-effort tripwire, not a guarantee: it
+// misses a collision with a key it forgot (the cache is cleared when full and
+// at restart) or that another collector wrote (DESIGN.md lists the cases).
 //
 // # Concurrency
 //

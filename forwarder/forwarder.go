@@ -266,6 +266,9 @@ func (f *Forwarder) Flush(ctx context.Context) error {
 type batch struct {
 	rows    *rowSet
 	indexes []uint64 // records whose samples are in rows, in order
+	// refused lists, per record, the samples add refused as key
+	// collisions (quarantined then): a rebuild skips exactly those.
+	refused map[uint64][]int
 	bytes   int
 	started time.Time
 	last    uint64 // last WAL index consumed, inserted or quarantined
@@ -273,6 +276,7 @@ type batch struct {
 
 func (b *batch) reset() {
 	b.rows, b.indexes, b.bytes = newRowSet(), b.indexes[:0], 0
+	clear(b.refused)
 }
 
 // Run tails the WAL from the checkpoint until ctx ends or the WAL is closed.
@@ -383,6 +387,7 @@ func (f *Forwarder) add(b *batch, idx uint64, rec wal.Record, page *pa.PageRecor
 		if err := f.quarantineCollisions(idx, page, refused); err != nil {
 			return err
 		}
+		b.noteRefused(idx, refused)
 	}
 	b.indexes = append(b.indexes, idx)
 	b.bytes += len(rec.Payload)
@@ -427,7 +432,7 @@ func (f *Forwarder) flush(ctx context.Context, b *batch) error {
 	f.mu.Unlock()
 	for attempt := 0; ; attempt++ {
 		began := time.Now()
-		err := f.deliver(ctx, b.indexes, b.rows)
+		err := f.deliver(ctx, b.indexes, b.rows, b.refused)
 		if err == nil {
 			f.m.insertSeconds.Observe(time.Since(began).Seconds())
 			break
@@ -445,7 +450,11 @@ func (f *Forwarder) flush(ctx context.Context, b *batch) error {
 		f.mu.status.LastErrorTime = time.Now()
 		f.mu.status.ConsecutiveFailures++
 		f.mu.Unlock()
-		f.log.Warn("delivery failed; retrying", "err", err, "attempt", attempt+1, "retry_in", delay, "records", len(b.indexes), "rows", b.rows.rows)
+		level := slog.LevelWarn
+		if errors.Is(err, ErrSchemaMismatch) {
+			level = slog.LevelError // an operator must look: no backoff fixes it
+		}
+		f.log.Log(ctx, level, "delivery failed; retrying", "err", err, "attempt", attempt+1, "retry_in", delay, "records", len(b.indexes), "rows", b.rows.rows)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -499,7 +508,7 @@ func (f *Forwarder) backoff(attempt int) time.Duration {
 // quarantined and the rest delivered. A transient error ends it (the caller
 // retries the whole batch; rows already inserted are deduplicated by the
 // tables).
-func (f *Forwarder) deliver(ctx context.Context, indexes []uint64, rows *rowSet) error {
+func (f *Forwarder) deliver(ctx context.Context, indexes []uint64, rows *rowSet, refused map[uint64][]int) error {
 	if len(indexes) == 0 {
 		return nil
 	}
@@ -513,7 +522,7 @@ func (f *Forwarder) deliver(ctx context.Context, indexes []uint64, rows *rowSet)
 	}
 	if rows == nil {
 		var err error
-		if rows, err = f.rebuild(indexes); err != nil {
+		if rows, err = f.rebuild(indexes, refused); err != nil {
 			return err
 		}
 	}
@@ -531,15 +540,15 @@ func (f *Forwarder) deliver(ctx context.Context, indexes []uint64, rows *rowSet)
 			Reason: "rejected by ClickHouse: " + err.Error()}, "rejected")
 	}
 	mid := len(indexes) / 2
-	if err := f.deliver(ctx, indexes[:mid], nil); err != nil {
+	if err := f.deliver(ctx, indexes[:mid], nil, refused); err != nil {
 		return err
 	}
-	return f.deliver(ctx, indexes[mid:], nil)
+	return f.deliver(ctx, indexes[mid:], nil, refused)
 }
 
 // rebuild decodes records again from the WAL (they are there until the
 // checkpoint passes them) into a fresh row set.
-func (f *Forwarder) rebuild(indexes []uint64) (*rowSet, error) {
+func (f *Forwarder) rebuild(indexes []uint64, refused map[uint64][]int) (*rowSet, error) {
 	rs := newRowSet()
 	var page pa.PageRecord
 	for _, idx := range indexes {
@@ -550,8 +559,10 @@ func (f *Forwarder) rebuild(indexes []uint64) (*rowSet, error) {
 		if err := f.decode(wal.Record{Type: wal.TypePage, Payload: payload}, &page); err != nil {
 			return nil, fmt.Errorf("forwarder: record %d decoded before but not now: %w", idx, err)
 		}
-		// Collisions were quarantined when the record was first read.
-		f.w.addSamples(rs, page.Samples, nil)
+		// Collisions were decided and quarantined when the record was
+		// first read; the key cache may have changed since (a sub-insert
+		// cleared it, a quarantined half never registered its keys).
+		f.w.addSamplesExcept(rs, page.Samples, refused[idx])
 	}
 	return rs, nil
 }

@@ -177,15 +177,17 @@ func TestQuarantineKeepsTheRestFlowing(t *testing.T) {
 	bad := good[0]
 	bad.Metric.Name = "Bad-Name"
 	invalid := mustAppend(wal.Record{Type: wal.TypePage, Payload: pa.AppendPageRecord(nil, "p", "i", []pa.Sample{bad})})
-	// 9: a record ClickHouse itself refuses. Narrow the i64 table's datum
-	// column so an Int64 value no longer converts.
+	// 9: a record ClickHouse itself refuses. A column computed at insert
+	// that cannot parse the timeseries name makes the server refuse every
+	// i64 row (CANNOT_PARSE_TEXT). (Narrowing a column is schema drift, which
+	// is retried, not quarantined: TestSchemaDriftIsRetriedNotQuarantined.)
 	if err := e.conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+e.db); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := EnsureSchema(ctx, e.conn, e.db); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s.measurements_i64 MODIFY COLUMN datum Nullable(String)", e.db)); err != nil {
+	if err := e.conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s.measurements_i64 ADD COLUMN refuse UInt8 MATERIALIZED toUInt8(timeseries_name)", e.db)); err != nil {
 		t.Fatal(err)
 	}
 	refused := mustAppend(wal.Record{Type: wal.TypePage, Payload: pa.AppendPageRecord(nil, "p", "i",
@@ -211,7 +213,7 @@ func TestQuarantineKeepsTheRestFlowing(t *testing.T) {
 			firstFive++
 		}
 	}
-	// Records 1..5 hold i64 samples too: with the column narrowed they are
+	// Records 1..5 hold i64 samples too: with that column they are
 	// refused as well, and must be quarantined, not lost or retried forever.
 	for _, r := range q {
 		if r.Index <= 5 {

@@ -14,8 +14,9 @@ import (
 	pa "github.com/holdfast/holdfast/producerapi"
 )
 
-// RejectedError marks a failure that retrying cannot fix: ClickHouse (or the
-// client, converting a value) refused the data itself. The forwarder finds
+// RejectedError marks a failure that retrying cannot fix: ClickHouse
+// refused the data itself (a client-side conversion error is not that: see
+// ErrSchemaMismatch). The forwarder finds
 // the offending records by bisection and quarantines them.
 type RejectedError struct{ Err error }
 
@@ -53,9 +54,21 @@ func IsRejected(err error) bool {
 	return errors.As(err, &ex) && rejectedCodes[ex.Code]
 }
 
-// needsSchema reports whether err says a table or database is missing, so
-// the schema should be ensured again before retrying (someone dropped it).
+// ErrSchemaMismatch marks an INSERT whose columns do not take the values
+// this build sends: the table's layout is not the one this build made (a
+// newer or older holdfast changed it, or someone altered it). That is our
+// fault, not the data's: it is retried, loudly, with the schema ensured
+// again, and never quarantines a record. The forwarder's columns are typed
+// by this build, so a client-side conversion error can only mean this.
+var ErrSchemaMismatch = errors.New("forwarder: table layout differs from this build's (schema drift); retrying, nothing quarantined")
+
+// needsSchema reports whether err says a table or database is missing or
+// not in this build's layout, so the schema should be ensured again before
+// retrying (someone dropped or changed it).
 func needsSchema(err error) bool {
+	if errors.Is(err, ErrSchemaMismatch) {
+		return true
+	}
 	var ex *clickhouse.Exception
 	return errors.As(err, &ex) && (ex.Code == 60 || ex.Code == 81) // UNKNOWN_TABLE, UNKNOWN_DATABASE
 }
@@ -73,7 +86,7 @@ type writer struct {
 	db          string
 	seenKeys    map[uint64]uint64 // key -> fingerprint
 	maxSeen     int
-	seenSchemas map[schemaKey]struct{}
+	seenSchemas map[pa.SchemaKey]struct{}
 	names       interner
 	seed        maphash.Seed
 	scratch     []byte
@@ -84,7 +97,7 @@ type writer struct {
 
 func newWriter(conn driver.Conn, db string, maxSeen int) *writer {
 	return &writer{conn: conn, db: db, maxSeen: maxSeen,
-		seenKeys: make(map[uint64]uint64), seenSchemas: make(map[schemaKey]struct{}),
+		seenKeys: make(map[uint64]uint64), seenSchemas: make(map[pa.SchemaKey]struct{}),
 		names: interner{max: 1 << 16}, seed: maphash.MakeSeed(), keyOf: pa.HashTimeseriesKeyBytes}
 }
 
@@ -191,7 +204,7 @@ func (w *writer) send(ctx context.Context, table string, cols []string, data []a
 	defer b.Close()
 	for i, c := range data {
 		if err := b.Column(i).Append(c); err != nil {
-			return &RejectedError{Err: fmt.Errorf("column %s of %s: %w", cols[i], table, err)}
+			return fmt.Errorf("%w: column %s of %s.%s: %w", ErrSchemaMismatch, cols[i], w.db, table, err)
 		}
 	}
 	if err := b.Send(); err != nil {

@@ -202,6 +202,10 @@ type SchemaOptions struct {
 	// Letters, digits and "_.:-". Default: a random id (fine for a process
 	// that never upgrades a shared database, such as a benchmark).
 	Holder string
+
+	// afterCopy, when set by tests, runs after an upgrade copied table
+	// into its staging table and before the swap.
+	afterCopy func(table string) error
 }
 
 // EnsureSchema creates the database and brings its schema up to
@@ -244,13 +248,17 @@ func EnsureSchemaWith(ctx context.Context, conn driver.Conn, db string, opts Sch
 	if current > SchemaVersion {
 		return int(current), fmt.Errorf("forwarder: database %s has schema version %d, newer than this build's %d: upgrade holdfast", db, current, SchemaVersion)
 	}
-	if err := migrate(ctx, conn, db, opts); err != nil {
-		return int(current), err
-	}
+	// The version is recorded before any table is rebuilt: from then on an
+	// older build refuses the database (above) instead of recreating, in
+	// the middle of the swap, an empty table of its own layout. migrate
+	// reads what to do from the tables, not from this number.
 	if current < SchemaVersion {
 		if err := recordSchemaVersion(ctx, conn, db, SchemaVersion); err != nil {
 			return int(current), err
 		}
+	}
+	if err := migrate(ctx, conn, db, opts); err != nil {
+		return int(current), err
 	}
 	return int(current), nil
 }

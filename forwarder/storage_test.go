@@ -1,6 +1,7 @@
 package forwarder
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/holdfast/holdfast/internal/sampletest"
 	pa "github.com/holdfast/holdfast/producerapi"
 )
 
@@ -195,5 +197,120 @@ func TestKeyCollisionIsRefusedNotMerged(t *testing.T) {
 	}
 	if kept != 20 {
 		t.Errorf("quarantine keeps %d samples of the second timeseries, want 20", kept)
+	}
+}
+
+// TestSchemaDriftIsRetriedNotQuarantined: a table whose column no longer
+// takes what this build sends (an older or newer holdfast changed it, or
+// someone altered it) is our problem, not the data's. The forwarder keeps
+// the records and retries; once the column is back they arrive, and nothing
+// was quarantined. The first v2 build treated the client's conversion error
+// as a rejection: bisection quarantined every record with an i64 sample and
+// the checkpoint moved past them.
+func TestSchemaDriftIsRetriedNotQuarantined(t *testing.T) {
+	e := newEnv(t, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := EnsureSchema(ctx, e.conn, e.db); err != nil {
+		t.Fatal(err)
+	}
+	alter := func(typ string) {
+		if err := e.conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s.measurements_i64 MODIFY COLUMN datum %s", e.db, typ)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	alter("Nullable(String)")
+	in := sampletest.NewFleet(5).Append(nil, 440, 1_700_000_000_000_000_000)
+	e.appendPages(in, 40)
+	f, _ := e.start(e.options())
+	for st := f.Status(); st.ConsecutiveFailures < 3 && st.CheckpointIndex == 0; st = f.Status() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no failed delivery seen: %+v", f.Status())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	st := f.Status()
+	if st.CheckpointIndex != 0 || st.QuarantinedRecords != 0 || !strings.Contains(st.LastInsertError, "schema drift") {
+		t.Fatalf("with a drifted column: status %+v", st)
+	}
+	alter("Nullable(Int64)")
+	e.flush(f, time.Minute)
+	if q, err := Quarantined(e.state); err != nil || len(q) != 0 {
+		t.Fatalf("quarantined %d records (%v)", len(q), err)
+	}
+	if n := e.count(true); n != uint64(len(in)) {
+		t.Fatalf("ClickHouse holds %d samples, want %d", n, len(in))
+	}
+}
+
+// TestKeyCollisionAcrossBisection: record 1 holds timeseries A and a sample
+// ClickHouse refuses; record 2 holds timeseries B, whose key collides with
+// A's (refused as a collision when read). The batch is rejected and bisected:
+// record 1 is quarantined whole, so A's key never reaches the key cache. The
+// rebuild of record 2 must still leave B out, as decided when it was read;
+// the first v2 build checked again, found the key free, and stored B's
+// samples under the key it had just quarantined them for.
+func TestKeyCollisionAcrossBisection(t *testing.T) {
+	e := newEnv(t, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := EnsureSchema(ctx, e.conn, e.db); err != nil {
+		t.Fatal(err)
+	}
+	// The server refuses every i64 row (CANNOT_PARSE_TEXT), a data error.
+	if err := e.conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s.measurements_i64 ADD COLUMN refuse UInt8 MATERIALIZED toUInt8(timeseries_name)", e.db)); err != nil {
+		t.Fatal(err)
+	}
+	const ts = 1_700_000_000_000_000_000
+	var a, b []pa.Sample
+	for i := int64(0); i < 10; i++ {
+		a = append(a, vmSample("collide_me", 1, nil, ts+i, pa.Datum{Type: pa.DatumF64, F64: 1}))
+		b = append(b, vmSample("collide_me", 2, nil, ts+i, pa.Datum{Type: pa.DatumF64, F64: 2}))
+	}
+	bad := vmSample("memory_used", 3, nil, ts, pa.Datum{Type: pa.DatumI64, Int: 1})
+	e.appendPages(append(append([]pa.Sample{}, a...), bad), 11) // record 1
+	e.appendPages(b, 10)                                        // record 2
+	c := sampletest.NewFleet(2).Append(nil, 44, ts+100)
+	var good []pa.Sample
+	for _, s := range c {
+		if s.Datum.Type != pa.DatumI64 {
+			good = append(good, s)
+		}
+	}
+	e.appendPages(good, 20) // records 3.. : delivered
+
+	f, err := New(e.wal, e.state, e.options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.w.keyOf = func(k []byte) uint64 {
+		if bytes.Contains(k, []byte("collide_me")) {
+			return 7
+		}
+		return pa.HashTimeseriesKeyBytes(k)
+	}
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- f.Run(rctx) }()
+	defer func() { stop(); <-done; f.Close() }()
+	e.flush(f, time.Minute)
+
+	if n := e.countWhere("measurements_f64", "timeseries_key = 7"); n != 0 {
+		t.Errorf("key 7 holds %d samples: B was stored although quarantined as a collision", n)
+	}
+	if n := e.count(true); n != uint64(len(good)) {
+		t.Errorf("ClickHouse holds %d samples, want the %d of records 3 on", n, len(good))
+	}
+	q, err := Quarantined(e.state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reasons := map[uint64]string{}
+	for _, r := range q {
+		reasons[r.Index] = r.Reason
+	}
+	if !strings.Contains(reasons[1], "rejected by ClickHouse") || !strings.Contains(reasons[2], "key collision") {
+		t.Errorf("quarantine reasons: %v", reasons)
 	}
 }

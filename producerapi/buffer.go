@@ -243,9 +243,9 @@ func (b *buffer) ack(id, token string, now time.Time) bool {
 	return true
 }
 
-// pageLimits bound one page: at most samples samples and, when bytes > 0, at
+// serveLimits bound one page served: at most samples samples and, when bytes > 0, at
 // most bytes bytes in the encoding sizer measures.
-type pageLimits struct {
+type serveLimits struct {
 	samples int
 	bytes   int
 	sizer   *pageSizer
@@ -254,7 +254,7 @@ type pageLimits struct {
 // serve returns the collector's page: the outstanding one again unless token
 // acknowledges it, else a new page within lim. A page with no samples has no
 // token and is not held. The cursor must exist.
-func (b *buffer) serve(c *cursor, token string, lim pageLimits, now time.Time, producer string) Page {
+func (b *buffer) serve(c *cursor, token string, lim serveLimits, now time.Time, producer string) Page {
 	c.lastSeen = now
 	if c.page != nil {
 		if token == "" || token != c.page.token {
@@ -301,7 +301,7 @@ func (b *buffer) serve(c *cursor, token string, lim pageLimits, now time.Time, p
 // limits: nothing in it was released, so its tail simply becomes unserved
 // again (a new token says the page changed). What of that tail the bound has
 // already forced out of the buffer is lost for this collector.
-func (b *buffer) recut(c *cursor, lim pageLimits) {
+func (b *buffer) recut(c *cursor, lim serveLimits) {
 	h := c.page
 	n := min(len(h.page.Samples), lim.samples)
 	if lim.bytes > 0 {

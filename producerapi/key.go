@@ -26,41 +26,12 @@ import (
 // Target and metric fields are hashed together: names are unique across both.
 // The value does not depend on field order. A golden test pins it.
 func TimeseriesKey(s *Sample) uint64 {
-	var buf [16]*Field
-	fields := sortedFields(s, buf[:0])
-	h := fnvOffset
-	h = h.u32(uint32(len(s.Target.Name) + 1 + len(s.Metric.Name)))
-	h = h.str(s.Target.Name).byte(':').str(s.Metric.Name)
-	h = h.u32(uint32(len(fields)))
-	for _, f := range fields {
-		h = h.u32(uint32(len(f.Name))).str(f.Name).byte(byte(f.Value.Type))
-		v := &f.Value
-		switch v.Type {
-		case FieldString:
-			h = h.u32(uint32(len(v.Str))).str(v.Str)
-		case FieldBool:
-			if v.Bool {
-				h = h.byte(1)
-			} else {
-				h = h.byte(0)
-			}
-		case FieldI8, FieldI16, FieldI32, FieldI64:
-			h = h.u64(uint64(v.Int))
-		case FieldU8, FieldU16, FieldU32, FieldU64:
-			h = h.u64(v.Uint)
-		case FieldIPAddr:
-			if v.IP.Is4() {
-				a := v.IP.As4()
-				h = h.byte(4).bytes(a[:])
-			} else {
-				a := v.IP.As16()
-				h = h.byte(6).bytes(a[:])
-			}
-		case FieldUUID:
-			h = h.bytes(v.UUID[:])
-		}
-	}
-	return uint64(h.byte(byte(s.Datum.Type)))
+	// One encoder (AppendTimeseriesKeyBytes) for the key and the
+	// forwarder's collision fingerprint, so they can never disagree. The
+	// buffer stays on the stack (the encoder's result does not escape):
+	// no allocation unless a timeseries' key bytes outgrow it.
+	var buf [512]byte
+	return HashTimeseriesKeyBytes(AppendTimeseriesKeyBytes(buf[:0], s))
 }
 
 func compareFieldNames(a, b *Field) int { return strings.Compare(a.Name, b.Name) }
@@ -80,7 +51,8 @@ func sortedFields(s *Sample, dst []*Field) []*Field {
 	return dst
 }
 
-// fnv64 is FNV-1a 64, written out so hashing allocates nothing.
+// fnv64 is FNV-1a 64, written out so hashing allocates nothing (hash/fnv's
+// Hash64 is an interface value).
 type fnv64 uint64
 
 const (
@@ -88,32 +60,9 @@ const (
 	fnvPrime        = 1099511628211
 )
 
-func (h fnv64) byte(b byte) fnv64 { return (h ^ fnv64(b)) * fnvPrime }
-
-func (h fnv64) str(s string) fnv64 {
-	for i := 0; i < len(s); i++ {
-		h = (h ^ fnv64(s[i])) * fnvPrime
-	}
-	return h
-}
-
 func (h fnv64) bytes(b []byte) fnv64 {
 	for _, c := range b {
 		h = (h ^ fnv64(c)) * fnvPrime
-	}
-	return h
-}
-
-func (h fnv64) u32(v uint32) fnv64 {
-	for i := 0; i < 4; i++ {
-		h = h.byte(byte(v >> (8 * i)))
-	}
-	return h
-}
-
-func (h fnv64) u64(v uint64) fnv64 {
-	for i := 0; i < 8; i++ {
-		h = h.byte(byte(v >> (8 * i)))
 	}
 	return h
 }

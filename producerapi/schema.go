@@ -36,21 +36,22 @@ type TimeseriesSchema struct {
 func SchemaVersion(fieldNames []string) uint32 {
 	names := slices.Clone(fieldNames)
 	slices.Sort(names)
-	h := fnv32Offset
-	for _, n := range names {
-		h = h.str(n).byte(0)
-	}
-	return h.version()
+	return hashFieldNames(names, func(n string) string { return n })
 }
 
 // sampleSchemaVersion is SchemaVersion of a sample's field names, without
 // allocating for up to 16 fields.
 func sampleSchemaVersion(s *Sample) uint32 {
 	var buf [16]*Field
-	fields := sortedFields(s, buf[:0])
+	return hashFieldNames(sortedFields(s, buf[:0]), func(f *Field) string { return f.Name })
+}
+
+// hashFieldNames is the one implementation of the version hash, over items
+// already sorted by name.
+func hashFieldNames[T any](sorted []T, name func(T) string) uint32 {
 	h := fnv32Offset
-	for _, f := range fields {
-		h = h.str(f.Name).byte(0)
+	for _, it := range sorted {
+		h = h.str(name(it)).byte(0)
 	}
 	return h.version()
 }
@@ -167,14 +168,21 @@ const DefaultMaxSchemas = 16_384
 type SchemaRegistry struct {
 	max        int
 	mu         sync.RWMutex
-	schemas    map[schemaID]*TimeseriesSchema
+	schemas    map[SchemaKey]*TimeseriesSchema
 	overflowed uint64 // guarded by mu
 }
 
-// schemaID is a schema's identity: a new field set is a new version.
-type schemaID struct {
-	name    string
-	version uint32
+// SchemaKey is a schema version's identity, (timeseries name, version):
+// a new field set is a new version. Key maps of schemas by it (keying by
+// name alone keeps one version and loses the others).
+type SchemaKey struct {
+	Name    string
+	Version uint32
+}
+
+// SchemaKeyOf returns the SchemaKey of a sample's timeseries.
+func SchemaKeyOf(s *Sample) SchemaKey {
+	return SchemaKey{Name: s.TimeseriesName(), Version: sampleSchemaVersion(s)}
 }
 
 // NewSchemaRegistry returns an empty registry bounded by DefaultMaxSchemas.
@@ -186,7 +194,7 @@ func NewSchemaRegistrySize(max int) *SchemaRegistry {
 	if max < 1 {
 		max = DefaultMaxSchemas
 	}
-	return &SchemaRegistry{max: max, schemas: make(map[schemaID]*TimeseriesSchema)}
+	return &SchemaRegistry{max: max, schemas: make(map[SchemaKey]*TimeseriesSchema)}
 }
 
 // Check admits a sample whose schema matches the known one for its name and
@@ -195,7 +203,7 @@ func NewSchemaRegistrySize(max int) *SchemaRegistry {
 // names, different field types, sources or datum type) with a
 // *SchemaConflictError.
 func (r *SchemaRegistry) Check(s *Sample) (added bool, err error) {
-	id := schemaID{name: s.TimeseriesName(), version: sampleSchemaVersion(s)}
+	id := SchemaKeyOf(s)
 	r.mu.RLock()
 	known, ok := r.schemas[id]
 	r.mu.RUnlock()
@@ -205,7 +213,7 @@ func (r *SchemaRegistry) Check(s *Sample) (added bool, err error) {
 		}
 		got := SchemaOf(s)
 		if d := known.Diff(&got); d != "" {
-			return false, &SchemaConflictError{Timeseries: id.name, Version: id.version, Conflict: d}
+			return false, &SchemaConflictError{Timeseries: id.Name, Version: id.Version, Conflict: d}
 		}
 		return false, nil
 	}
@@ -214,7 +222,7 @@ func (r *SchemaRegistry) Check(s *Sample) (added bool, err error) {
 	defer r.mu.Unlock()
 	if known, ok := r.schemas[id]; ok {
 		if d := known.Diff(&got); d != "" {
-			return false, &SchemaConflictError{Timeseries: id.name, Version: id.version, Conflict: d}
+			return false, &SchemaConflictError{Timeseries: id.Name, Version: id.Version, Conflict: d}
 		}
 		return false, nil
 	}

@@ -260,7 +260,7 @@ func (s *Server) ServePage(ctx context.Context, req PageRequest) (Page, error) {
 	if c.page == nil || req.Token == c.page.token {
 		s.collect(ctx) // only when a new page will be made
 	}
-	lim := pageLimits{samples: limit, bytes: req.MaxBytes, sizer: &pageSizer{binary: req.Binary}}
+	lim := serveLimits{samples: limit, bytes: req.MaxBytes, sizer: &pageSizer{binary: req.Binary}}
 	return s.buf.serve(c, req.Token, lim, s.now(), s.opts.ID), nil
 }
 

@@ -120,6 +120,7 @@ type Fleet struct {
 	next    int // position in the current period
 	period  int64
 	start   int64 // start time of the cumulative series: the first timestamp
+	started bool  // start is set (0 is a valid first timestamp)
 }
 
 // NewFleet returns a fleet of vms virtual machines, ids 0 to vms-1.
@@ -129,8 +130,8 @@ func NewFleet(vms int) *Fleet { return &Fleet{VMs: vms, Measurements: 22} }
 // each sample has a distinct identity) and returns it.
 func (f *Fleet) Append(dst []pa.Sample, n int, ts int64) []pa.Sample {
 	per := f.Measurements
-	if f.start == 0 {
-		f.start = ts
+	if !f.started {
+		f.start, f.started = ts, true
 	}
 	for i := 0; i < n; i++ {
 		vm := (f.next / per) % f.VMs

@@ -53,3 +53,23 @@ func TestFleetLooksLikeData(t *testing.T) {
 		t.Fatalf("%d timeseries, want %d", len(keys), 2*50*22)
 	}
 }
+
+// TestFleetStartTimeFixedFromTimestampZero: a fleet whose first timestamp
+// is 0 keeps start time 0 for its counters in later calls. Taking start == 0
+// for "not set" moved it to the second call's timestamp: one counter with two
+// start times, which are two series of rows since start_time_ns is in the
+// sorting key.
+func TestFleetStartTimeFixedFromTimestampZero(t *testing.T) {
+	f := NewFleet(2)
+	starts := map[int64]bool{}
+	for call := int64(0); call < 3; call++ {
+		for _, s := range f.Append(nil, 44, call*1_000) {
+			if s.Datum.Type.HasStartTime() {
+				starts[s.Datum.StartTimeNs] = true
+			}
+		}
+	}
+	if len(starts) != 1 || !starts[0] {
+		t.Fatalf("counter start times %v, want only 0", starts)
+	}
+}
