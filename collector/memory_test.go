@@ -145,7 +145,8 @@ func TestDrainBoundedAgainstTokenChangingProducer(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	const maxPages = 5
 	c, stop := runCollector(t, collector.Options{DataDir: t.TempDir(), DefaultInterval: 30 * time.Millisecond, DrainTimeout: time.Millisecond,
-		MaxDrainPages: maxPages, Producers: []collector.ProducerConfig{{ID: "liar", URL: url}},
+		// The page bound, not the time bound, must end each drain.
+		MaxDrainPages: maxPages, MaxDrainTime: time.Hour, Producers: []collector.ProducerConfig{{ID: "liar", URL: url}},
 		Forwarder: forwarder.Options{Addr: "127.0.0.1:1"}, Registerer: reg})
 	// Each bounded drain ends with an explicit acknowledgement; before the
 	// bound there was never one (the drain never ended).
@@ -341,8 +342,11 @@ func TestIdleLoopsPinNoPages(t *testing.T) {
 
 // inUseUnder sums the live heap allocated under a function (by name).
 func inUseUnder(fn string) int64 {
+	// The profile can lag by up to two cycles (it reflects the last completed
+	// one), so three collections make frames freed just now disappear.
 	runtime.GC()
-	runtime.GC() // the profile reflects the last completed cycle
+	runtime.GC()
+	runtime.GC()
 	var recs []runtime.MemProfileRecord
 	n, _ := runtime.MemProfile(nil, true)
 	for {

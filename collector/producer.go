@@ -105,7 +105,6 @@ func (c *Collector) runProducer(ctx context.Context, p *producer) {
 		case <-timer.C:
 		}
 		err := c.drain(ctx, p, client, &token, &page, &buf)
-		releaseBuffers(client, &page, &buf) // idle until the next interval: pin nothing
 		interval := p.config().Interval
 		var delay time.Duration
 		switch {
@@ -138,7 +137,13 @@ func (c *Collector) drain(ctx context.Context, p *producer, client *pa.Client, t
 	p.update(func(s *ProducerStatus) { s.LastAttempt = time.Now() })
 	budget := c.newDrainBudget(p.config().Interval)
 	res := reservation{c: c}
-	defer res.done()
+	defer func() {
+		// Idle until the next interval: pin nothing, and give the buffers up
+		// before the reservation, so no finished loop holds a page outside
+		// the in-flight bound.
+		releaseBuffers(client, page, buf)
+		res.done()
+	}()
 	for {
 		if !budget.take() {
 			c.endLimitedDrain(ctx, p, client, token)
