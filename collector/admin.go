@@ -33,6 +33,7 @@ type AdminOptions struct {
 //	GET  /v1/checkpoint   WAL range, checkpoint, backlog, last insert (JSON)
 //	GET  /v1/status       collector state and per-producer status (JSON)
 //	POST /v1/flush        forward everything now; answers when it is in ClickHouse (?timeout=60s)
+//	GET  /v1/quarantine   quarantined samples and records (see addQuarantineRoutes)
 //	GET  /metrics         Prometheus text format
 //	GET  /healthz         200 "ok", or 503 with the reasons
 func (c *Collector) AdminHandler(opts AdminOptions) http.Handler {
@@ -119,6 +120,7 @@ func (c *Collector) AdminHandler(opts AdminOptions) http.Handler {
 		}
 		c.setAndReply(w, slices.Delete(list, i, i+1))
 	}))
+	c.addQuarantineRoutes(r, opts)
 	r.Handler(http.MethodGet, "/metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
 	r.GET("/healthz", func(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
 		if ok, why := c.Health(); !ok {
@@ -138,7 +140,7 @@ func (c *Collector) AdminHandler(opts AdminOptions) http.Handler {
 	r.GET("/debug/pprof/goroutine", profile(pprof.Handler("goroutine").ServeHTTP))
 	r.GET("/debug/pprof/allocs", profile(pprof.Handler("allocs").ServeHTTP))
 	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such endpoint; see /v1/checkpoint, /v1/status, /v1/flush, /metrics, /healthz, /debug/pprof/"})
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such endpoint; see /v1/checkpoint, /v1/status, /v1/flush, /v1/quarantine, /metrics, /healthz, /debug/pprof/"})
 	})
 	return r
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -52,9 +53,16 @@ func TestAdminAPIAndHonestHealth(t *testing.T) {
 		json.Unmarshal(rec.Body.Bytes(), &body)
 		return rec.Code, body
 	}
-	waitFor(t, 10*time.Second, "pages in the WAL and an unhealthy forwarder", func() (bool, string) {
+	waitFor(t, 10*time.Second, "pages in the WAL, an unhealthy forwarder and its insert error", func() (bool, string) {
 		code, body := call("GET", "/healthz", "127.0.0.1:5")
-		return code == http.StatusServiceUnavailable && strings.Contains(strings.Join(anyStrings(body["reasons"]), " "), "no progress"), stringify(body)
+		if code != http.StatusServiceUnavailable || !strings.Contains(strings.Join(anyStrings(body["reasons"]), " "), "no progress") {
+			return false, stringify(body)
+		}
+		// Health can turn before the first insert attempt has failed and
+		// recorded its error.
+		_, cp := call("GET", "/v1/checkpoint", "127.0.0.1:5")
+		msg, _ := cp["last_insert_error"].(string)
+		return msg != "", stringify(cp)
 	})
 	code, cp := call("GET", "/v1/checkpoint", "127.0.0.1:5")
 	if code != 200 || cp["wal_last_index"].(float64) < 1 || cp["checkpoint_index"].(float64) != 0 ||
@@ -103,24 +111,39 @@ func stringify(v any) string {
 	return string(b)
 }
 
-// TestRejectsInvalidPages: a page with an invalid sample is neither written
-// nor acknowledged; the error is counted and visible.
-func TestRejectsInvalidPages(t *testing.T) {
+// TestTakesTheValidSamplesOfAPageWithAnInvalidOne: a page with an invalid
+// sample is not refused whole (before issue 8 it was, and the producer
+// served it forever): its valid samples are written, the invalid one is
+// quarantined, and the page is acknowledged.
+func TestTakesTheValidSamplesOfAPageWithAnInvalidOne(t *testing.T) {
 	bad := sampletest.NewFleet(1).Append(nil, 3, 1)
 	// A producer that bypasses its own validation, as a buggy or foreign
 	// implementation of the protocol would.
 	page := pa.Page{Version: 1, Producer: "p", Incarnation: "i", Token: "tok", Samples: bad}
 	page.Samples[1].Metric.Name = "NotSnakeCase"
 	mux := http.NewServeMux()
+	var mu sync.Mutex
 	acks := 0
 	mux.HandleFunc("/v1/collectors/{id}/page", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Query().Get("token") != "" {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.URL.Query().Get("token") == "tok" {
 			acks++
 		}
 		w.Header().Set("Content-Type", pa.ContentTypeBinary)
+		if acks > 0 {
+			w.Write(pa.AppendPage(nil, &pa.Page{Version: 1, Producer: "p", Incarnation: "i"}))
+			return
+		}
 		w.Write(pa.AppendPage(nil, &page))
 	})
-	mux.HandleFunc("/v1/collectors/{id}/ack", func(w http.ResponseWriter, r *http.Request) { acks++ })
+	mux.HandleFunc("/v1/collectors/{id}/ack", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.URL.Query().Get("token") == "tok" {
+			acks++
+		}
+	})
 	hs := httptest.NewServer(mux)
 	defer hs.Close()
 	c, err := collector.Open(collector.Options{DataDir: t.TempDir(), DefaultInterval: 20 * time.Millisecond, DrainTimeout: time.Millisecond,
@@ -132,14 +155,23 @@ func TestRejectsInvalidPages(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
-	waitFor(t, 5*time.Second, "a rejected page", func() (bool, string) {
-		st := c.Status()
-		p := st.Producers[0]
-		return p.RejectedPages >= 1 && strings.Contains(p.LastError, "NotSnakeCase") && p.ConsecutiveFailures >= 1, stringify(p)
+	waitFor(t, 5*time.Second, "the page acknowledged", func() (bool, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		return acks > 0, stringify(c.Status().Producers)
 	})
 	cancel()
 	<-done
-	if cp := c.Checkpoint(); cp.WALLastIndex != 0 || acks != 0 {
-		t.Fatalf("an invalid page was written (WAL last index %d) or acknowledged (%d acks)", cp.WALLastIndex, acks)
+	st := c.Status()
+	p := st.Producers[0]
+	if cp := c.Checkpoint(); cp.WALLastIndex != 1 || p.Samples != 2 || p.RejectedSamples != 1 || !strings.Contains(p.LastRejectReason, "NotSnakeCase") {
+		t.Fatalf("WAL last index %d, producer %s", cp.WALLastIndex, stringify(p))
+	}
+	q, _, err := c.Quarantine().List(0, 10)
+	if err != nil || len(q) != 1 || q[0].Producer != hs.URL || q[0].Incarnation != "i" || !strings.Contains(q[0].Reason, "NotSnakeCase") {
+		t.Fatalf("quarantine: %+v %v", q, err)
+	}
+	if ss, err := q[0].Samples(); err != nil || len(ss) != 1 || ss[0].Metric.Name != "NotSnakeCase" {
+		t.Fatalf("quarantined sample: %+v %v", ss, err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/holdfast/holdfast/forwarder"
 	"github.com/holdfast/holdfast/internal/state"
 	pa "github.com/holdfast/holdfast/producerapi"
+	"github.com/holdfast/holdfast/quarantine"
 	"github.com/holdfast/holdfast/wal"
 )
 
@@ -32,6 +33,8 @@ type Collector struct {
 	wal     *wal.Log
 	state   *pebble.DB
 	fwd     *forwarder.Forwarder
+	q       *quarantine.Store // shared with fwd
+	maxRec  int               // largest WAL payload a page is written as: wal.MaxPayload (lowered by tests)
 	m       *metrics
 	mm      *memMetrics
 	mem     *inflight // bytes of pages in flight, all producer loops together
@@ -65,7 +68,7 @@ func Open(opts Options) (*Collector, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Collector{opts: opts, log: opts.Logger, schemas: pa.NewSchemaRegistry(), started: time.Now(),
+	c := &Collector{opts: opts, log: opts.Logger, schemas: pa.NewSchemaRegistry(), started: time.Now(), maxRec: wal.MaxPayload,
 		http: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 90 * time.Second, ResponseHeaderTimeout: opts.RequestTimeout}}}
 	c.mu.producers = map[string]*producer{}
 	ok := false
@@ -87,8 +90,11 @@ func Open(opts Options) (*Collector, error) {
 		return nil, err
 	}
 	c.log = opts.Logger.With("collector", c.id)
+	if c.q, err = quarantine.Open(c.state, quarantine.Options{BudgetBytes: opts.QuarantineBudgetBytes, Registerer: opts.Registerer, Logger: c.log}); err != nil {
+		return nil, err
+	}
 	fo := opts.Forwarder
-	fo.Registerer, fo.Logger = opts.Registerer, c.log
+	fo.Registerer, fo.Logger, fo.Quarantine = opts.Registerer, c.log, c.q
 	if c.fwd, err = forwarder.New(c.wal, c.state, fo); err != nil {
 		return nil, err
 	}
@@ -226,6 +232,9 @@ func (c *Collector) Close() error {
 	if c.mm != nil {
 		c.mm.set.Unregister()
 	}
+	if c.q != nil {
+		errs = append(errs, c.q.Close())
+	}
 	if c.wal != nil {
 		errs = append(errs, c.wal.Close())
 	}
@@ -281,12 +290,13 @@ type Status struct {
 	Checkpoint  Checkpoint       `json:"checkpoint"`
 	Registry    *RegistryStatus  `json:"registry,omitempty"`
 	Memory      MemoryStatus     `json:"memory"`
+	Quarantine  quarantine.Stats `json:"quarantine"`
 	Producers   []ProducerStatus `json:"producers"`
 }
 
 // Status returns a snapshot.
 func (c *Collector) Status() Status {
-	st := Status{CollectorID: c.id, State: "running", Forwarder: c.fwd.Status(), Checkpoint: c.Checkpoint()}
+	st := Status{CollectorID: c.id, State: "running", Forwarder: c.fwd.Status(), Checkpoint: c.Checkpoint(), Quarantine: c.q.Stats()}
 	if err := c.wal.Stats().Failed; err != nil {
 		st.WALFailed = err.Error()
 	}
@@ -332,6 +342,9 @@ func (c *Collector) Health() (bool, []string) {
 	c.mu.Unlock()
 	if full {
 		why = append(why, fmt.Sprintf("WAL over its budget (%d of %d bytes): pages are not acknowledged", ws.SizeBytes, ws.BudgetBytes))
+	}
+	if qs := c.q.Stats(); qs.Full {
+		why = append(why, fmt.Sprintf("quarantine full (%d of %d bytes, %d entries): refused samples and records are counted in holdfast_quarantine_overflow_total but not kept (%d so far); see `holdfast quarantine list`", qs.Bytes, qs.BudgetBytes, qs.Entries, qs.Overflow))
 	}
 	if ws.LastIndex > fs.CheckpointIndex && time.Since(fs.LastProgress) > c.opts.StallAfter {
 		msg := fmt.Sprintf("forwarder made no progress for %s with %d records waiting", time.Since(fs.LastProgress).Round(time.Second), ws.LastIndex-fs.CheckpointIndex)

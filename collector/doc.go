@@ -5,13 +5,24 @@
 // # Per producer
 //
 // Each producer has its own loop, timer and status. Every interval (±10%
-// jitter) the loop drains the producer: it fetches a page, validates every
-// sample and its schema, appends the page to the WAL (group commit with the
-// other loops), and acknowledges it by sending its token with the next
-// request, until the producer has nothing more; the last page is released
-// with an explicit ack. A failing producer is retried with capped
-// exponential backoff. A page that fails validation is neither written nor
-// acknowledged: the producer keeps it, the error is counted and shown.
+// jitter) the loop drains the producer: it fetches a page (asking for a
+// sample limit and a byte limit), validates every sample and its schema,
+// appends the valid samples to the WAL (group commit with the other loops),
+// keeps the refused ones in the quarantine (package quarantine, synced), and
+// acknowledges the page by sending its token with the next request, until
+// the producer has nothing more; the last page is released with an explicit
+// ack. A refused sample therefore never stalls a producer nor costs the
+// samples around it. A failing producer is retried with capped exponential
+// backoff.
+//
+// # Pages too large
+//
+// Requests carry the body limit as max_bytes. A page body over it is not
+// read past the limit: the loop asks for half the samples (the producer
+// re-cuts the page it holds) and grows back after each page taken. A page of one sample that
+// still does not fit is recorded in the quarantine as too_large and
+// acknowledged. A page too large for one WAL record is written as several;
+// a sample too large for any record is quarantined.
 //
 // # Backpressure
 //

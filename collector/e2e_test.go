@@ -50,7 +50,7 @@ func TestEndToEnd(t *testing.T) {
 	var samples uint64
 	for _, p := range st.Producers {
 		samples += p.Samples
-		if p.ConsecutiveFailures != 0 || p.RejectedPages != 0 || p.ProducerDropped != 0 {
+		if p.ConsecutiveFailures != 0 || p.RejectedSamples != 0 || p.ProducerDropped != 0 {
 			t.Errorf("producer status: %+v", p)
 		}
 	}

@@ -14,6 +14,7 @@ type metrics struct {
 	errors        *prometheus.CounterVec
 	producerDrops *prometheus.CounterVec
 	restarts      *prometheus.CounterVec
+	rejected      *prometheus.CounterVec
 	walFull       prometheus.Gauge
 	walFullTotal  prometheus.Counter
 	producers     prometheus.Gauge
@@ -26,14 +27,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		samples:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "samples_total", Help: "Samples collected and written to the WAL."}, byProducer),
 		bytes:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "page_bytes_total", Help: "Bytes of pages collected."}, byProducer),
 		pages:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "pages_total", Help: "Pages collected and written to the WAL."}, byProducer),
-		errors:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "errors_total", Help: "Failed collections, by kind (fetch, invalid, schema, wal)."}, []string{"producer", "kind"}),
+		errors:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "errors_total", Help: "Collection errors, by kind (fetch, wal, quarantine, page_too_large: smaller pages asked, too_large: a producer that does not re-cut). Refused samples are in rejected_samples_total."}, []string{"producer", "kind"}),
 		producerDrops: prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "producer_dropped_samples_total", Help: "Samples producers reported lost to their buffer bound."}, byProducer),
 		restarts:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "producer_restarts_total", Help: "Producer incarnation changes seen."}, byProducer),
+		rejected:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "rejected_samples_total", Help: "Samples refused (invalid, schema conflict, too large) and quarantined; the rest of their pages was taken."}, []string{"producer", "reason"}),
 		walFull:       prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "wal_full", Help: "1 while the WAL is over its budget and pages are not acknowledged."}),
 		walFullTotal:  prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "wal_full_refusals_total", Help: "Pages not taken because the WAL was over its budget."}),
 		producers:     prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "producers", Help: "Producers being collected."}),
 	}
 	var err error
-	m.set, err = promutil.Register(reg, m.samples, m.bytes, m.pages, m.errors, m.producerDrops, m.restarts, m.walFull, m.walFullTotal, m.producers)
+	m.set, err = promutil.Register(reg, m.samples, m.bytes, m.pages, m.errors, m.producerDrops, m.restarts, m.rejected, m.walFull, m.walFullTotal, m.producers)
 	return m, err
 }

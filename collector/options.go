@@ -36,16 +36,21 @@ type Options struct {
 	DrainTimeout    time.Duration // on shutdown, how long to try delivering the backlog; default 10 s
 
 	// Memory bounds (see DESIGN.md, "Collector memory"). A producer's page is
-	// bounded by PageLimit samples and MaxPageBytes bytes (asked for, and
-	// enforced by the decoder before it allocates); all producer loops
-	// together hold at most MaxInflightBytes of pages; a drain takes at most
-	// MaxDrainPages pages and MaxDrainTime per interval; at most MaxProducers
-	// producers run.
+	// bounded by PageLimit samples and MaxPageBytes bytes (asked for as
+	// limit and max_bytes, and enforced by the decoder before it allocates);
+	// after a larger page the collector asks for smaller ones, and a single
+	// sample larger than MaxPageBytes is quarantined as too_large. All
+	// producer loops together hold at most MaxInflightBytes of pages; a drain
+	// takes at most MaxDrainPages pages and MaxDrainTime per interval; at
+	// most MaxProducers producers run.
 	MaxPageBytes     int64         // encoded bytes of one page; default 8 MiB
 	MaxInflightBytes int64         // pages being fetched, decoded and written, all producers together; default 64 MiB (at least MaxPageBytes)
 	MaxDrainPages    int           // pages per producer per interval; default 100
 	MaxDrainTime     time.Duration // time per producer per interval; default: the producer's interval
 	MaxProducers     int           // static and assigned together; default 10,000
+	// QuarantineBudgetBytes bounds the quarantine of refused samples and
+	// records; default 256 MiB, negative: no bound (see package quarantine).
+	QuarantineBudgetBytes int64
 
 	// RegistryURL, when set, makes the collector register there and take
 	// its producers from the registry's assignment (static Producers stay).

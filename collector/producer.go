@@ -27,16 +27,26 @@ type ProducerStatus struct {
 	Bytes               uint64    `json:"bytes"`
 	Pages               uint64    `json:"pages"`
 	ProducerDropped     uint64    `json:"producer_dropped"` // samples the producer reported lost to its bound
-	RejectedPages       uint64    `json:"rejected_pages"`   // pages that failed validation (not written, not acknowledged)
 	DrainLimited        uint64    `json:"drain_limited"`    // drains ended by --max-drain-pages/--max-drain-time while the producer said more
 	Backpressure        bool      `json:"backpressure"`     // last attempt stopped because the WAL was over budget
 	Static              bool      `json:"static"`           // configured, not assigned
+
+	// Refused samples (quarantined, or counted as overflow when the
+	// quarantine is full); the rest of their pages was taken.
+	RejectedSamples  uint64    `json:"rejected_samples"`
+	LastRejectReason string    `json:"last_reject_reason,omitempty"`
+	LastRejectTime   time.Time `json:"last_reject_time,omitempty"`
+	// The samples asked per page now: lowered after a page too large, grown back.
+	PageLimit int `json:"page_limit"`
 }
 
 type producer struct {
 	static bool               // from the configuration, not the assignment
 	cancel context.CancelFunc // stops the loop; set while it runs
 	done   chan struct{}
+
+	// size is the sample limit asked for; the loop goroutine alone uses it.
+	size pageLimit
 
 	mu  sync.Mutex
 	cfg ProducerConfig
@@ -153,8 +163,18 @@ func (c *Collector) drain(ctx context.Context, p *producer, client *pa.Client, t
 			return err
 		}
 		rctx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout)
-		n, err := client.Fetch(rctx, *token, c.opts.PageLimit, page)
+		req := c.pageRequest(p, client, *token)
+		n, err := client.Fetch(rctx, req, page)
 		cancel()
+		if tl := (*pa.PageTooLargeError)(nil); errors.As(err, &tl) {
+			// The producer answered: it took the token we sent.
+			*token = ""
+			if err := c.pageTooLarge(p, req, tl, token); err != nil {
+				c.m.errors.WithLabelValues(p.cfg.ID, "too_large").Inc()
+				return err
+			}
+			continue
+		}
 		if err != nil {
 			c.m.errors.WithLabelValues(p.cfg.ID, fetchErrorKind(err)).Inc()
 			return fmt.Errorf("fetching a page: %w", err)
@@ -167,17 +187,10 @@ func (c *Collector) drain(ctx context.Context, p *producer, client *pa.Client, t
 			c.succeeded(p, 0, 0, false)
 			return nil
 		}
-		if err := c.check(page); err != nil {
-			kind := "invalid"
-			if errors.Is(err, pa.ErrSchemaConflict) {
-				kind = "schema"
-			}
-			c.m.errors.WithLabelValues(p.cfg.ID, kind).Inc()
-			p.update(func(s *ProducerStatus) { s.RejectedPages++ })
-			return fmt.Errorf("page rejected, not written and not acknowledged: %w", err)
-		}
-		*buf = pa.AppendPageRecord((*buf)[:0], p.cfg.ID, page.Incarnation, page.Samples)
-		idx, err := c.wal.Append(ctx, wal.Record{Type: wal.TypePage, Payload: *buf})
+		// Valid samples go to the WAL, refused ones to the quarantine; the
+		// page is acknowledged once both are durable.
+		valid, rejected := c.sortPage(page)
+		idx, written, err := c.appendSamples(ctx, p, page.Incarnation, page.Samples[:valid], buf, &rejected)
 		if errors.Is(err, wal.ErrFull) {
 			c.m.walFullTotal.Inc()
 			c.setWALFull(true)
@@ -195,18 +208,19 @@ func (c *Collector) drain(ctx context.Context, p *producer, client *pa.Client, t
 			c.m.errors.WithLabelValues(p.cfg.ID, "wal").Inc()
 			return fmt.Errorf("writing the page to the WAL: %w", err)
 		}
-		c.setWALFull(false)
-		c.appends.note(idx, time.Now())
+		if err := c.keepRejected(p, page.Incarnation, rejected); err != nil {
+			c.m.errors.WithLabelValues(p.cfg.ID, "quarantine").Inc()
+			return err
+		}
+		if idx != 0 { // 0: every sample was refused, nothing went to the WAL
+			c.setWALFull(false)
+			c.appends.note(idx, time.Now())
+		}
+		p.size.grow(c.opts.PageLimit)
 		*token = page.Token // durable: acknowledge it with the next request
-		c.succeeded(p, len(page.Samples), n, true)
+		c.succeeded(p, written, n, true)
 		if !page.More {
-			// Release it now rather than at the next interval.
-			actx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout)
-			acked, err := client.Ack(actx, *token)
-			cancel()
-			if err == nil && acked {
-				*token = ""
-			}
+			c.ackNow(ctx, client, token)
 			return nil
 		}
 	}
@@ -251,16 +265,13 @@ func (c *Collector) succeeded(p *producer, samples, bytes int, page bool) {
 	})
 }
 
-// check validates every sample and its schema.
-func (c *Collector) check(page *pa.Page) error {
-	for i := range page.Samples {
-		s := &page.Samples[i]
-		if err := pa.Validate(s, c.opts.Limits); err != nil {
-			return fmt.Errorf("sample %d: %w", i, err)
-		}
-		if _, err := c.schemas.Check(s); err != nil {
-			return fmt.Errorf("sample %d: %w", i, err)
-		}
+// ackNow releases the page under *token at once rather than with the next
+// interval's request.
+func (c *Collector) ackNow(ctx context.Context, client *pa.Client, token *string) {
+	actx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout)
+	acked, err := client.Ack(actx, *token)
+	cancel()
+	if err == nil && acked {
+		*token = ""
 	}
-	return nil
 }

@@ -31,8 +31,10 @@
 // records refused on their own are found; those go to the quarantine (with the
 // reason and the payload) and everything else is delivered. Records that do
 // not decode, have an unknown type, hold an invalid sample or fail their
-// checksum in the WAL are quarantined when read. Quarantine and checkpoint
-// keys are under "forwarder/" in the state store; Quarantined lists them.
+// checksum in the WAL are quarantined when read. The quarantine is package
+// quarantine's, shared with the collector (Options.Quarantine); when it is
+// full a refused record is counted and logged but not kept, and the forwarder
+// moves on. The checkpoint key is "forwarder/checkpoint" in the state store.
 //
 // # Idempotency
 //

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	pa "github.com/holdfast/holdfast/producerapi"
+	"github.com/holdfast/holdfast/quarantine"
 	"github.com/holdfast/holdfast/wal"
 )
 
@@ -43,6 +44,10 @@ type Options struct {
 
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
+
+	// Quarantine keeps the records the forwarder cannot deliver; the
+	// collector shares its own. nil: one is opened over the state store.
+	Quarantine *quarantine.Store
 
 	// Conn, when set, is used instead of dialing Addr (tests, benchmarks).
 	Conn driver.Conn
@@ -136,6 +141,8 @@ type Forwarder struct {
 	state *pebble.DB
 	conn  driver.Conn
 	own   bool // conn was dialed here and is closed by Close
+	q     *quarantine.Store
+	ownQ  bool // q was opened here and is closed by Close
 	m     *metrics
 	w     *writer
 	kick  chan struct{}
@@ -193,8 +200,7 @@ func New(log *wal.Log, state *pebble.DB, opts Options) (*Forwarder, error) {
 		f.log.Warn("checkpoint is ahead of the WAL; replaying the whole WAL", "checkpoint", ckpt, "wal_first", st.FirstIndex, "wal_last", st.LastIndex)
 		ckpt = st.FirstIndex - 1
 	}
-	q, err := Quarantined(state)
-	if err != nil {
+	if err := f.openQuarantine(state); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -205,7 +211,7 @@ func New(log *wal.Log, state *pebble.DB, opts Options) (*Forwarder, error) {
 	f.w = newWriter(f.conn, opts.Database, opts.MaxSeenKeys)
 	f.decoder = pa.NewSampleDecoder()
 	f.mu.status.CheckpointIndex = ckpt
-	f.mu.status.QuarantinedRecords = uint64(len(q))
+	f.mu.status.QuarantinedRecords = f.q.Stats().Records
 	f.mu.status.LastProgress = time.Now()
 	f.mu.progressed = make(chan struct{})
 	f.m.checkpoint.Set(float64(ckpt))
@@ -217,6 +223,9 @@ func New(log *wal.Log, state *pebble.DB, opts Options) (*Forwarder, error) {
 func (f *Forwarder) Close() error {
 	if f.m != nil {
 		f.m.unregister()
+	}
+	if f.ownQ && f.q != nil {
+		f.q.Close()
 	}
 	if f.own && f.conn != nil {
 		return f.conn.Close()
@@ -408,18 +417,6 @@ func (f *Forwarder) decode(rec wal.Record, page *pa.PageRecord) error {
 			return fmt.Errorf("sample %d: %w", i, err)
 		}
 	}
-	return nil
-}
-
-func (f *Forwarder) quarantine(q QuarantinedRecord, reason string) error {
-	f.log.Error("quarantining WAL record", "index", q.Index, "reason", q.Reason)
-	if err := putQuarantined(f.state, q); err != nil {
-		return err
-	}
-	f.m.quarantined.WithLabelValues(reason).Inc()
-	f.mu.Lock()
-	f.mu.status.QuarantinedRecords++
-	f.mu.Unlock()
 	return nil
 }
 

@@ -4,20 +4,21 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/cockroachdb/pebble"
+
+	pa "github.com/holdfast/holdfast/producerapi"
+	"github.com/holdfast/holdfast/quarantine"
 )
 
-// Keys in the state store (Pebble) owned by the forwarder.
-var (
-	checkpointKey    = []byte("forwarder/checkpoint")
-	quarantinePrefix = []byte("forwarder/quarantine/")
-)
+// Keys in the state store (Pebble) owned by the forwarder. Its quarantine
+// is the quarantine package's, shared with the collector.
+var checkpointKey = []byte("forwarder/checkpoint")
 
 // QuarantinedRecord is a WAL record the forwarder could not deliver because
 // the data itself was refused (undecodable, invalid, or rejected by
-// ClickHouse). It is kept, with the reason, for an operator to inspect.
+// ClickHouse). It is kept, with the reason, for an operator to inspect
+// (`holdfast quarantine`).
 type QuarantinedRecord struct {
 	Index   uint64
 	TimeNs  int64
@@ -26,65 +27,68 @@ type QuarantinedRecord struct {
 	Payload []byte // the record's payload as it was in the WAL, nil if unreadable
 }
 
-func quarantineKey(index uint64) []byte {
-	return binary.BigEndian.AppendUint64(append([]byte(nil), quarantinePrefix...), index)
-}
-
-// value := i64 time_ns | u8 type | u32 len(reason) | reason | payload
-func encodeQuarantined(q QuarantinedRecord) []byte {
-	b := binary.BigEndian.AppendUint64(nil, uint64(q.TimeNs))
-	b = append(b, q.Type)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(q.Reason)))
-	b = append(b, q.Reason...)
-	return append(b, q.Payload...)
-}
-
-func decodeQuarantined(key, val []byte) (QuarantinedRecord, error) {
-	if len(key) != len(quarantinePrefix)+8 || len(val) < 13 {
-		return QuarantinedRecord{}, errors.New("forwarder: malformed quarantine entry")
+func (f *Forwarder) openQuarantine(state *pebble.DB) error {
+	if f.opts.Quarantine != nil {
+		f.q = f.opts.Quarantine
+		return nil
 	}
-	q := QuarantinedRecord{Index: binary.BigEndian.Uint64(key[len(quarantinePrefix):])}
-	q.TimeNs = int64(binary.BigEndian.Uint64(val))
-	q.Type = val[8]
-	n := binary.BigEndian.Uint32(val[9:13])
-	if uint64(n) > uint64(len(val)-13) {
-		return QuarantinedRecord{}, errors.New("forwarder: malformed quarantine entry")
+	q, err := quarantine.Open(state, quarantine.Options{Registerer: f.opts.Registerer, Logger: f.log})
+	if err != nil {
+		return fmt.Errorf("forwarder: %w", err)
 	}
-	q.Reason = string(val[13 : 13+n])
-	if rest := val[13+n:]; len(rest) > 0 {
-		q.Payload = append([]byte(nil), rest...)
-	}
-	return q, nil
-}
-
-func putQuarantined(db *pebble.DB, q QuarantinedRecord) error {
-	if q.TimeNs == 0 {
-		q.TimeNs = time.Now().UnixNano()
-	}
-	if err := db.Set(quarantineKey(q.Index), encodeQuarantined(q), pebble.Sync); err != nil {
-		return fmt.Errorf("forwarder: quarantining record %d: %w", q.Index, err)
-	}
+	f.q, f.ownQ = q, true
 	return nil
 }
 
-// Quarantined lists the quarantined records, oldest index first.
+// quarantine keeps a record the forwarder cannot deliver (synced before the
+// checkpoint passes it). When the quarantine is full the record is not kept:
+// the store counts and reports that, and the forwarder moves on rather than
+// stall every good record behind it.
+func (f *Forwarder) quarantine(q QuarantinedRecord, reason string) error {
+	e := quarantine.Entry{Kind: quarantine.KindRecord, WALIndex: q.Index, RecordType: q.Type, Payload: q.Payload, Code: reason, Reason: q.Reason}
+	e.Producer, e.Incarnation, _ = pa.PageRecordOrigin(q.Payload) // best effort: it may be what is broken
+	over, err := f.q.Put([]quarantine.Entry{e})
+	if err != nil {
+		return fmt.Errorf("forwarder: quarantining record %d: %w", q.Index, err)
+	}
+	f.m.quarantined.WithLabelValues(reason).Inc()
+	if len(over) > 0 {
+		f.log.Error("quarantine full: WAL record NOT kept", "index", q.Index, "producer", e.Producer, "reason", q.Reason, "payload_bytes", len(q.Payload))
+		return nil
+	}
+	f.log.Error("quarantined WAL record", "index", q.Index, "producer", e.Producer, "reason", q.Reason, "id", e.ID)
+	f.mu.Lock()
+	f.mu.status.QuarantinedRecords++
+	f.mu.Unlock()
+	return nil
+}
+
+// Quarantined lists the records the forwarder quarantined, oldest first.
+// It is for a stopped collector's state store (and tests): it opens the
+// quarantine there without metrics.
 func Quarantined(db *pebble.DB) ([]QuarantinedRecord, error) {
-	upper := append([]byte(nil), quarantinePrefix...)
-	upper[len(upper)-1]++
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: quarantinePrefix, UpperBound: upper})
+	q, err := quarantine.Open(db, quarantine.Options{BudgetBytes: -1})
 	if err != nil {
 		return nil, err
 	}
-	defer it.Close()
+	defer q.Close()
 	var out []QuarantinedRecord
-	for it.First(); it.Valid(); it.Next() {
-		q, err := decodeQuarantined(it.Key(), it.Value())
+	var after uint64
+	for {
+		page, more, err := q.List(after, 1000)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, q)
+		for _, e := range page {
+			after = e.ID
+			if e.Kind == quarantine.KindRecord {
+				out = append(out, QuarantinedRecord{Index: e.WALIndex, TimeNs: e.TimeNs, Reason: e.Reason, Type: e.RecordType, Payload: e.Payload})
+			}
+		}
+		if !more {
+			return out, nil
+		}
 	}
-	return out, it.Error()
 }
 
 // LoadCheckpoint returns the index of the last WAL record known to be in

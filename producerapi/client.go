@@ -3,8 +3,10 @@ package producerapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -71,17 +73,67 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, acce
 	return resp, nil
 }
 
-// Fetch asks for a page. token acknowledges the previous page ("" asks
-// for the outstanding page again, or a new one). The page is decoded into p
-// (its Samples slice is reused); the raw body size is returned.
-func (c *Client) Fetch(ctx context.Context, token string, limit int, p *Page) (int, error) {
+// FetchRequest is one page request.
+type FetchRequest struct {
+	// Token acknowledges the previous page ("" asks for the outstanding
+	// page again, or a new one).
+	Token string
+	// Limit is the most samples the page may hold (0: the producer's
+	// default).
+	Limit int
+	// MaxBytes is the most bytes of encoded page body this collector takes
+	// (0: the client's MaxPageBytes). A producer cuts pages to fit, re-cutting
+	// a held page that is larger; only a page of one sample may exceed it.
+	MaxBytes int
+}
+
+// ErrPageTooLarge is the sentinel every *PageTooLargeError wraps.
+var ErrPageTooLarge = errors.New("producerapi: page larger than the body limit")
+
+// PageTooLargeError is a page body over the client's MaxPageBytes. The body
+// was not read past the limit; what its head said is kept so the collector
+// can ask for smaller pages or, for a page of one sample that can never fit,
+// acknowledge it (Token is "" when the head could not be read).
+type PageTooLargeError struct {
+	Limit       int64 // the body limit
+	Producer    string
+	Incarnation string
+	Token       string
+	Samples     int // samples the page says it holds, -1 if unknown
+}
+
+func (e *PageTooLargeError) Error() string {
+	return fmt.Sprintf("producerapi: page from %q larger than the body limit of %d bytes", e.Producer, e.Limit)
+}
+
+func (e *PageTooLargeError) Unwrap() []error {
+	return []error{ErrPageTooLarge, ErrPageLimit, ErrMalformed}
+}
+
+// PageByteLimit is the body limit Fetch enforces (MaxPageBytes or its default).
+func (c *Client) PageByteLimit() int64 {
+	if c.MaxPageBytes <= 0 {
+		return 256 << 20
+	}
+	return c.MaxPageBytes
+}
+
+// Fetch asks for a page. The page is decoded into p (its Samples slice is
+// reused); the raw body size is returned. A body over the limit is a
+// *PageTooLargeError.
+func (c *Client) Fetch(ctx context.Context, req FetchRequest, p *Page) (int, error) {
 	q := url.Values{}
-	if token != "" {
-		q.Set("token", token)
+	if req.Token != "" {
+		q.Set("token", req.Token)
 	}
-	if limit > 0 {
-		q.Set("limit", strconv.Itoa(limit))
+	if req.Limit > 0 {
+		q.Set("limit", strconv.Itoa(req.Limit))
 	}
+	max := c.PageByteLimit()
+	if req.MaxBytes > 0 && int64(req.MaxBytes) < max {
+		max = int64(req.MaxBytes)
+	}
+	q.Set("max_bytes", strconv.FormatInt(max, 10))
 	accept := ContentTypeBinary + ", " + ContentTypeJSON + ";q=0.5"
 	if c.JSON {
 		accept = ContentTypeJSON
@@ -91,16 +143,29 @@ func (c *Client) Fetch(ctx context.Context, token string, limit int, p *Page) (i
 		return 0, err
 	}
 	defer resp.Body.Close()
-	max := c.MaxPageBytes
-	if max <= 0 {
-		max = 256 << 20
-	}
-	body, err := readPageBody(resp, max)
-	if err != nil {
+	// The body limit is the client's, not the request's: a page over what
+	// was asked but within the limit is still taken (a producer that does
+	// not know max_bytes yet, or a page of one large sample). Past it,
+	// readPageBody keeps at most the head, so the page can still be
+	// acknowledged (one sample that can never fit) or asked for smaller.
+	limit := c.PageByteLimit()
+	body, err := readPageBody(resp, limit)
+	if err != nil && !errors.Is(err, ErrPageLimit) {
 		return len(body), err
 	}
 	ct, _, _ := strings.Cut(resp.Header.Get("Content-Type"), ";")
-	switch strings.TrimSpace(ct) {
+	ct = strings.TrimSpace(ct)
+	if err != nil { // over the limit: body holds at most its head
+		e := &PageTooLargeError{Limit: limit, Samples: -1}
+		if ct == ContentTypeBinary {
+			var head Page
+			if n, err := decodePageHead(body, &head); err == nil {
+				e.Producer, e.Incarnation, e.Token, e.Samples = head.Producer, head.Incarnation, head.Token, n
+			}
+		}
+		return int(min(limit+1, math.MaxInt32)), e
+	}
+	switch ct {
 	case ContentTypeBinary:
 		if c.Decoder != nil {
 			err = c.Decoder.DecodePage(body, p)
@@ -117,6 +182,26 @@ func (c *Client) Fetch(ctx context.Context, token string, limit int, p *Page) (i
 		err = fmt.Errorf("%w: page with content type %q", ErrMalformed, ct)
 	}
 	return len(body), err
+}
+
+// decodePageHead reads a binary page's fields before its samples and the
+// sample count at the head of its block.
+func decodePageHead(b []byte, p *Page) (int, error) {
+	if len(b) < 5 || [4]byte(b[:4]) != pageMagic || b[4] != PageVersion {
+		return 0, fmt.Errorf("%w: not a binary page of version %d", ErrMalformed, PageVersion)
+	}
+	d := &decoder{b: b, off: 5, sample: -1}
+	p.Producer, p.Incarnation, p.Token = d.str(), d.str(), d.str()
+	p.Dropped = d.uvarint()
+	p.More = d.u8()&1 != 0
+	if v := d.u8(); d.err == nil && v != BlockVersion {
+		return 0, fmt.Errorf("%w: unsupported block version %d", ErrMalformed, v)
+	}
+	n := d.uvarint()
+	if d.err != nil || n > uint64(len(b)) {
+		return 0, fmt.Errorf("%w: unreadable page head", ErrMalformed)
+	}
+	return int(n), nil
 }
 
 // Ack releases the outstanding page without fetching the next one. It

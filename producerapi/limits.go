@@ -84,14 +84,22 @@ func (l *pageLimits) checkSamples(n uint64) error {
 	return nil
 }
 
-// readPageBody reads at most limit bytes of a page: a body announced or
-// found longer is refused with a *LimitError without reading the rest, so
-// what a producer sends costs at most limit bytes (plus the read buffer's
-// growth when the length is not announced).
+// pageHeadBytes is what readPageBody keeps of a page over the limit: enough
+// for its head (producer, incarnation and token are bounded strings), so
+// the collector can acknowledge or re-ask without holding the body.
+const pageHeadBytes = 4 << 10
+
+// readPageBody reads at most limit bytes of a page. A body announced or
+// found longer is refused with a *LimitError; only its first pageHeadBytes
+// are returned (read without reading the rest when the length is announced),
+// so what a producer sends costs at most limit bytes (plus the read
+// buffer's growth when the length is not announced).
 func readPageBody(resp *http.Response, limit int64) ([]byte, error) {
 	lim := int(min(limit, math.MaxInt32))
 	if resp.ContentLength > limit {
-		return nil, &LimitError{What: "page bytes", Count: uint64(resp.ContentLength), Limit: lim, Sample: -1}
+		head := make([]byte, min(pageHeadBytes, limit))
+		n, _ := io.ReadFull(resp.Body, head)
+		return head[:n], &LimitError{What: "page bytes", Count: uint64(resp.ContentLength), Limit: lim, Sample: -1}
 	}
 	size := int64(64 << 10)
 	if resp.ContentLength >= 0 {
@@ -103,7 +111,8 @@ func readPageBody(resp *http.Response, limit int64) ([]byte, error) {
 		return buf.Bytes(), fmt.Errorf("reading page: %w", err)
 	}
 	if n > limit {
-		return buf.Bytes(), &LimitError{What: "page bytes (at least)", Count: uint64(n), Limit: lim, Sample: -1}
+		b := buf.Bytes()
+		return b[:min(len(b), pageHeadBytes)], &LimitError{What: "page bytes (at least)", Count: uint64(n), Limit: lim, Sample: -1}
 	}
 	return buf.Bytes(), nil
 }

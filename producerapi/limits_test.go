@@ -192,7 +192,7 @@ func TestOversizedBodyIsNotRead(t *testing.T) {
 			c := &pa.Client{BaseURL: hs.URL, CollectorID: "c", MaxPageBytes: max, Decoder: pa.NewSampleDecoder()}
 			var err error
 			var p pa.Page
-			cost := allocated(func() { _, err = c.Fetch(context.Background(), "", 10, &p) })
+			cost := allocated(func() { _, err = c.Fetch(context.Background(), pa.FetchRequest{Limit: 10}, &p) })
 			if !errors.Is(err, pa.ErrPageLimit) {
 				t.Fatalf("err = %v, want ErrPageLimit", err)
 			}

@@ -30,7 +30,7 @@ func fleet(n int, ts int64) []pa.Sample { return sampletest.NewFleet(7).Append(n
 func fetch(t *testing.T, c *pa.Client, token string, limit int) pa.Page {
 	t.Helper()
 	var p pa.Page
-	if _, err := c.Fetch(context.Background(), token, limit, &p); err != nil {
+	if _, err := c.Fetch(context.Background(), pa.FetchRequest{Token: token, Limit: limit}, &p); err != nil {
 		t.Fatalf("Fetch(token=%q): %v", token, err)
 	}
 	return p
@@ -213,7 +213,7 @@ func TestHTTPErrors(t *testing.T) {
 	}
 	c := &pa.Client{BaseURL: hs.URL, CollectorID: "a"}
 	var p pa.Page
-	if _, err := c.Fetch(context.Background(), "", 0, &p); err == nil || !strings.Contains(err.Error(), "401") {
+	if _, err := c.Fetch(context.Background(), pa.FetchRequest{}, &p); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Fatalf("client without the token: %v", err)
 	}
 }

@@ -43,3 +43,14 @@ func decodePageRecord(b []byte, rec *PageRecord, in *interner) error {
 	rec.Samples = samples
 	return err
 }
+
+// PageRecordOrigin reads only the producer and incarnation at the head of a
+// page record, without decoding its samples.
+func PageRecordOrigin(b []byte) (producer, incarnation string, err error) {
+	d := &decoder{b: b, sample: -1}
+	if v := d.u8(); d.err == nil && v != pageRecordVersion {
+		return "", "", fmt.Errorf("%w: unsupported page record version %d", ErrMalformed, v)
+	}
+	producer, incarnation = d.str(), d.str()
+	return producer, incarnation, d.err
+}

@@ -32,6 +32,8 @@ type collectorConfig struct {
 	Producers        []string `json:"producers"`
 	Interval         string   `json:"interval"`
 	WALBudget        string   `json:"wal_budget"`
+	QuarantineBudget string   `json:"quarantine_budget"`
+	SampleLimits     string   `json:"sample_limits"`
 	PageLimit        int      `json:"page_limit"`
 	BatchRows        int      `json:"batch_rows"`
 	FlushAge         string   `json:"flush_age"`
@@ -63,6 +65,10 @@ func runCollector(args []string, stdout, stderr io.Writer) int {
 	interval := fs.Duration("interval", 10*time.Second, "collection interval for static producers")
 	walBudget := byteSize(4 << 30)
 	fs.Var(&walBudget, "wal-budget", "WAL disk budget; above it pages are not acknowledged (e.g. 4GiB)")
+	quarantineBudget := byteSize(256 << 20)
+	var limits sampleLimits
+	fs.Var(&limits, "sample-limits", "limits a sample must meet, e.g. field_string=4096,datum_bytes=1MiB (also name_len, fields, histogram_bins); default the producerapi defaults")
+	fs.Var(&quarantineBudget, "quarantine-budget", "bound of the quarantine of refused samples and records; when full, more are counted and logged, not kept, and /healthz says so")
 	pageLimit := fs.Int("page-limit", 10_000, "samples per page requested")
 	batchRows := fs.Int("batch-rows", 100_000, "forwarder batch size in rows")
 	flushAge := fs.Duration("flush-age", 5*time.Second, "forwarder flushes a batch this old")
@@ -75,7 +81,7 @@ func runCollector(args []string, stdout, stderr io.Writer) int {
 	advertise := fs.String("advertise", "", "admin URL told to the registry (default http://LISTEN)")
 	refresh := fs.Duration("refresh", 15*time.Second, "assignment refresh interval")
 	maxPageBytes := byteSize(8 << 20)
-	fs.Var(&maxPageBytes, "max-page-bytes", "largest page body accepted from a producer (asked for as max_bytes); larger is a protocol violation")
+	fs.Var(&maxPageBytes, "max-page-bytes", "largest page body taken from a producer (asked for as max_bytes); after a larger page the collector asks for smaller ones, and a single sample larger than this is quarantined as too_large")
 	maxInflight := byteSize(64 << 20)
 	fs.Var(&maxInflight, "max-inflight-bytes", "pages in flight (fetching, decoding, writing), all producers together; at least --max-page-bytes")
 	maxDrainPages := fs.Int("max-drain-pages", 100, "pages taken from one producer per interval at most")
@@ -103,11 +109,11 @@ func runCollector(args []string, stdout, stderr io.Writer) int {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	opts := collector.Options{
-		DataDir: *dataDir, CollectorID: *id, WALBudgetBytes: int64(walBudget), DefaultInterval: *interval,
-		PageLimit: *pageLimit, Registerer: reg, Logger: log,
+		DataDir: *dataDir, CollectorID: *id, WALBudgetBytes: int64(walBudget), QuarantineBudgetBytes: int64(quarantineBudget), DefaultInterval: *interval,
+		PageLimit: *pageLimit, Registerer: reg, Logger: log, Limits: limits.Limits,
 		MaxPageBytes: int64(maxPageBytes), MaxInflightBytes: int64(maxInflight), MaxDrainPages: *maxDrainPages,
 		MaxDrainTime: *maxDrainTime, MaxProducers: *maxProducers,
-		Forwarder: forwarder.Options{Addr: *ch, Database: *db, BatchRows: *batchRows, FlushAge: *flushAge},
+		Forwarder: forwarder.Options{Addr: *ch, Database: *db, BatchRows: *batchRows, FlushAge: *flushAge, Limits: limits.Limits},
 	}
 	for _, u := range producers {
 		opts.Producers = append(opts.Producers, collector.ProducerConfig{URL: u, AuthToken: *producerToken})
@@ -175,6 +181,7 @@ func applyConfigFile(path string, set map[string]bool, fs *flag.FlagSet) error {
 		"memory-limit": cfg.MemoryLimit, "producer-token": cfg.ProducerToken,
 		"registry": cfg.Registry, "registry-token": cfg.RegistryToken, "advertise": cfg.Advertise, "refresh": cfg.Refresh,
 		"max-page-bytes": cfg.MaxPageBytes, "max-inflight-bytes": cfg.MaxInflightBytes, "max-drain-time": cfg.MaxDrainTime,
+		"quarantine-budget": cfg.QuarantineBudget, "sample-limits": cfg.SampleLimits,
 	} {
 		if err := apply(name, v); err != nil {
 			return err

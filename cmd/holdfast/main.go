@@ -7,6 +7,7 @@
 //	holdfast wal dump DIR [--from I --to J] one line per record
 //	holdfast schema [--database NAME]       print the ClickHouse DDL
 //	holdfast forward --data-dir DIR ...     drain a WAL into ClickHouse
+//	holdfast quarantine list|show|export|replay  what was refused, and re-submitting it
 //
 // Run `holdfast help` for the list.
 package main
@@ -43,6 +44,8 @@ Usage:
   holdfast forward --data-dir DIR [--clickhouse HOST:PORT] [--database NAME]
                    [--generate N] [--exit-when-drained]
                                                drain a data directory's WAL into ClickHouse
+  holdfast quarantine list|show|export|replay [--data-dir DIR | --admin ADDR] [ID ...]
+                                               refused samples and records: see, export, re-submit
   holdfast help                                this text
 
 Exit status: 0 on success, 1 when a check finds a problem, 2 on bad usage.
@@ -70,6 +73,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runRegistry(args[1:], stdout, stderr)
 	case "bench":
 		return runBench(args[1:], stdout, stderr)
+	case "quarantine":
+		return runQuarantine(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

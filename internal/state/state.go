@@ -1,6 +1,6 @@
 // Package state opens the collector's local key-value store (Pebble) with a
-// small, fixed footprint. It holds the forwarder's checkpoint and quarantine
-// and, later, the cached producer assignment. Every write that matters is
+// small, fixed footprint. It holds the forwarder's checkpoint, the
+// quarantine (package quarantine) and the cached producer assignment. Every write that matters is
 // made with pebble.Sync by its owner.
 package state
 
