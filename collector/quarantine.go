@@ -149,7 +149,7 @@ func (c *Collector) pageTooLarge(p *producer, req pa.FetchRequest, tl *pa.PageTo
 		return nil
 	}
 	if req.Limit <= 1 {
-		return fmt.Errorf("page of %d samples over the body limit of %d bytes although one sample was asked for: the producer does not re-cut its held page (it needs max_bytes support), or its page head is unreadable", tl.Samples, tl.Limit)
+		return fmt.Errorf("%w: page of %d samples over the body limit of %d bytes although one sample was asked for: the producer does not re-cut its held page (it needs max_bytes support), or its page head is unreadable", pa.ErrPageLimit, tl.Samples, tl.Limit)
 	}
 	limit := req.Limit
 	if tl.Samples > 0 && tl.Samples < limit {
