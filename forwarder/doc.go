@@ -56,6 +56,24 @@
 // misses a collision with a key it forgot (the cache is cleared when full and
 // at restart) or that another collector wrote (DESIGN.md lists the cases).
 //
+// # On a cluster
+//
+// With Options.Cluster the schema is created ON CLUSTER: each table is a
+// ReplicatedReplacingMergeTree T_local behind a Distributed table T sharded
+// by timeseries_key, and INSERTs go through T with insert_distributed_sync=1
+// so the checkpoint moves only once every shard has the rows (cluster.go).
+// Before a batch's first INSERT its last index is stored as in flight; a
+// restart cuts its first batch there again, so a replay repeats identical
+// blocks, which replicated tables drop (inflight.go). In-place upgrades are
+// refused on a cluster.
+//
+// # Reaching ClickHouse
+//
+// Addr may list several servers, tried in order; user, password and TLS are
+// in Options (conn.go). Run pings once at start: wrong credentials end it
+// with an AuthError naming the user; a failed handshake is shown in Status
+// with a hint about the native port.
+//
 // # Concurrency
 //
 // Run must be called once, from one goroutine; it returns when its context

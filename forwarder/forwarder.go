@@ -2,6 +2,7 @@ package forwarder
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/cockroachdb/pebble"
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,11 +21,19 @@ import (
 
 // Options configure a Forwarder. Zero values mean defaults.
 type Options struct {
-	// Addr is ClickHouse's native-protocol address, host:port.
+	// Addr is ClickHouse's native-protocol address, host:port, or several
+	// separated by commas, tried in order (ConnOptions).
 	Addr     string
 	Database string // default "holdfast"
 	Username string // default "default"
 	Password string
+	// Cluster, when set, names the ClickHouse cluster (<remote_servers>)
+	// Addr belongs to: the schema is created ON CLUSTER with replicated
+	// tables behind Distributed ones, and INSERTs wait for every shard
+	// (cluster.go).
+	Cluster string
+	// TLS, when set, connects with TLS (the server's tcp_port_secure).
+	TLS *tls.Config
 
 	BatchRows  int           // flush at this many rows; default 100,000
 	BatchBytes int           // flush at this many bytes of WAL payload; default 64 MiB
@@ -90,6 +98,9 @@ func (o Options) withDefaults() (Options, error) {
 	if err := ValidateDatabase(o.Database); err != nil {
 		return o, err
 	}
+	if err := ValidateCluster(o.Cluster); err != nil {
+		return o, err
+	}
 	switch {
 	case o.Conn == nil && o.Addr == "":
 		return o, errors.New("forwarder: no ClickHouse address")
@@ -101,23 +112,10 @@ func (o Options) withDefaults() (Options, error) {
 	return o, nil
 }
 
-// Dial opens a native-protocol connection pool with LZ4 compression. It does
-// not contact the server: the first query does, so a collector starts even
-// when ClickHouse is down.
+// Dial is DialWith for a plain-text connection to addr (one host:port or a
+// comma-separated list).
 func Dial(addr, user, password string, dialTimeout time.Duration) (driver.Conn, error) {
-	return clickhouse.Open(&clickhouse.Options{
-		Addr:            []string{addr},
-		Auth:            clickhouse.Auth{Database: "default", Username: user, Password: password},
-		Protocol:        clickhouse.Native,
-		Compression:     &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
-		DialTimeout:     dialTimeout,
-		MaxOpenConns:    4,
-		MaxIdleConns:    2,
-		ConnMaxLifetime: time.Hour,
-		// Bounds every read of a query or an INSERT (see writer.send).
-		ReadTimeout:      2 * time.Minute,
-		ConnOpenStrategy: clickhouse.ConnOpenInOrder,
-	})
+	return DialWith(ConnOptions{Addr: addr, Username: user, Password: password, DialTimeout: dialTimeout})
 }
 
 // Status is a snapshot of the forwarder's progress.
@@ -173,7 +171,7 @@ func New(log *wal.Log, state *pebble.DB, opts Options) (*Forwarder, error) {
 	f := &Forwarder{opts: opts, log: opts.Logger.With("component", "forwarder"), wal: log, state: state, conn: opts.Conn,
 		kick: make(chan struct{}, 1)}
 	if f.conn == nil {
-		if f.conn, err = Dial(opts.Addr, opts.Username, opts.Password, opts.DialTimeout); err != nil {
+		if f.conn, err = DialWith(ConnOptions{Addr: opts.Addr, Username: opts.Username, Password: opts.Password, DialTimeout: opts.DialTimeout, TLS: opts.TLS}); err != nil {
 			return nil, fmt.Errorf("forwarder: %w", err)
 		}
 		f.own = true
@@ -209,6 +207,7 @@ func New(log *wal.Log, state *pebble.DB, opts Options) (*Forwarder, error) {
 		return nil, err
 	}
 	f.w = newWriter(f.conn, opts.Database, opts.MaxSeenKeys)
+	f.w.cluster = opts.Cluster
 	f.decoder = pa.NewSampleDecoder()
 	f.mu.status.CheckpointIndex = ckpt
 	f.mu.status.QuarantinedRecords = f.q.Stats().Records
@@ -293,12 +292,24 @@ func (b *batch) reset() {
 // on (the state store failed, the WAL failed), and the process should exit
 // and be restarted: everything not checkpointed is replayed.
 func (f *Forwarder) Run(ctx context.Context) error {
+	if err := f.checkServer(ctx); err != nil {
+		return err
+	}
 	ckpt := f.Status().CheckpointIndex
 	st := f.wal.Stats()
 	next := max(ckpt+1, st.FirstIndex)
 	r := f.wal.NewReader(next)
 	b := &batch{last: next - 1}
 	b.reset()
+	// A batch in flight when the last run stopped is cut at the same record
+	// again, so its blocks are identical (inflight.go).
+	cut, err := loadInflight(f.state)
+	if err != nil {
+		return err
+	}
+	if cut <= ckpt {
+		cut = 0
+	}
 	var page pa.PageRecord
 	var timer *time.Timer
 	for {
@@ -326,10 +337,11 @@ func (f *Forwarder) Run(ctx context.Context) error {
 			if err := f.add(b, idx, rec, &page); err != nil {
 				return err
 			}
-			if b.rows.rows >= f.opts.BatchRows || b.bytes >= f.opts.BatchBytes {
+			if b.rows.rows >= f.opts.BatchRows || b.bytes >= f.opts.BatchBytes || (cut != 0 && b.last >= cut) {
 				if err := f.flush(ctx, b); err != nil {
 					return err
 				}
+				cut = 0
 			}
 			continue
 		}
@@ -427,6 +439,11 @@ func (f *Forwarder) flush(ctx context.Context, b *batch) error {
 	f.mu.Lock()
 	f.mu.status.BatchRecords, f.mu.status.BatchRows = len(b.indexes), b.rows.rows
 	f.mu.Unlock()
+	if f.opts.Cluster != "" && len(b.indexes) > 0 {
+		if err := storeInflight(f.state, b.last); err != nil {
+			return err
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		began := time.Now()
 		err := f.deliver(ctx, b.indexes, b.rows, b.refused)
@@ -437,6 +454,10 @@ func (f *Forwarder) flush(ctx context.Context, b *batch) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if aerr := asAuthError(err, f.opts.Username); aerr != nil {
+			return aerr // retrying cannot fix it; the WAL keeps the batch
+		}
+		err = handshakeHint(err)
 		f.m.transientErrors.Inc()
 		if needsSchema(err) {
 			f.schemaReady = false
@@ -512,7 +533,7 @@ func (f *Forwarder) deliver(ctx context.Context, indexes []uint64, rows *rowSet,
 	if !f.schemaReady {
 		// InsertTimeout bounds each statement but not an upgrade's copy
 		// of a whole table (see SchemaOptions).
-		if _, err := EnsureSchemaWith(ctx, f.conn, f.opts.Database, SchemaOptions{StatementTimeout: f.opts.InsertTimeout, Holder: f.holder}); err != nil {
+		if _, err := EnsureSchemaWith(ctx, f.conn, f.opts.Database, SchemaOptions{StatementTimeout: f.opts.InsertTimeout, Holder: f.holder, Cluster: f.opts.Cluster}); err != nil {
 			return err
 		}
 		f.schemaReady = true

@@ -110,6 +110,9 @@ func TestCrashChild(t *testing.T) {
 	}
 	parts := strings.Split(spec, "|")
 	e := &env{t: t, addr: parts[0], db: parts[1], dir: parts[2]}
+	if len(parts) > 3 {
+		e.cluster = parts[3]
+	}
 	e.open()
 	f, err := New(e.wal, e.state, e.options())
 	if err != nil {

@@ -29,6 +29,8 @@ type env struct {
 	wal   *wal.Log
 	state *pebble.DB
 	conn  driver.Conn
+	// cluster, when set, makes options() forward to that cluster.
+	cluster string
 }
 
 func newEnv(t *testing.T, addr string) *env {
@@ -78,7 +80,7 @@ func (e *env) close() {
 }
 
 func (e *env) options() Options {
-	return Options{Addr: e.addr, Database: e.db, FlushAge: 50 * time.Millisecond, BackoffMin: 20 * time.Millisecond, BackoffMax: 500 * time.Millisecond}
+	return Options{Addr: e.addr, Database: e.db, Cluster: e.cluster, FlushAge: 50 * time.Millisecond, BackoffMin: 20 * time.Millisecond, BackoffMax: 500 * time.Millisecond}
 }
 
 // appendPages writes samples as pages of pageSize samples.

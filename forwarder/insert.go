@@ -84,6 +84,7 @@ func needsSchema(err error) bool {
 type writer struct {
 	conn        driver.Conn
 	db          string
+	cluster     string            // "" or the cluster whose Distributed tables it inserts into
 	seenKeys    map[uint64]uint64 // key -> fingerprint
 	maxSeen     int
 	seenSchemas map[pa.SchemaKey]struct{}
@@ -197,7 +198,7 @@ func (in *interner) name(target, metric string) string {
 // the connection's read and write timeouts instead (Dial sets them).
 func (w *writer) send(ctx context.Context, table string, cols []string, data []any) error {
 	q := fmt.Sprintf("INSERT INTO %s.%s (%s)", w.db, table, strings.Join(cols, ", "))
-	b, err := w.conn.PrepareBatch(ctx, q)
+	b, err := w.conn.PrepareBatch(insertContext(ctx, w.cluster), q)
 	if err != nil {
 		return fmt.Errorf("forwarder: preparing insert into %s: %w", table, err)
 	}

@@ -202,6 +202,9 @@ type SchemaOptions struct {
 	// Letters, digits and "_.:-". Default: a random id (fine for a process
 	// that never upgrades a shared database, such as a benchmark).
 	Holder string
+	// Cluster, when set, is the <remote_servers> cluster the schema is
+	// created on (cluster.go); "" is a single server.
+	Cluster string
 
 	// afterCopy, when set by tests, runs after an upgrade copied table
 	// into its staging table and before the swap.
@@ -231,6 +234,9 @@ func EnsureSchemaWith(ctx context.Context, conn driver.Conn, db string, opts Sch
 	timeout := opts.StatementTimeout
 	if err := ValidateDatabase(db); err != nil {
 		return 0, err
+	}
+	if opts.Cluster != "" {
+		return ensureClusterSchema(ctx, conn, db, opts)
 	}
 	for _, q := range []string{fmt.Sprintf("CREATE DATABASE IF NOT EXISTS %s", db), versionTableDDL(db)} {
 		if err := execTimeout(ctx, conn, q, timeout); err != nil {

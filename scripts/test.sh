@@ -1,21 +1,31 @@
 #!/usr/bin/env bash
 # The README's test command (make test): installs what is missing (Debian's
-# clickhouse-server, Go modules), starts a private ClickHouse on free ports,
-# runs every Go test with the race detector, and stops the server.
+# clickhouse-server and zookeeper, Go modules), starts a private ClickHouse
+# and a private 2 shards x 2 replicas cluster (scripts/chcluster.sh) on free
+# ports, runs every Go test with the race detector, and stops them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
 command -v go >/dev/null || { echo "test.sh: go is not on PATH" >&2; exit 1; }
 scripts/clickhouse.sh install
+scripts/chcluster.sh install
 go mod download
 
 chdir="$root/.tmp/clickhouse-test"
 scripts/clickhouse.sh stop "$chdir" 2>/dev/null || true
 rm -rf "$chdir"
-trap 'scripts/clickhouse.sh stop "$chdir"' EXIT
+cldir="$root/.tmp/chcluster-test"
+scripts/chcluster.sh stop "$cldir" 2>/dev/null || true
+rm -rf "$cldir"
+trap 'scripts/clickhouse.sh stop "$chdir"; scripts/chcluster.sh stop "$cldir"' EXIT
 eval "export $(scripts/clickhouse.sh start "$chdir")"
 echo "test.sh: ClickHouse at $HOLDFAST_CLICKHOUSE (logs in $chdir/log)"
+export HOLDFAST_CLICKHOUSE_DIR="$chdir" # its http_port file, for forwarder.TestWrongPortSaysSoAtOnce
+# The cluster tests (forwarder/cluster_test.go) use it; the others never do.
+clenv=$(scripts/chcluster.sh start "$cldir")
+for line in $clenv; do export "$line"; done
+echo "test.sh: ClickHouse cluster $HOLDFAST_CLICKHOUSE_CLUSTER_NAME at $HOLDFAST_CLICKHOUSE_CLUSTER (logs in $cldir)"
 
 # Two packages at a time: the machine has two cores and ClickHouse shares them.
 go test -race -p 2 -timeout 14m -count=1 ./... "$@"

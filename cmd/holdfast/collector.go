@@ -57,8 +57,10 @@ func runCollector(args []string, stdout, stderr io.Writer) int {
 	configFile := fs.String("config", "", "JSON config file (flags win over it)")
 	dataDir := fs.String("data-dir", "holdfast-data", "directory for the WAL and state")
 	listen := fs.String("listen", "127.0.0.1:9464", "admin HTTP address (/v1/checkpoint, /v1/status, /v1/flush, /metrics, /healthz)")
-	ch := fs.String("clickhouse", "127.0.0.1:9000", "ClickHouse native protocol address host:port")
+	ch := fs.String("clickhouse", "127.0.0.1:9000", "ClickHouse native protocol address host:port, or several separated by commas (tried in order)")
+	chClient := addCHClientFlags(fs)
 	db := fs.String("database", "holdfast", "ClickHouse database")
+	cluster := fs.String("cluster", "", "ClickHouse cluster name (<remote_servers>): replicated, sharded schema ON CLUSTER")
 	id := fs.String("id", "", "collector id (default: the stored one, or a new one)")
 	var producers stringList
 	fs.Var(&producers, "producer", "producer base URL, e.g. http://127.0.0.1:9500 (repeatable)")
@@ -113,7 +115,11 @@ func runCollector(args []string, stdout, stderr io.Writer) int {
 		PageLimit: *pageLimit, Registerer: reg, Logger: log, Limits: limits.Limits,
 		MaxPageBytes: int64(maxPageBytes), MaxInflightBytes: int64(maxInflight), MaxDrainPages: *maxDrainPages,
 		MaxDrainTime: *maxDrainTime, MaxProducers: *maxProducers,
-		Forwarder: forwarder.Options{Addr: *ch, Database: *db, BatchRows: *batchRows, FlushAge: *flushAge, Limits: limits.Limits},
+		Forwarder: forwarder.Options{Addr: *ch, Database: *db, Cluster: *cluster, BatchRows: *batchRows, FlushAge: *flushAge, Limits: limits.Limits},
+	}
+	if err := chClient.apply(&opts.Forwarder); err != nil {
+		fmt.Fprintf(stderr, "holdfast collector: %v\n", err)
+		return 2
 	}
 	for _, u := range producers {
 		opts.Producers = append(opts.Producers, collector.ProducerConfig{URL: u, AuthToken: *producerToken})

@@ -29,8 +29,10 @@ func runForward(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("forward", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dataDir := fs.String("data-dir", "", "collector data directory (holds wal/ and state/)")
-	addr := fs.String("clickhouse", "127.0.0.1:9000", "ClickHouse native protocol address host:port")
+	addr := fs.String("clickhouse", "127.0.0.1:9000", "ClickHouse native protocol address host:port, or several separated by commas (tried in order)")
+	chClient := addCHClientFlags(fs)
 	db := fs.String("database", "holdfast", "ClickHouse database")
+	cluster := fs.String("cluster", "", "ClickHouse cluster name (<remote_servers>): replicated, sharded schema ON CLUSTER; --clickhouse is one of its servers")
 	generate := fs.Int("generate", 0, "append this many simulated fleet samples to the WAL first")
 	vms := fs.Int("vms", 1000, "simulated VMs for --generate")
 	drained := fs.Bool("exit-when-drained", false, "exit once everything in the WAL is in ClickHouse")
@@ -42,10 +44,15 @@ func runForward(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "holdfast forward: --data-dir is required and takes no arguments")
 		return 2
 	}
+	fwdOpts := forwarder.Options{}
+	if err := chClient.apply(&fwdOpts); err != nil {
+		fmt.Fprintf(stderr, "holdfast forward: %v\n", err)
+		return 2
+	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := forward(ctx, log, stdout, forwardConfig{dataDir: *dataDir, addr: *addr, db: *db, generate: *generate, vms: *vms, exitWhenDrained: *drained, budget: *budget}); err != nil {
+	if err := forward(ctx, log, stdout, forwardConfig{dataDir: *dataDir, addr: *addr, db: *db, cluster: *cluster, client: fwdOpts, generate: *generate, vms: *vms, exitWhenDrained: *drained, budget: *budget}); err != nil {
 		fmt.Fprintf(stderr, "holdfast forward: %v\n", err)
 		return 1
 	}
@@ -54,6 +61,8 @@ func runForward(args []string, stdout, stderr io.Writer) int {
 
 type forwardConfig struct {
 	dataDir, addr, db string
+	cluster           string
+	client            forwarder.Options // user, password, TLS
 	generate, vms     int
 	exitWhenDrained   bool
 	budget            int64
@@ -77,7 +86,8 @@ func forward(ctx context.Context, log *slog.Logger, out io.Writer, cfg forwardCo
 		}
 		fmt.Fprintf(out, "appended %d simulated samples to the WAL (indexes ..%d)\n", cfg.generate, l.Stats().LastIndex)
 	}
-	f, err := forwarder.New(l, st, forwarder.Options{Addr: cfg.addr, Database: cfg.db, Registerer: reg, Logger: log})
+	f, err := forwarder.New(l, st, forwarder.Options{Addr: cfg.addr, Database: cfg.db, Cluster: cfg.cluster,
+		Username: cfg.client.Username, Password: cfg.client.Password, TLS: cfg.client.TLS, Registerer: reg, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -23,10 +23,13 @@ import (
 type Server struct {
 	Dir  string
 	Addr string // native protocol host:port
-	cmd  *exec.Cmd
-	http string
-	bin  string
-	done chan struct{}
+	// SecureAddr is the TLS native port's host:port when Extra asked for
+	// TLS, else "".
+	SecureAddr string
+	cmd        *exec.Cmd
+	http       string
+	bin        string
+	done       chan struct{}
 }
 
 func freePort() (int, error) {
@@ -40,7 +43,10 @@ func freePort() (int, error) {
 
 // Start starts a server with its data in dir. It needs Debian's
 // clickhouse-server installed (scripts/clickhouse.sh install).
-func Start(ctx context.Context, dir string) (*Server, error) {
+func Start(ctx context.Context, dir string) (*Server, error) { return StartWith(ctx, dir, Extra{}) }
+
+// StartWith is Start with extra users and TLS (extra.go).
+func StartWith(ctx context.Context, dir string, extra Extra) (*Server, error) {
 	bin, err := exec.LookPath("clickhouse-server")
 	if err != nil {
 		return nil, errors.New("chserver: clickhouse-server is not installed (run scripts/clickhouse.sh install, or pass the address of a running server)")
@@ -62,7 +68,7 @@ func Start(ctx context.Context, dir string) (*Server, error) {
 			return nil, err
 		}
 	}
-	var ports [3]int
+	var ports [4]int
 	for i := range ports {
 		if ports[i], err = freePort(); err != nil {
 			return nil, err
@@ -81,13 +87,17 @@ func Start(ctx context.Context, dir string) (*Server, error) {
 	cfg = regexp.MustCompile(`.*<listen_host>.*\n`).ReplaceAllString(cfg, "")
 	cfg = strings.Replace(cfg, "<level>trace</level>", "<level>warning</level>", 1)
 	cfg = strings.Replace(cfg, "</yandex>", "    <listen_host>127.0.0.1</listen_host>\n</yandex>", 1)
+	usersXML := string(users)
+	if cfg, usersXML, err = extra.apply(cfg, usersXML, ports[3]); err != nil {
+		return nil, err
+	}
 	if err := os.WriteFile(filepath.Join(dir, "config.xml"), []byte(cfg), 0o640); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "users.xml"), users, 0o640); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "users.xml"), []byte(usersXML), 0o640); err != nil {
 		return nil, err
 	}
-	s := &Server{Dir: dir, Addr: fmt.Sprintf("127.0.0.1:%d", ports[0]), http: fmt.Sprintf("http://127.0.0.1:%d/ping", ports[1]), bin: bin}
+	s := &Server{Dir: dir, Addr: fmt.Sprintf("127.0.0.1:%d", ports[0]), SecureAddr: extra.secureAddr(ports[3]), http: fmt.Sprintf("http://127.0.0.1:%d/ping", ports[1]), bin: bin}
 	return s, s.launch(ctx)
 }
 

@@ -1,0 +1,150 @@
+package forwarder
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// ConnOptions say how to reach ClickHouse like a production client: several
+// addresses, a user with a password, TLS.
+type ConnOptions struct {
+	// Addr is one native-protocol host:port or several separated by commas
+	// (a cluster's replicas are natural candidates). They are tried in
+	// order at every new connection, so when the first is down the next
+	// one serves, and the forwarder's retry loop gets there by itself.
+	Addr        string
+	Username    string // default "default"
+	Password    string
+	DialTimeout time.Duration // default 5 s
+	// TLS, when set, speaks TLS to the server's tcp_port_secure.
+	TLS *tls.Config
+}
+
+// ErrAuth is the sentinel of AuthError.
+var ErrAuth = errors.New("forwarder: ClickHouse refused the credentials")
+
+// AuthError is ClickHouse refusing the user or password. Retrying does not
+// fix it, so the forwarder stops with it (and the collector exits) instead
+// of retrying forever.
+type AuthError struct {
+	User string
+	Err  error
+}
+
+func (e *AuthError) Error() string {
+	return fmt.Sprintf("%v: user %q: %v (check --clickhouse-user and the password file or HOLDFAST_CLICKHOUSE_PASSWORD)", ErrAuth, e.User, e.Err)
+}
+func (e *AuthError) Unwrap() []error { return []error{ErrAuth, e.Err} }
+
+// authCodes are ClickHouse's "who are you" errors: UNKNOWN_USER,
+// WRONG_PASSWORD, REQUIRED_PASSWORD (18.16 and later), and
+// AUTHENTICATION_FAILED (20.x and later, which no longer says which).
+var authCodes = map[int32]bool{192: true, 193: true, 194: true, 516: true}
+
+// asAuthError returns an *AuthError for user when err is an authentication
+// failure, else nil.
+func asAuthError(err error, user string) error {
+	var ex *clickhouse.Exception
+	if errors.As(err, &ex) && authCodes[ex.Code] {
+		return &AuthError{User: user, Err: err}
+	}
+	return nil
+}
+
+// SplitAddrs splits a comma-separated address list and checks each is
+// host:port.
+func SplitAddrs(s string) ([]string, error) {
+	var out []string
+	for _, a := range strings.Split(s, ",") {
+		a = strings.TrimSpace(a)
+		if a == "" {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			return nil, fmt.Errorf("forwarder: ClickHouse address %q is not host:port", a)
+		}
+		out = append(out, a)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("forwarder: no ClickHouse address")
+	}
+	return out, nil
+}
+
+// DialWith opens a native-protocol connection pool with LZ4 compression. It
+// does not contact the server: the first query does, so a collector starts
+// even when ClickHouse is down.
+func DialWith(o ConnOptions) (driver.Conn, error) {
+	addrs, err := SplitAddrs(o.Addr)
+	if err != nil {
+		return nil, err
+	}
+	if o.Username == "" {
+		o.Username = "default"
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = 5 * time.Second
+	}
+	return clickhouse.Open(&clickhouse.Options{
+		Addr:            addrs,
+		Auth:            clickhouse.Auth{Database: "default", Username: o.Username, Password: o.Password},
+		Protocol:        clickhouse.Native,
+		TLS:             o.TLS,
+		Compression:     &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
+		DialTimeout:     o.DialTimeout,
+		MaxOpenConns:    4,
+		MaxIdleConns:    2,
+		ConnMaxLifetime: time.Hour,
+		// Bounds every read of a query or an INSERT (see writer.send).
+		ReadTimeout:      2 * time.Minute,
+		ConnOpenStrategy: clickhouse.ConnOpenInOrder,
+	})
+}
+
+// checkServer contacts ClickHouse once at start-up, bounded by the dial
+// timeout. Wrong credentials are returned (fatal); any other failure is only
+// logged (a failed handshake also goes into the status, with a hint): the
+// server may come later, and
+// collection goes on meanwhile.
+func (f *Forwarder) checkServer(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*f.opts.DialTimeout)
+	defer cancel()
+	err := f.conn.Ping(ctx)
+	if err == nil {
+		return nil
+	}
+	if aerr := asAuthError(err, f.opts.Username); aerr != nil {
+		return aerr
+	}
+	err = handshakeHint(err)
+	f.log.Warn("ClickHouse does not answer at start-up; collecting into the WAL and retrying", "addr", f.opts.Addr, "err", err)
+	if strings.Contains(err.Error(), portHint) {
+		// Shown in the status (and /v1/status) now, not after the
+		// first batch's retries.
+		f.mu.Lock()
+		f.mu.status.LastInsertError = err.Error()
+		f.mu.status.LastErrorTime = time.Now()
+		f.mu.Unlock()
+	}
+	return nil
+}
+
+const portHint = "is this ClickHouse's native protocol port? 9000 (9440 with TLS), not HTTP 8123; TLS to a plain port or plain text to a TLS port fails the same way"
+
+// handshakeHint adds what a failed native-protocol handshake usually means:
+// an HTTP port answers nothing to the client's hello, so the handshake
+// times out (18.16 and later), or garbage comes back.
+func handshakeHint(err error) error {
+	if err != nil && strings.Contains(err.Error(), "handshake") {
+		return fmt.Errorf("%w (%s)", err, portHint)
+	}
+	return err
+}
