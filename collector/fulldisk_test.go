@@ -9,28 +9,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// mountTmpfs mounts a small tmpfs on a fresh t.TempDir() and unmounts it at
-// the end. Without root it skips, except under CI=true where it fails.
-func mountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	dir := t.TempDir()
-	why := ""
-	if os.Geteuid() != 0 {
-		why = "not root"
-	} else if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
-		why = fmt.Sprintf("mount -t tmpfs failed: %v: %s", err, out)
-	}
-	if why != "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("cannot mount a small tmpfs for the full-disk test (%s); CI must run it as root", why)
-		}
-		t.Skipf("skipping the full-disk test: cannot mount a small tmpfs (%s)", why)
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
-	return dir
-}
+	"github.com/holdfast/holdfast/internal/tmpfstest"
+)
 
 // TestFullDiskSurvivedAndRecovered reproduces issue 8's full disk: the
 // collector's data directory is a small tmpfs, ClickHouse is down, and the
@@ -42,7 +23,7 @@ func mountTmpfs(t *testing.T, size string) string {
 // wal.(*Log).Close): collection resumes and every sample arrives, once.
 func TestFullDiskSurvivedAndRecovered(t *testing.T) {
 	newClickHouse(t, "") // requires ClickHouse (fails under CI without it)
-	mnt := mountTmpfs(t, "12m")
+	mnt := tmpfstest.Mount(t, "12m")
 	script, _ := filepath.Abs("../scripts/clickhouse.sh")
 	chdir := t.TempDir()
 	out, err := exec.Command(script, "start", chdir).CombinedOutput()
@@ -111,7 +92,7 @@ func TestFullDiskSurvivedAndRecovered(t *testing.T) {
 func TestFullDiskFreedFromOutside(t *testing.T) {
 	ch := newClickHouse(t, "")
 	db := ch.database("fulldisk_outside")
-	mnt := mountTmpfs(t, "24m")
+	mnt := tmpfstest.Mount(t, "24m")
 	addr := freeAddr(t)
 	const total = 300_000
 	startProc(t, "producer", producerArgs(addr, 1000, "200ms", total)...)

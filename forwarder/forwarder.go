@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/cockroachdb/pebble"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/holdfast/holdfast/internal/backoff"
 	pa "github.com/holdfast/holdfast/producerapi"
 	"github.com/holdfast/holdfast/quarantine"
 	"github.com/holdfast/holdfast/wal"
@@ -296,9 +296,12 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		return err
 	}
 	ckpt := f.Status().CheckpointIndex
-	st := f.wal.Stats()
-	next := max(ckpt+1, st.FirstIndex)
+	// From the record after the checkpoint, never from the WAL's first:
+	// if that is later, records are missing and walGap stops (New checked
+	// too, but the WAL may have changed since).
+	next := ckpt + 1
 	r := f.wal.NewReader(next)
+	readFailures := 0
 	b := &batch{last: next - 1}
 	b.reset()
 	// A batch in flight when the last run stopped is cut at the same record
@@ -321,7 +324,15 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		case errors.Is(err, wal.ErrClosed):
 			return nil
 		case errors.Is(err, wal.ErrNotFound):
-			r.Seek(f.wal.Stats().FirstIndex)
+			if err := f.walGap(r); err != nil {
+				return err
+			}
+			continue
+		case errors.Is(err, wal.ErrRead):
+			readFailures++
+			if !f.waitReadRetry(ctx, readFailures, err) {
+				return nil
+			}
 			continue
 		case wal.IsCorrupt(err):
 			pos := r.Position()
@@ -334,6 +345,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		case err != nil:
 			return err
 		case ok:
+			readFailures = 0
 			if err := f.add(b, idx, rec, &page); err != nil {
 				return err
 			}
@@ -512,12 +524,8 @@ func (f *Forwarder) flush(ctx context.Context, b *batch) error {
 }
 
 func (f *Forwarder) backoff(attempt int) time.Duration {
-	d := f.opts.BackoffMin << min(attempt, 30)
-	if d <= 0 || d > f.opts.BackoffMax {
-		d = f.opts.BackoffMax
-	}
 	// Half fixed, half random: retries from many collectors spread out.
-	return d/2 + rand.N(d/2+1)
+	return backoff.Delay(f.opts.BackoffMin, f.opts.BackoffMax, attempt)
 }
 
 // deliver inserts the rows of the records at indexes. When ClickHouse

@@ -62,14 +62,24 @@ func TestDamageBeforeValidFramesIsCorruption(t *testing.T) {
 			}
 			// The explicit repair.
 			if tt.records != 0 {
-				if _, err := wal.SkipDamaged(dir, tt.index, 0); err == nil || !strings.Contains(err.Error(), "pass the count") {
+				if _, err := wal.SkipDamaged(dir, tt.index, wal.SkipOptions{}); err == nil || !strings.Contains(err.Error(), "pass the count") {
 					t.Fatalf("SkipDamaged without a count on an ambiguous region: %v", err)
 				}
 			}
-			if _, err := wal.SkipDamaged(dir, tt.index+1, tt.records); err == nil {
+			if _, err := wal.SkipDamaged(dir, tt.index+1, wal.SkipOptions{Records: tt.records, Force: true}); err == nil {
 				t.Fatal("SkipDamaged of the wrong index succeeded")
 			}
-			sr, err := wal.SkipDamaged(dir, tt.index, tt.records)
+			if tt.records != 0 {
+				// An explicit count in the last segment cannot be checked:
+				// refused while the checkpoint is at or after the damage.
+				if _, err := wal.SkipDamaged(dir, tt.index, wal.SkipOptions{Records: tt.records}); err == nil {
+					t.Fatal("SkipDamaged with an unchecked count and no checkpoint succeeded")
+				}
+				if _, err := wal.SkipDamaged(dir, tt.index, wal.SkipOptions{Records: tt.records, HaveCheckpoint: true, Checkpoint: tt.index}); err == nil {
+					t.Fatal("SkipDamaged with an unchecked count at the checkpoint succeeded")
+				}
+			}
+			sr, err := wal.SkipDamaged(dir, tt.index, wal.SkipOptions{Records: tt.records, HaveCheckpoint: true, Checkpoint: tt.index - 1})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -120,7 +130,7 @@ func TestCorruptMiddleSegmentSkip(t *testing.T) {
 	if !errors.As(err, &ce) {
 		t.Fatalf("Open: %v", err)
 	}
-	if _, err := wal.SkipDamaged(dir, ce.Index, 0); err != nil {
+	if _, err := wal.SkipDamaged(dir, ce.Index, wal.SkipOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	l = openLog(t, dir, wal.Options{SegmentSize: 4096})
@@ -216,12 +226,13 @@ func FuzzSkipDamaged(f *testing.F) {
 		if !errors.As(err, &ce) || ce.NextValidOffset == 0 {
 			return // clean, repaired tail, or refused otherwise
 		}
-		if _, err := wal.SkipDamaged(dir, ce.Index, 0); err != nil {
+		// Nothing forwarded yet: the checkpoint is 0.
+		if _, err := wal.SkipDamaged(dir, ce.Index, wal.SkipOptions{HaveCheckpoint: true}); err != nil {
 			if !strings.Contains(err.Error(), "pass the count") {
 				t.Fatalf("SkipDamaged: %v", err)
 			}
 			// Every frame here is 63 bytes: the true count is known.
-			if _, err := wal.SkipDamaged(dir, ce.Index, int(ce.NextValidOffset-ce.Offset)/frame); err != nil {
+			if _, err := wal.SkipDamaged(dir, ce.Index, wal.SkipOptions{Records: int(ce.NextValidOffset-ce.Offset) / frame, HaveCheckpoint: true}); err != nil {
 				t.Fatalf("SkipDamaged with a count: %v", err)
 			}
 		}
@@ -244,4 +255,47 @@ func FuzzSkipDamaged(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestSkipWrongCountRefused: an explicit count that disagrees with the
+// records the segment must hold (the next segment's first index) used to be
+// written, moving every later record of the segment to another index.
+func TestSkipWrongCountRefused(t *testing.T) {
+	const size, frame = 100, 113
+	dir := t.TempDir()
+	l := openLog(t, dir, wal.Options{SegmentSize: 4096})
+	appendN(t, l, 1, 300, size)
+	l.Close()
+	names := segmentNames(dir)
+	path := filepath.Join(dir, names[1])
+	setByte(t, path, 3*frame, 0x7f) // a damaged length prefix: the count is not known
+	_, err := wal.Open(dir, wal.Options{SegmentSize: 4096})
+	var ce *wal.CorruptionError
+	if !errors.As(err, &ce) {
+		t.Fatalf("Open: %v", err)
+	}
+	before, _ := os.ReadFile(path)
+	for _, n := range []int{2, 3} {
+		if _, err := wal.SkipDamaged(dir, ce.Index, wal.SkipOptions{Records: n, Force: true}); err == nil || !strings.Contains(err.Error(), "indexes would move") {
+			t.Fatalf("SkipDamaged with %d records (1 is right): %v, want refused", n, err)
+		}
+		if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+			t.Fatal("a refused SkipDamaged changed the segment")
+		}
+	}
+	if _, err := wal.SkipDamaged(dir, ce.Index, wal.SkipOptions{Records: 1}); err != nil {
+		t.Fatal(err)
+	}
+	l = openLog(t, dir, wal.Options{SegmentSize: 4096})
+	defer l.Close()
+	r := l.NewReader(1)
+	for i := uint64(1); i <= 300; i++ {
+		idx, rec, ok, err := r.Next()
+		if !ok || err != nil || idx != i {
+			t.Fatalf("index %d: ok=%v err=%v", i, ok, err)
+		}
+		if i != ce.Index && !bytes.Equal(rec.Payload, payload(int(i), size)) {
+			t.Fatalf("index %d moved", i)
+		}
+	}
 }

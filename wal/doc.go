@@ -47,14 +47,20 @@
 // too. Open fsyncs the parent directory of a new log directory.
 //
 // A write or fsync error puts the log in the failed state: Append returns
-// ErrFailed. The fsync is never retried on that handle, because after a
-// failed fsync Linux may have dropped the dirty pages and a second fsync
-// would report success for data that is gone. Instead the log recovers by
-// itself: the writer goroutine retries, with backoff, the path Open takes
-// (check the tail, repair a torn end, open a new tidwall handle, then close
-// the old one). TruncateThrough takes the same path after deleting
-// segments, so on a full disk the forwarder's truncation frees the space and
-// recovers the log. A repair never cuts an index this process acknowledged.
+// ErrFailed. The failed handle never writes again, and nothing relies on a
+// second fsync of the failed group's pages: after a failed fsync Linux may
+// mark them clean without writing them. Instead the log recovers by itself:
+// the writer goroutine retries, with backoff, a cut and then the path Open
+// takes. The cut makes the files end at the frame holding the last index
+// this process acknowledged (segments begun after it set aside, extra tail
+// bytes kept as evidence and removed, file and directory fsynced), so the
+// refused group is never adopted; its indexes are reused by later appends,
+// which is correct because they were never acknowledged. Then the tail is
+// checked, a new tidwall handle opened (it must end at the last acknowledged
+// index) and the old one closed. TruncateThrough takes the same path after
+// deleting segments, so on a full disk the forwarder's truncation frees the
+// space and recovers the log. A repair never cuts an index this process
+// acknowledged.
 //
 // # Repair and corruption
 //
@@ -81,8 +87,10 @@
 // ErrFull) and write nothing while the log's files hold the budget or more;
 // the log can pass the budget by at most one record (so a record larger than
 // the budget is still accepted once the log has drained). Space comes back
-// when TruncateThrough removes segments. The tail segment is never removed,
-// so with a budget the default segment size is a quarter of it.
+// when TruncateThrough removes segments. The tail segment is removed only
+// when everything was truncated through and space is needed (a failed log,
+// or one at its budget): an empty segment is begun first. So with a budget
+// the default segment size is a quarter of it.
 //
 // # Concurrency
 //
@@ -90,5 +98,7 @@
 // goroutine inside the Log does all writing. A Reader is used by one goroutine
 // at a time; reads from all Readers are serialised, because tidwall/wal's Read
 // is not safe to call concurrently (its issue 34). TruncateThrough excludes
-// appends and reads while it swaps the underlying handle.
+// appends and reads while it swaps the underlying handle; a commit holds the
+// handle from its write through its bookkeeping, so a truncation never sees
+// a group on disk that the model does not have yet.
 package wal

@@ -6,42 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/holdfast/holdfast/internal/tmpfstest"
 	"github.com/holdfast/holdfast/wal"
 )
-
-// MountTmpfs mounts a tmpfs of the given size (e.g. "4m") on a fresh
-// t.TempDir() and unmounts it when the test ends. Without root (or without
-// mount) it skips, except under CI=true where it fails: the ENOSPC tests are
-// the real proof and must not silently vanish there.
-func mountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	dir := t.TempDir()
-	why := ""
-	if os.Geteuid() != 0 {
-		why = "not root"
-	} else if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
-		why = fmt.Sprintf("mount -t tmpfs failed: %v: %s", err, out)
-	}
-	if why != "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("cannot mount a small tmpfs for the full-disk test (%s); CI must run it as root", why)
-		}
-		t.Skipf("skipping the full-disk test: cannot mount a small tmpfs (%s); run as root to test ENOSPC", why)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-		}
-	})
-	return dir
-}
 
 // fill writes a file of n bytes (or as much as fits) and fsyncs it.
 func fill(t *testing.T, path string, n int) {
@@ -148,6 +121,7 @@ func noPartialEvidence(t *testing.T, dir string) {
 // failed at least once (the disk is still full).
 func waitRecoverAttempt(t *testing.T, l *wal.Log) error {
 	t.Helper()
+	deadline := time.Now().Add(recoverDeadline)
 	for {
 		st := l.Stats()
 		if st.Failed == nil {
@@ -156,7 +130,10 @@ func waitRecoverAttempt(t *testing.T, l *wal.Log) error {
 		if st.RecoverError != nil {
 			return st.RecoverError
 		}
-		time.Sleep(5 * time.Millisecond) // polling, not a deadline
+		if time.Now().After(deadline) {
+			t.Fatalf("no recovery attempt within %v: %+v", recoverDeadline, st)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -168,7 +145,7 @@ func waitRecoverAttempt(t *testing.T, l *wal.Log) error {
 // freed from outside and when TruncateThrough frees it (the path that
 // panicked with a nil handle). Every acknowledged record survives.
 func TestENOSPCMidWrite(t *testing.T) {
-	mnt := mountTmpfs(t, "3m")
+	mnt := tmpfstest.Mount(t, "3m")
 	dir := filepath.Join(mnt, "wal")
 	opts := wal.Options{SegmentSize: 128 << 10, RecoverMin: 5 * time.Millisecond, RecoverMax: 20 * time.Millisecond}
 	acked := &ackedSet{m: map[uint64][]byte{}}
@@ -190,10 +167,18 @@ func TestENOSPCMidWrite(t *testing.T) {
 	if st := l.Stats(); st.Failed == nil || !strings.Contains(st.Failed.Error(), "no space left") {
 		t.Fatalf("stats on a full disk: %+v", st)
 	}
-	t.Logf("disk full after %d acknowledged records; recovery says: %v", len(acked.m), waitRecoverAttempt(t, l))
+	// Recovery cuts the refused group's bytes (without a copy: no space,
+	// and they were never acknowledged), which needs no space, so the log
+	// comes back even on the full disk; the next appends fill it again.
+	if err := waitRecoverAttempt(t, l); err != nil {
+		t.Fatalf("recovery on a full disk: %v", err)
+	}
+	t.Logf("disk full after %d acknowledged records; recovered by cutting the refused bytes", len(acked.m))
 	noPartialEvidence(t, dir)
-	if _, err := l.Append(context.Background(), wal.Record{Type: wal.TypePage, Payload: []byte("x")}); !errors.Is(err, wal.ErrFailed) {
-		t.Fatalf("append while still full: %v", err)
+	for _, err := range appendUntilFailed(t, l, acked, 3) {
+		if !errors.Is(err, wal.ErrFailed) {
+			t.Fatalf("append while still full: %v, want ErrFailed", err)
+		}
 	}
 
 	// 2. Space returns from outside: the log recovers by itself.
@@ -208,7 +193,11 @@ func TestENOSPCMidWrite(t *testing.T) {
 
 	// 3. Full again; TruncateThrough (the forwarder after an insert) frees
 	// space and the log recovers through it.
-	appendUntilFailed(t, l, acked, 1)
+	for _, err := range appendUntilFailed(t, l, acked, 1) {
+		if !errors.Is(err, wal.ErrFailed) {
+			t.Fatalf("append on a full disk again: %v, want ErrFailed", err)
+		}
+	}
 	waitRecoverAttempt(t, l)
 	st := l.Stats()
 	removed, err := l.TruncateThrough(st.LastIndex / 2)
@@ -229,16 +218,44 @@ func TestENOSPCMidWrite(t *testing.T) {
 	// full disk: Open either works or fails saying what space it needs,
 	// with no partial evidence left.
 	fill(t, filepath.Join(mnt, "filler2"), 1<<20)
-	appendUntilFailed(t, l, acked, 2)
+	for _, err := range appendUntilFailed(t, l, acked, 2) {
+		if !errors.Is(err, wal.ErrFailed) {
+			t.Fatalf("append on a full disk a third time: %v, want ErrFailed", err)
+		}
+	}
 	if err := l.Close(); err != nil {
 		t.Logf("Close of a failed log: %v", err)
 	}
 	closed = true
-	if l2, err := wal.Open(dir, opts); err == nil {
+	// What Open may do depends on what the failed write left: a clean end
+	// must open as is; a torn end is repaired (evidence kept) or refused
+	// saying how much space the evidence copy needs.
+	vr, err := wal.Verify(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	torn := !vr.OK()
+	var maxAcked uint64
+	acked.mu.Lock()
+	for idx := range acked.m {
+		maxAcked = max(maxAcked, idx)
+	}
+	acked.mu.Unlock()
+	switch l2, err := wal.Open(dir, opts); {
+	case err == nil:
+		rep, last := l2.Repair(), l2.Stats().LastIndex
 		l2.Close()
-	} else if !strings.Contains(err.Error(), "needs") {
+		if (rep != nil) != torn {
+			t.Fatalf("Open on a full disk: repair %+v, but Verify found the end torn=%v (%v)", rep, torn, vr.Problems)
+		}
+		if last < maxAcked {
+			t.Fatalf("Open on a full disk ends at %d, before the acknowledged %d", last, maxAcked)
+		}
+	case !torn:
+		t.Fatalf("Open of a log with a clean end on a full disk: %v", err)
+	case !strings.Contains(err.Error(), "needs"):
 		t.Fatalf("Open on a full disk fails without saying what it needs: %v", err)
-	} else {
+	default:
 		t.Logf("Open on a full disk: %v", err)
 	}
 	noPartialEvidence(t, dir)
@@ -247,4 +264,79 @@ func TestENOSPCMidWrite(t *testing.T) {
 	}
 	checkAcked(t, dir, acked)
 	t.Logf("%d acknowledged records intact", len(acked.m))
+}
+
+// TestFullDiskOneSegmentRecovers: the log's only segment fills the disk.
+// Its tail is never deleted and a failed log writes nothing, so no segment
+// would ever begin and nothing could be freed: the log stayed failed for
+// good even once everything was forwarded. Truncating through the last
+// record now begins an empty segment and deletes the forwarded tail.
+func TestFullDiskOneSegmentRecovers(t *testing.T) {
+	mnt := tmpfstest.Mount(t, "2m")
+	dir := filepath.Join(mnt, "wal")
+	opts := wal.Options{SegmentSize: 8 << 20, RecoverMin: 5 * time.Millisecond, RecoverMax: 20 * time.Millisecond}
+	l := openLog(t, dir, opts)
+	acked := &ackedSet{m: map[uint64][]byte{}}
+	for _, err := range appendUntilFailed(t, l, acked, 0) {
+		if !errors.Is(err, wal.ErrFailed) {
+			t.Fatalf("append on a full disk: %v, want ErrFailed", err)
+		}
+	}
+	if st := l.Stats(); st.Segments != 1 {
+		t.Fatalf("want the disk filled by one segment: %+v", st)
+	}
+	last := l.Stats().LastIndex
+	removed, err := l.TruncateThrough(last) // everything forwarded
+	if err != nil || removed != 1 {
+		t.Fatalf("TruncateThrough(%d) on a full one-segment log: removed %d, %v", last, removed, err)
+	}
+	waitRecovered(t, l)
+	checkModel(t, l, dir)
+	if st := l.Stats(); st.FirstIndex != last+1 || st.LastIndex != last || st.SizeBytes != 0 {
+		t.Fatalf("after the roll: %+v, want an empty log at %d", st, last+1)
+	}
+	idx, err := l.Append(context.Background(), wal.Record{Type: wal.TypePage, Payload: []byte("after")})
+	if err != nil || idx != last+1 {
+		t.Fatalf("append after the roll: %d, %v; want %d", idx, err, last+1)
+	}
+	l.Close()
+	l = openLog(t, dir, opts)
+	defer l.Close()
+	r := l.NewReader(last + 1)
+	if _, rec, ok, err := r.Next(); !ok || err != nil || string(rec.Payload) != "after" {
+		t.Fatalf("after reopen: ok=%v err=%v %q", ok, err, rec.Payload)
+	}
+}
+
+// TestFullDiskOneSegmentRollsOnRecovery: the truncation through the last
+// record came while the log was up (between two failures, nothing to free
+// yet); the next failure's recovery begins the empty segment itself, since
+// no later truncation may come (nothing new to forward).
+func TestFullDiskOneSegmentRollsOnRecovery(t *testing.T) {
+	mnt := tmpfstest.Mount(t, "2m")
+	dir := filepath.Join(mnt, "wal")
+	opts := wal.Options{SegmentSize: 8 << 20, RecoverMin: 5 * time.Millisecond, RecoverMax: 20 * time.Millisecond}
+	l := openLog(t, dir, opts)
+	defer l.Close()
+	acked := &ackedSet{m: map[uint64][]byte{}}
+	appendUntilFailed(t, l, acked, 0)
+	waitRecovered(t, l) // the refused bytes are cut; the disk is still full
+	last := l.Stats().LastIndex
+	if removed, err := l.TruncateThrough(last); err != nil || removed != 0 {
+		t.Fatalf("TruncateThrough on a log that is up: removed %d, %v", removed, err)
+	}
+	// The disk is still full: the next append fails, and the recovery
+	// frees the forwarded tail.
+	big := bytes.Repeat([]byte("x"), 512<<10)
+	if _, err := l.Append(context.Background(), wal.Record{Type: wal.TypePage, Payload: big}); !errors.Is(err, wal.ErrFailed) {
+		t.Fatalf("append on the full disk: %v, want ErrFailed", err)
+	}
+	waitRecovered(t, l)
+	if st := l.Stats(); st.FirstIndex != last+1 || st.SizeBytes != 0 {
+		t.Fatalf("after recovery: %+v, want an empty log at %d", st, last+1)
+	}
+	if idx, err := l.Append(context.Background(), wal.Record{Type: wal.TypePage, Payload: big}); err != nil || idx != last+1 {
+		t.Fatalf("append after the roll: %d, %v; want %d", idx, err, last+1)
+	}
+	checkModel(t, l, dir)
 }

@@ -22,6 +22,11 @@ var (
 	ErrLocked = errors.New("wal: directory is locked by another process")
 	// ErrNotFound is returned when reading an index outside the log.
 	ErrNotFound = errors.New("wal: index not in log")
+	// ErrRead is returned when reading a record failed for a reason other
+	// than damage (an I/O error, e.g. EIO on a disk that is failing): the
+	// record may well be intact, so the read is worth retrying. Only a
+	// record that does not check (frame, envelope, CRC) is corruption.
+	ErrRead = errors.New("wal: read failed")
 )
 
 // CorruptionError names where the log stopped making sense.

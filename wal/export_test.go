@@ -8,13 +8,22 @@ func SetCommitHook(o *Options, hook func() error) { o.commitHook = hook }
 // appends return, the durable size of every segment file the commit wrote.
 func SetSyncedHook(o *Options, hook func(segment string, size int64)) { o.syncedHook = hook }
 
+// SetWrittenHook installs a function run after a group is written and
+// fsynced, before its bookkeeping; an error fails the group after its bytes
+// reached the file (an fsync error after the write).
+func SetWrittenHook(o *Options, hook func() error) { o.writtenHook = hook }
+
 // SegmentsModel returns the log's idea of its segment files (name, size).
 func (l *Log) SegmentsModel() map[string]int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	out := map[string]int64{}
 	for _, s := range l.mu.segs {
-		out[s.name] = s.size
+		name := s.name
+		if _, dup := out[name]; dup {
+			name += "#duplicate" // a segment listed twice must not compare equal
+		}
+		out[name] = s.size
 	}
 	return out
 }

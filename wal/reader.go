@@ -27,7 +27,8 @@ func (r *Reader) Seek(i uint64) { r.next = i }
 
 // Next returns the next record if it has been written, ok=false if not yet.
 // Errors: ErrNotFound when the position is before the first record (truncated
-// away), a *CorruptionError when the stored record does not check, ErrClosed.
+// away), a *CorruptionError when the stored record does not check, ErrRead
+// when reading failed otherwise (an I/O error: retry), ErrClosed.
 // The payload is the caller's to keep.
 func (r *Reader) Next() (index uint64, rec Record, ok bool, err error) {
 	l := r.l
@@ -88,8 +89,11 @@ func (l *Log) read(index uint64) (Record, error) {
 		return Record{}, fmt.Errorf("%w: index %d", ErrNotFound, index)
 	case errors.Is(err, twal.ErrClosed):
 		return Record{}, ErrClosed
-	case err != nil:
+	case errors.Is(err, twal.ErrCorrupt):
 		return Record{}, &CorruptionError{Dir: l.dir, Segment: l.segmentOf(index), Offset: -1, Index: index, Err: err}
+	case err != nil:
+		// An I/O error says nothing about the bytes: not corruption.
+		return Record{}, fmt.Errorf("%w: index %d: %w", ErrRead, index, err)
 	}
 	rec, err := decodeEnvelope(data)
 	if err != nil {

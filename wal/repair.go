@@ -99,6 +99,11 @@ func checkSegmentListAcked(dir string, segs []segmentFile, known map[string]uint
 // a complete frame checks (length prefix, magic, version, CRC32C), and
 // returns it, or -1 if there is none. A false match needs a CRC32C collision
 // on top of the magic bytes, so a match is taken as proof of a record.
+//
+// The search never looks inside the damaged frame itself when its header is
+// consistent (prefix, magic, version and payload length agree): a payload
+// may hold the bytes of a valid frame (a producer's bytes datum). Such a
+// frame that runs past the end of the file is a torn end, whatever it holds.
 func nextValidFrame(dir string, seg segmentFile, from int64) (int64, error) {
 	f, err := os.Open(filepath.Join(dir, seg.name))
 	if err != nil {
@@ -114,27 +119,31 @@ func nextValidFrame(dir string, seg segmentFile, from int64) (int64, error) {
 	if err != nil {
 		return -1, err
 	}
-	for p := 1; p < len(rest); p++ {
+	skip := 1
+	if size, _, ok := parseFrameHeader(rest); ok {
+		if size > len(rest) {
+			return -1, nil // a torn end
+		}
+		skip = size
+	}
+	for p := skip; p < len(rest); {
 		// Cheap filter first: the magic must sit after a 1..4-byte length.
 		k := bytes.IndexByte(rest[p:], magic0)
 		if k < 0 {
 			return -1, nil
 		}
 		m := p + k // candidate magic position
-		for lenBytes := 1; lenBytes <= 4 && m-lenBytes >= 1; lenBytes++ {
+		for lenBytes := 1; lenBytes <= 4 && m-lenBytes >= skip; lenBytes++ {
 			start := m - lenBytes
-			if start < 1 {
-				break
-			}
-			n, used, err := readUvarint(bytes.NewReader(rest[start:]))
-			if err != nil || used != lenBytes || n < headerSize || n > headerSize+MaxPayload || uint64(len(rest)-m) < n {
+			size, used, ok := parseFrameHeader(rest[start:])
+			if !ok || used != lenBytes || size > len(rest)-start {
 				continue
 			}
-			if _, err := decodeEnvelope(rest[m : m+int(n)]); err == nil {
+			if _, err := decodeEnvelope(rest[start+used : start+size]); err == nil {
 				return from + int64(start), nil
 			}
 		}
-		p = m
+		p = m + 1
 	}
 	return -1, nil
 }
@@ -153,19 +162,7 @@ func repairTail(dir string, seg *segmentFile, goodEnd int64, cause error) (*Repa
 	if err := keepEvidence(path, goodEnd, broken); err != nil {
 		return nil, fmt.Errorf("wal: keeping a copy of the damaged end of %s before repair (nothing was changed): %w", path, err)
 	}
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return nil, err
-	}
-	if err := f.Truncate(goodEnd); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("wal: truncating %s to %d bytes: %w", path, goodEnd, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("wal: fsync of repaired %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
+	if err := truncateSynced(path, goodEnd); err != nil {
 		return nil, err
 	}
 	if err := syncDir(dir); err != nil {
@@ -187,15 +184,21 @@ const evidenceTmp = ".tmp"
 // removed, so a full disk never leaves a partial (or 0-byte) copy that looks
 // like evidence; the error says how much space the copy needs.
 func keepEvidence(from string, offset int64, to string) error {
-	tmp := to + evidenceTmp
-	err := copyFileSynced(from, offset, tmp)
+	err := writeFileAtomic(to, to+evidenceTmp, func(w io.Writer) error {
+		src, err := os.Open(from)
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		if _, err := src.Seek(offset, io.SeekStart); err != nil {
+			return err
+		}
+		_, err = io.Copy(w, src)
+		return err
+	})
 	if err == nil {
-		err = os.Rename(tmp, to)
+		return nil
 	}
-	if err == nil {
-		return syncDir(filepath.Dir(to))
-	}
-	os.Remove(tmp)
 	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
 		need := int64(-1)
 		if st, serr := os.Stat(from); serr == nil {
@@ -235,28 +238,4 @@ func removeStaleTemps(dir string) error {
 		return syncDir(dir)
 	}
 	return nil
-}
-
-func copyFileSynced(from string, offset int64, to string) error {
-	src, err := os.Open(from)
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	if _, err := src.Seek(offset, io.SeekStart); err != nil {
-		return err
-	}
-	dst, err := os.OpenFile(to, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(dst, src); err != nil {
-		dst.Close()
-		return err
-	}
-	if err := dst.Sync(); err != nil {
-		dst.Close()
-		return err
-	}
-	return dst.Close()
 }

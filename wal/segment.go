@@ -88,63 +88,62 @@ func scanSegment(dir string, seg segmentFile, visit func(frameInfo) error) (good
 		return good, off, &CorruptionError{Dir: dir, Segment: seg.name, Offset: off, Index: seg.start + good, Err: cause}
 	}
 	for {
-		n, lenBytes, err := readUvarint(br)
-		if err == io.EOF && lenBytes == 0 {
+		// Enough for the longest length prefix and the header fields
+		// parseFrameHeader checks; fewer bytes at the end of the file.
+		hdr, perr := br.Peek(binary.MaxVarintLen64 + 8)
+		if perr != nil && perr != io.EOF && perr != bufio.ErrBufferFull {
+			return good, off, fmt.Errorf("wal: reading %s at offset %d: %w", seg.name, off, perr) // I/O, not damage
+		}
+		if len(hdr) == 0 {
 			return good, off, nil
 		}
-		if err != nil {
-			return corrupt(fmt.Errorf("torn length prefix: %w", err))
+		size, prefix, ok := parseFrameHeader(hdr)
+		if !ok {
+			return corrupt(fmt.Errorf("%w: bad or torn frame header (length prefix, magic, version, type or payload length)", ErrBadRecord))
 		}
-		if n < headerSize || n > headerSize+MaxPayload {
-			return corrupt(fmt.Errorf("%w: frame length %d out of range", ErrBadRecord, n))
+		if cap(buf) < size {
+			buf = make([]byte, size)
 		}
-		if uint64(cap(buf)) < n {
-			buf = make([]byte, n)
-		}
-		buf = buf[:n]
+		buf = buf[:size]
 		if _, err := io.ReadFull(br, buf); err != nil {
-			return corrupt(fmt.Errorf("torn record: want %d bytes: %w", n, err))
+			if err != io.ErrUnexpectedEOF && err != io.EOF {
+				return good, off, fmt.Errorf("wal: reading %s at offset %d: %w", seg.name, off, err)
+			}
+			return corrupt(fmt.Errorf("torn record: want %d bytes: %w", size, err))
 		}
-		rec, err := decodeEnvelope(buf)
+		rec, err := decodeEnvelope(buf[prefix:])
 		if err != nil {
 			return corrupt(err)
 		}
-		size := int64(lenBytes) + int64(n)
 		if visit != nil {
-			if err := visit(frameInfo{Index: seg.start + good, Offset: off, Size: size, Record: rec}); err != nil {
+			if err := visit(frameInfo{Index: seg.start + good, Offset: off, Size: int64(size), Record: rec}); err != nil {
 				if err == errStopScan {
-					return good + 1, off + size, nil
+					return good + 1, off + int64(size), nil
 				}
 				return good, off, err
 			}
 		}
 		good++
-		off += size
+		off += int64(size)
 	}
 }
 
-// readUvarint reads a uvarint and says how many bytes it consumed.
-func readUvarint(r io.ByteReader) (uint64, int, error) {
-	var x uint64
-	var s uint
-	for i := 0; i < binary.MaxVarintLen64; i++ {
-		b, err := r.ReadByte()
-		if err != nil {
-			if err == io.EOF && i > 0 {
-				err = io.ErrUnexpectedEOF
-			}
-			return x, i, err
-		}
-		if b < 0x80 {
-			if i == binary.MaxVarintLen64-1 && b > 1 {
-				return x, i + 1, errors.New("uvarint overflows 64 bits")
-			}
-			return x | uint64(b)<<s, i + 1, nil
-		}
-		x |= uint64(b&0x7f) << s
-		s += 7
+// parseFrameHeader reads the length prefix and the envelope header at the
+// start of b. ok says the prefix is in range and the header agrees with it
+// (magic, format version, non-zero type, payload length); size is then the
+// whole frame's (prefix + envelope), which may run past the end of b, and
+// prefix the length prefix's. The checksum is not checked.
+func parseFrameHeader(b []byte) (size, prefix int, ok bool) {
+	n, used := binary.Uvarint(b)
+	if used <= 0 || n < headerSize || n > headerSize+MaxPayload || len(b) < used+8 {
+		return 0, 0, false
 	}
-	return x, binary.MaxVarintLen64, errors.New("uvarint overflows 64 bits")
+	h := b[used:]
+	if h[0] != magic0 || h[1] != magic1 || h[2] != formatVersion || h[3] == 0 ||
+		uint64(binary.LittleEndian.Uint32(h[4:8])) != n-headerSize {
+		return 0, 0, false
+	}
+	return used + int(n), used, true
 }
 
 // syncDir fsyncs a directory so that file creations, renames and removals in

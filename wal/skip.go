@@ -1,10 +1,10 @@
 package wal
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -27,6 +27,18 @@ type SkipReport struct {
 	KeptRecords uint64 // records in the segment that check after the rewrite
 }
 
+// SkipOptions tune SkipDamaged.
+type SkipOptions struct {
+	// Records is how many records the damaged region held; 0: work it out.
+	Records int
+	// Checkpoint is the forwarder's checkpoint (the last index forwarded),
+	// used when HaveCheckpoint is set.
+	Checkpoint     uint64
+	HaveCheckpoint bool
+	// Force accepts a count that cannot be checked in the last segment.
+	Force bool
+}
+
 // SkipDamaged is the operator's explicit repair for damage that Open refuses
 // to touch (a bad frame with valid frames after it, in any segment). index
 // must be the index the *CorruptionError names: the first damage in its
@@ -35,18 +47,29 @@ type SkipReport struct {
 // held is replaced, in place, by a TypeDamaged placeholder with the same
 // index; every other record keeps its bytes and its index.
 //
-// records says how many records the region held; 0 means work it out, which
+// opts.Records says how many records the region held; 0 means work it out, which
 // is possible when the length prefixes in the region chain exactly to the
 // next valid frame (flipped bytes in payloads or checksums), or when the
 // region runs to the end of a non-last segment (the next segment's first
 // index says). Otherwise SkipDamaged refuses and asks for records; a count
 // that contradicts a consistent chain is refused too.
 //
+// No index may move: before the rewritten segment replaces the old one, its
+// frames must chain (length prefix and header) and, for a segment that is not
+// the last, hold exactly as many records as the next segment's first index
+// says. In the last segment nothing says how many records there were, so a
+// count the chain does not prove (an explicit Records), or frames after the
+// region that stop chaining (another damage, or a wrong count or false next
+// frame), are refused unless the checkpoint (opts.HaveCheckpoint) is before
+// index, i.e. nothing from the damage on was forwarded yet, or opts.Force
+// is set.
+//
 // The log must not be open (SkipDamaged takes its lock). The original segment
 // is kept as NAME.damaged.UNIXNANO; the rewritten one goes to a temporary
 // name, is fsynced and renamed over the original, then the directory is
 // fsynced, so a crash leaves either the old or the new segment.
-func SkipDamaged(dir string, index uint64, records int) (*SkipReport, error) {
+func SkipDamaged(dir string, index uint64, opts SkipOptions) (*SkipReport, error) {
+	records := opts.Records
 	lock, err := lockDir(dir)
 	if err != nil {
 		return nil, err
@@ -123,21 +146,36 @@ func SkipDamaged(dir string, index uint64, records int) (*SkipReport, error) {
 		msg := fmt.Sprintf("holdfast: record %d of %d lost to damage in WAL segment %s: %d bytes at offset %d; the original segment is kept in %s",
 			i+1, records, seg.name, end-goodEnd, goodEnd, filepath.Base(evidence))
 		frame := appendEnvelope(nil, Record{Type: TypeDamaged, Payload: []byte(msg)})
-		out = appendUvarint(out, uint64(len(frame)))
+		out = binary.AppendUvarint(out, uint64(len(frame)))
 		out = append(out, frame...)
 	}
 	out = append(out, data[end:]...)
-	tmp := path + ".repair" + evidenceTmp
-	if err := writeFileSynced(tmp, out); err != nil {
-		os.Remove(tmp)
-		return nil, fmt.Errorf("wal: writing the repaired segment (nothing was changed): %w", err)
+	// Refuse before anything changes if an index would move: the frames of
+	// the rewritten segment must chain, and a sealed segment must hold
+	// exactly the records up to the next segment's first index.
+	//
+	// In the last segment nothing bounds the count, and a break in the
+	// chain after the region is either another damaged record (to skip
+	// next) or a sign that the count or the frame taken as the next valid
+	// one is wrong. Either is accepted only while nothing from the damage
+	// on was forwarded (renumbering unforwarded records loses nothing),
+	// or when forced.
+	total, state := chainFrames(out)
+	proven := next < 0 || chainCount(data[goodEnd:end]) == records
+	switch {
+	case !last && (state != chainComplete || uint64(total) != segs[si+1].start-seg.start):
+		return nil, fmt.Errorf("wal: after replacing %d records %s would hold %d records, but the next segment starts at index %d (%d records): indexes would move; nothing was changed", records, seg.name, total, segs[si+1].start, segs[si+1].start-seg.start)
+	case !last || opts.Force || (proven && state != chainBroken):
+	case !opts.HaveCheckpoint:
+		return nil, fmt.Errorf("wal: replacing %d records at index %d of the last segment cannot be checked (%s): give the data directory, so that the checkpoint is checked, or force it; nothing was changed", records, index, lastSegmentDoubt(proven, total))
+	case opts.Checkpoint >= index:
+		return nil, fmt.Errorf("wal: replacing %d records at index %d of the last segment cannot be checked (%s) and the checkpoint %d is at or after the damage: a wrong count would move forwarded records; force it only if the count is certain; nothing was changed", records, index, lastSegmentDoubt(proven, total), opts.Checkpoint)
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return nil, err
-	}
-	if err := syncDir(dir); err != nil {
-		return nil, err
+	if err := writeFileAtomic(path, path+".repair"+evidenceTmp, func(w io.Writer) error {
+		_, err := w.Write(out)
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("wal: writing the repaired segment: %w", err)
 	}
 	after := seg
 	after.size = int64(len(out))
@@ -146,28 +184,11 @@ func SkipDamaged(dir string, index uint64, records int) (*SkipReport, error) {
 		Evidence: evidence, KeptRecords: kept}, nil
 }
 
-func appendUvarint(dst []byte, x uint64) []byte {
-	for x >= 0x80 {
-		dst = append(dst, byte(x)|0x80)
-		x >>= 7
+func lastSegmentDoubt(proven bool, total int) string {
+	if !proven {
+		return "the count was given, not worked out"
 	}
-	return append(dst, byte(x))
-}
-
-func writeFileSynced(path string, b []byte) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return fmt.Sprintf("the frames after it stop chaining at record %d", total+1)
 }
 
 // chainCount follows the length prefixes through a damaged region: when they
@@ -175,21 +196,46 @@ func writeFileSynced(path string, b []byte) error {
 // records (their payloads or checksums are what is damaged). It returns 0
 // when they do not (a damaged length prefix).
 func chainCount(region []byte) int {
+	if n, state := chainFrames(region); state == chainComplete {
+		return n
+	}
+	return 0
+}
+
+type chainState int
+
+const (
+	chainComplete chainState = iota // the frames end exactly at the end
+	chainTorn                       // the last frame runs past the end
+	chainBroken                     // a length prefix or header does not hold
+)
+
+// chainFrames follows length prefixes from the start of b, each checked
+// against its envelope header (so a damaged prefix that happens to span
+// several frames does not pass for one record), and counts the frames.
+func chainFrames(b []byte) (int, chainState) {
 	var off, count int
-	for off < len(region) {
-		n, used, err := readUvarint(bytes.NewReader(region[off:]))
-		if err != nil || n < headerSize || n > headerSize+MaxPayload || uint64(len(region)-off-used) < n {
-			return 0
+	for off < len(b) {
+		size, _, ok := parseFrameHeader(b[off:])
+		switch {
+		case !ok && (len(b)-off < headerSize || allZero(b[off:])):
+			return count, chainTorn // a torn or zero-filled end, as Open repairs
+		case !ok:
+			return count, chainBroken
+		case size > len(b)-off:
+			return count, chainTorn
 		}
-		// The envelope must agree with its prefix (magic, version, and
-		// the header's payload length): a damaged prefix that happens to
-		// span several frames must not pass for one record.
-		h := region[off+used:]
-		if h[0] != magic0 || h[1] != magic1 || h[2] != formatVersion || uint64(binary.LittleEndian.Uint32(h[4:8])) != n-headerSize {
-			return 0
-		}
-		off += used + int(n)
+		off += size
 		count++
 	}
-	return count
+	return count, chainComplete
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }

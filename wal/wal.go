@@ -13,6 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	twal "github.com/tidwall/wal"
+
+	"github.com/holdfast/holdfast/internal/backoff"
 )
 
 // Options configure a Log. Zero values mean defaults; Open works on a copy
@@ -41,8 +43,9 @@ type Options struct {
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 	// RecoverMin and RecoverMax bound the backoff between attempts to
-	// recover a failed log by itself (re-check and repair the tail, reopen).
-	// Defaults 100 ms and 5 s.
+	// recover a failed log by itself (cut the failed write, re-check and
+	// repair the tail, reopen): exponential with jitter, see
+	// internal/backoff. Defaults 100 ms and 5 s.
 	RecoverMin, RecoverMax time.Duration
 
 	// commitHook, when set (by tests), runs before each group is written
@@ -53,6 +56,10 @@ type Options struct {
 	// fsynced, directory fsynced), before any of the commit's appends
 	// return: the power-loss test rolls files back to these sizes.
 	syncedHook func(segment string, size int64)
+	// writtenHook, when set (by tests), runs after a group's bytes are
+	// written and fsynced and before its bookkeeping; an error fails the
+	// group as if its fsync had failed after the write.
+	writtenHook func() error
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -134,7 +141,8 @@ type Log struct {
 		segs        []segmentFile
 		failed      error // set on a write or fsync error; cleared by recovery
 		recoveries  uint64
-		recoverErr  error // the last failed recovery attempt
+		recoverErr  error  // the last failed recovery attempt
+		through     uint64 // highest index TruncateThrough was given
 		closed      bool
 		notify      chan struct{} // closed and replaced after each commit
 	}
@@ -308,17 +316,17 @@ func (l *Log) writer() {
 	defer close(l.stopped)
 	var batch twal.Batch
 	group := make([]*appendReq, 0, l.opts.MaxGroupRecords)
-	backoff := l.opts.RecoverMin
+	bo := backoff.Backoff{Min: l.opts.RecoverMin, Max: l.opts.RecoverMax}
 	var retry *time.Timer
 	var retryC <-chan time.Time
 	for {
 		// A failed log recovers by itself: retry with backoff until the
 		// tail checks (or is repaired) and tidwall/wal opens again.
 		if retryC == nil && l.failedErr() != nil {
-			if retry == nil {
-				retry = time.NewTimer(backoff)
+			if d := bo.Next(); retry == nil {
+				retry = time.NewTimer(d)
 			} else {
-				retry.Reset(backoff)
+				retry.Reset(d)
 			}
 			retryC = retry.C
 		}
@@ -334,10 +342,9 @@ func (l *Log) writer() {
 				l.mu.Lock()
 				l.mu.recoverErr = err
 				l.mu.Unlock()
-				l.log.Warn("wal: still failed; will retry", "err", err, "retry_in", min(2*backoff, l.opts.RecoverMax))
-				backoff = min(2*backoff, l.opts.RecoverMax)
+				l.log.Warn("wal: still failed; will retry", "err", err)
 			} else {
-				backoff = l.opts.RecoverMin
+				bo.Reset()
 			}
 			continue
 		case <-l.quit:
@@ -476,9 +483,17 @@ func (l *Log) commit(group []*appendReq, batch *twal.Batch) {
 		}
 	}
 	began := time.Now()
+	// The handle stays read-locked from the write through the bookkeeping:
+	// a truncation (which reopens the handle and reloads the model from
+	// disk) must not run in between, or it would load this group from disk
+	// and the bookkeeping below would add it a second time.
+	l.handle.RLock()
 	err := l.write(batch)
 	if err == nil && len(newSegs) > 0 {
 		err = syncDir(l.dir)
+	}
+	if err == nil && l.opts.writtenHook != nil {
+		err = l.opts.writtenHook()
 	}
 	took := time.Since(began)
 	batch.Clear()
@@ -489,6 +504,7 @@ func (l *Log) commit(group []*appendReq, batch *twal.Batch) {
 		r.frame = nil
 	}
 	if err != nil {
+		l.handle.RUnlock()
 		l.m.appendErrors.Inc()
 		err = fmt.Errorf("%w: %v", ErrFailed, err)
 		l.log.Error("wal: write or fsync failed; refusing appends and recovering by itself", "err", err)
@@ -529,6 +545,7 @@ func (l *Log) commit(group []*appendReq, batch *twal.Batch) {
 		synced = append(synced, segs[max(0, len(segs)-1-len(newSegs)):]...)
 	}
 	l.mu.Unlock()
+	l.handle.RUnlock()
 	for _, s := range synced {
 		l.opts.syncedHook(s.name, s.size)
 	}
@@ -537,14 +554,13 @@ func (l *Log) commit(group []*appendReq, batch *twal.Batch) {
 	}
 }
 
+// write writes and fsyncs a batch. The caller holds l.handle read-locked.
 func (l *Log) write(batch *twal.Batch) error {
 	if l.opts.commitHook != nil {
 		if err := l.opts.commitHook(); err != nil {
 			return err
 		}
 	}
-	l.handle.RLock()
-	defer l.handle.RUnlock()
 	return l.handle.tw.WriteBatch(batch)
 }
 

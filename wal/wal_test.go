@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -440,17 +441,26 @@ func TestFailedWriteRecoversByItself(t *testing.T) {
 	checkRecords(t, l, 1, 6, 10)
 }
 
-// waitRecovered waits (without a wall-clock bound of its own: the test's
-// timeout is the bound) until the log is no longer failed.
+// recoverDeadline bounds the waits for the background recovery: generous
+// (it retries every few milliseconds in these tests), so that a hang fails
+// with the log's state instead of at the test binary's timeout.
+const recoverDeadline = 2 * time.Minute
+
+// waitRecovered waits until the log is no longer failed.
 func waitRecovered(t *testing.T, l *wal.Log) {
 	t.Helper()
+	deadline := time.NewTimer(recoverDeadline)
+	defer deadline.Stop()
 	for {
-		last, changed := l.Notify()
-		_ = last
+		_, changed := l.Notify()
 		if l.Stats().Failed == nil {
 			return
 		}
-		<-changed // a recovery closes it
+		select {
+		case <-changed: // a recovery closes it
+		case <-deadline.C:
+			t.Fatalf("the log did not recover within %v: %+v", recoverDeadline, l.Stats())
+		}
 	}
 }
 

@@ -212,12 +212,8 @@ func readCheckpoint(stateDir string) (uint64, error) {
 		if !e.Type().IsRegular() || e.Name() == "LOCK" {
 			continue
 		}
-		b, rerr := os.ReadFile(filepath.Join(stateDir, e.Name()))
-		if rerr != nil {
-			return 0, rerr
-		}
-		if werr := os.WriteFile(filepath.Join(tmp, e.Name()), b, 0o600); werr != nil {
-			return 0, werr
+		if err := copyFile(filepath.Join(stateDir, e.Name()), filepath.Join(tmp, e.Name())); err != nil {
+			return 0, err
 		}
 	}
 	ckpt, cerr := open(tmp)
@@ -225,6 +221,24 @@ func readCheckpoint(stateDir string) (uint64, error) {
 		return 0, fmt.Errorf("%w (and reading a copy: %v)", err, cerr)
 	}
 	return ckpt, nil
+}
+
+// copyFile streams a file: Pebble's files can be large.
+func copyFile(from, to string) error {
+	src, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst, err := os.OpenFile(to, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		dst.Close()
+		return err
+	}
+	return dst.Close()
 }
 
 type quietPebble struct{}
@@ -238,6 +252,7 @@ func walRepair(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	skip := fs.Uint64("skip", 0, "index of the damaged record to replace with a placeholder (as `holdfast wal verify` reports it)")
 	records := fs.Int("records", 0, "how many records the damaged region held, when it cannot be worked out (0: work it out)")
+	force := fs.Bool("force", false, "accept a --records count that cannot be checked in the last segment (no DATADIR, or the checkpoint is at or after the damage)")
 	dir, ok := parseDirAndFlags(fs, args, stderr)
 	if !ok {
 		return 2
@@ -246,8 +261,17 @@ func walRepair(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "holdfast wal repair: --skip INDEX is required (the index `holdfast wal verify` reports)")
 		return 2
 	}
-	walDir, _ := resolveDataDir(dir)
-	rep, err := wal.SkipDamaged(walDir, *skip, *records)
+	walDir, stateDir := resolveDataDir(dir)
+	opts := wal.SkipOptions{Records: *records, Force: *force}
+	if stateDir != "" {
+		ckpt, err := readCheckpoint(stateDir)
+		if err != nil {
+			fmt.Fprintf(stderr, "holdfast wal repair: reading the checkpoint in %s: %v\n", stateDir, err)
+			return 1
+		}
+		opts.Checkpoint, opts.HaveCheckpoint = ckpt, true
+	}
+	rep, err := wal.SkipDamaged(walDir, *skip, opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "holdfast wal repair: %v\n", err)
 		return 1
