@@ -34,7 +34,7 @@ func TestAdminAPIAndHonestHealth(t *testing.T) {
 	c, err := collector.Open(collector.Options{
 		DataDir: t.TempDir(), CollectorID: "admin-test", DefaultInterval: 50 * time.Millisecond, StallAfter: 300 * time.Millisecond,
 		DrainTimeout: 100 * time.Millisecond, Producers: []collector.ProducerConfig{{URL: hs.URL}}, Registerer: reg,
-		Forwarder: forwarder.Options{Addr: "127.0.0.1:1", FlushAge: 10 * time.Millisecond, BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond},
+		Forwarder: forwarder.Options{Addr: "127.0.0.1:1", BatchRows: 100, FlushAge: 10 * time.Millisecond, BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -69,6 +69,14 @@ func TestAdminAPIAndHonestHealth(t *testing.T) {
 		cp["backlog_records"].(float64) < 1 || cp["backlog_bytes"].(float64) <= 0 || cp["oldest_unforwarded_age_seconds"].(float64) <= 0 ||
 		!strings.Contains(cp["last_insert_error"].(string), "127.0.0.1:1") {
 		t.Fatalf("checkpoint: %d %s", code, stringify(cp))
+	}
+	// The lag is on /metrics while the forwarder falls behind (issue 9: the
+	// backlog gauge was set only once it had caught up, so it read 0 exactly
+	// while nothing reached ClickHouse).
+	backlog := counterValue(t, reg, "holdfast_forwarder_backlog_records", nil)
+	age := counterValue(t, reg, "holdfast_forwarder_oldest_unforwarded_age_seconds", nil)
+	if backlog < 1 || age <= 0 || counterValue(t, reg, "holdfast_forwarder_backlog_bytes", nil) <= 0 {
+		t.Fatalf("lag metrics while ClickHouse is down: backlog_records %v, oldest age %v s (checkpoint says %s)", backlog, age, stringify(cp))
 	}
 	if st := srv.Stats(); st.Released != 5000 {
 		t.Fatalf("collection must go on while ClickHouse is down: producer released %d of 5000", st.Released)

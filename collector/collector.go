@@ -98,7 +98,7 @@ func Open(opts Options) (*Collector, error) {
 	if c.fwd, err = forwarder.New(c.wal, c.state, fo); err != nil {
 		return nil, err
 	}
-	if c.m, err = newMetrics(opts.Registerer); err != nil {
+	if c.m, err = newMetrics(opts.Registerer, c.Checkpoint); err != nil {
 		return nil, err
 	}
 	if c.mm, err = newMemMetrics(opts.Registerer); err != nil {

@@ -18,9 +18,14 @@ type metrics struct {
 	walFull       prometheus.Gauge
 	walFullTotal  prometheus.Counter
 	producers     prometheus.Gauge
+	oldestAge     prometheus.GaugeFunc
+	backlogBytes  prometheus.GaugeFunc
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+// newMetrics registers the collector's metrics. checkpoint is read at every
+// scrape for the forwarding lag, which only the collector can tell (it
+// knows when each record was appended).
+func newMetrics(reg prometheus.Registerer, checkpoint func() Checkpoint) (*metrics, error) {
 	const ns = "holdfast_collector_"
 	byProducer := []string{"producer"}
 	m := &metrics{
@@ -34,8 +39,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		walFull:       prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "wal_full", Help: "1 while the WAL is over its budget and pages are not acknowledged."}),
 		walFullTotal:  prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "wal_full_refusals_total", Help: "Pages not taken because the WAL was over its budget."}),
 		producers:     prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "producers", Help: "Producers being collected."}),
+		oldestAge: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "holdfast_forwarder_oldest_unforwarded_age_seconds",
+			Help: "Age of the oldest WAL record not yet in ClickHouse (0 without a backlog): the forwarding lag."},
+			func() float64 { return checkpoint().OldestUnforwarded }),
+		backlogBytes: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "holdfast_forwarder_backlog_bytes",
+			Help: "WAL bytes not yet in ClickHouse (estimated from the average record size)."},
+			func() float64 { return float64(checkpoint().BacklogBytes) }),
 	}
 	var err error
-	m.set, err = promutil.Register(reg, m.samples, m.bytes, m.pages, m.errors, m.producerDrops, m.restarts, m.rejected, m.walFull, m.walFullTotal, m.producers)
+	m.set, err = promutil.Register(reg, m.samples, m.bytes, m.pages, m.errors, m.producerDrops, m.restarts, m.rejected, m.walFull, m.walFullTotal, m.producers, m.oldestAge, m.backlogBytes)
 	return m, err
 }

@@ -176,7 +176,7 @@ func New(log *wal.Log, state *pebble.DB, opts Options) (*Forwarder, error) {
 		}
 		f.own = true
 	}
-	if f.m, err = newMetrics(opts.Registerer); err != nil {
+	if f.m, err = newMetrics(opts.Registerer, f.backlogRecords); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -359,7 +359,6 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		}
 		// Caught up with the log.
 		last, changed := f.wal.Notify()
-		f.m.backlogRecords.Set(float64(last - f.Status().CheckpointIndex))
 		if r.Position() <= last {
 			continue
 		}
@@ -387,6 +386,15 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		case <-wake:
 		}
 	}
+}
+
+// backlogRecords is how many WAL records are not yet checkpointed.
+func (f *Forwarder) backlogRecords() float64 {
+	last, ckpt := f.wal.Stats().LastIndex, f.Status().CheckpointIndex
+	if last <= ckpt {
+		return 0
+	}
+	return float64(last - ckpt)
 }
 
 // flushWanted reports whether a Flush caller waits for more than the

@@ -18,11 +18,14 @@ type metrics struct {
 	quarantined     *prometheus.CounterVec
 	keyCollisions   prometheus.Counter
 	checkpoint      prometheus.Gauge
-	backlogRecords  prometheus.Gauge
+	backlogRecords  prometheus.GaugeFunc
 	all             []prometheus.Collector
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+// newMetrics registers the forwarder's metrics; backlog reports the WAL
+// records not yet checkpointed, read at every scrape (a gauge set only when
+// the forwarder caught up read 0 exactly while it was falling behind).
+func newMetrics(reg prometheus.Registerer, backlog func() float64) (*metrics, error) {
 	m := &metrics{}
 	ns := "holdfast_forwarder_"
 	m.rowsInserted = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "rows_inserted_total", Help: "Measurement rows inserted into ClickHouse (replays included)."})
@@ -35,7 +38,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.quarantined = prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "quarantined_records_total", Help: "WAL records moved to quarantine, by reason."}, []string{"reason"})
 	m.keyCollisions = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "key_collisions_total", Help: "Samples refused (quarantined) because their timeseries key is another timeseries' (FNV-1a 64 collision)."})
 	m.checkpoint = prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "checkpoint_index", Help: "Index of the last WAL record known to be in ClickHouse."})
-	m.backlogRecords = prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "backlog_records", Help: "WAL records written but not yet checkpointed."})
+	m.backlogRecords = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: ns + "backlog_records", Help: "WAL records written but not yet checkpointed."}, backlog)
 	m.all = []prometheus.Collector{m.rowsInserted, m.recordsDone, m.batches, m.insertSeconds, m.batchRows,
 		m.transientErrors, m.rejectedInserts, m.quarantined, m.checkpoint, m.backlogRecords, m.keyCollisions}
 	var err error
