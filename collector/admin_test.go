@@ -3,6 +3,7 @@ package collector_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -65,9 +66,9 @@ func TestAdminAPIAndHonestHealth(t *testing.T) {
 		return msg != "", stringify(cp)
 	})
 	code, cp := call("GET", "/v1/checkpoint", "127.0.0.1:5")
-	if code != 200 || cp["wal_last_index"].(float64) < 1 || cp["checkpoint_index"].(float64) != 0 ||
-		cp["backlog_records"].(float64) < 1 || cp["backlog_bytes"].(float64) <= 0 || cp["oldest_unforwarded_age_seconds"].(float64) <= 0 ||
-		!strings.Contains(cp["last_insert_error"].(string), "127.0.0.1:1") {
+	if code != 200 || jsonNumber(t, cp, "wal_last_index") < 1 || jsonNumber(t, cp, "checkpoint_index") != 0 ||
+		jsonNumber(t, cp, "backlog_records") < 1 || jsonNumber(t, cp, "backlog_bytes") <= 0 || jsonNumber(t, cp, "oldest_unforwarded_age_seconds") <= 0 ||
+		!strings.Contains(jsonString(t, cp, "last_insert_error"), "127.0.0.1:1") {
 		t.Fatalf("checkpoint: %d %s", code, stringify(cp))
 	}
 	// The lag is on /metrics while the forwarder falls behind (issue 9: the
@@ -108,10 +109,35 @@ func anyStrings(v any) []string {
 	var out []string
 	if l, ok := v.([]any); ok {
 		for _, x := range l {
-			out = append(out, x.(string))
+			if s, ok := x.(string); ok {
+				out = append(out, s)
+			} else {
+				out = append(out, fmt.Sprint(x))
+			}
 		}
 	}
 	return out
+}
+
+// jsonNumber and jsonString read a field of a decoded JSON object, failing
+// the test (not panicking the package, which would kill every other test in
+// it) when the field is missing or of another type.
+func jsonNumber(t *testing.T, m map[string]any, key string) float64 {
+	t.Helper()
+	v, ok := m[key].(float64)
+	if !ok {
+		t.Fatalf("%q is %T (%v), not a number, in %s", key, m[key], m[key], stringify(m))
+	}
+	return v
+}
+
+func jsonString(t *testing.T, m map[string]any, key string) string {
+	t.Helper()
+	v, ok := m[key].(string)
+	if !ok {
+		t.Fatalf("%q is %T (%v), not a string, in %s", key, m[key], m[key], stringify(m))
+	}
+	return v
 }
 
 func stringify(v any) string {

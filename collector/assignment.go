@@ -161,30 +161,26 @@ type RegistryStatus struct {
 	Assigned         int       `json:"assigned"`
 }
 
-// runRegistry registers with the registry and renews the lease, and
-// refreshes the assignment every RefreshInterval. The set changes only when
-// every page of a listing succeeded (omicron issue 7124); any error leaves
-// the current set, and the cache, as they are.
+// runRegistry keeps the collector's lease (renewLease) and refreshes the
+// assignment every RefreshInterval. The set changes only when every page of a
+// listing succeeded (omicron issue 7124); any error leaves the current set,
+// and the cache, as they are.
 func (c *Collector) runRegistry(ctx context.Context) {
 	client := &registry.Client{BaseURL: c.opts.RegistryURL, HTTP: c.http, Token: c.opts.RegistryToken}
-	renewEvery := 5 * time.Second
-	var lastRenew time.Time
+	renewing, tried := make(chan struct{}), make(chan struct{})
+	go func() { defer close(renewing); c.renewLease(ctx, client, tried) }()
+	defer func() { <-renewing }()
+	// The first listing follows the first registration attempt, as a
+	// registration may assign this collector producers at once.
+	select {
+	case <-ctx.Done():
+		return
+	case <-tried:
+	}
 	reported := map[string]bool{} // schemas the registry has
 	refresh := time.NewTimer(0)
 	defer refresh.Stop()
 	for {
-		if time.Since(lastRenew) >= renewEvery {
-			rctx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout)
-			lease, err := client.RegisterCollector(rctx, registry.CollectorRegistration{ID: c.id, Address: c.opts.AdvertiseAddr})
-			cancel()
-			if err == nil {
-				lastRenew = time.Now()
-				renewEvery = max(100*time.Millisecond, time.Duration(lease.LeaseSeconds*float64(time.Second))/3)
-				c.setRegistry(func(s *RegistryStatus) { s.LastRegistered = lastRenew })
-			} else if ctx.Err() == nil {
-				c.log.Warn("registering with the registry failed; collecting from the current assignment", "err", err)
-			}
-		}
 		select {
 		case <-ctx.Done():
 			return
@@ -192,7 +188,46 @@ func (c *Collector) runRegistry(ctx context.Context) {
 			c.refreshAssignment(ctx, client)
 			reported = c.reportSchemas(ctx, client, reported)
 			refresh.Reset(jitter(c.opts.RefreshInterval))
-		case <-time.After(min(renewEvery, c.opts.RefreshInterval)):
+		}
+	}
+}
+
+// renewLease registers with the registry and renews the lease at a third of
+// it until ctx ends. It runs on its own: a listing or a schema report that
+// is slow or hangs until its timeout (2×RequestTimeout, then RequestTimeout)
+// must not hold a renewal back, or a slow registry, as one just restarted
+// with the whole fleet renewing at once, would expire a live collector and
+// move its producers. A failed attempt is retried after 100 ms, doubling,
+// at most every renewal period, so a collector started before the registry
+// listens registers soon after it does. tried is closed after the first
+// attempt.
+func (c *Collector) renewLease(ctx context.Context, client *registry.Client, tried chan<- struct{}) {
+	renewEvery := 5 * time.Second // until the registry tells the lease
+	retry := 100 * time.Millisecond
+	for first := true; ; first = false {
+		rctx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout)
+		lease, err := client.RegisterCollector(rctx, registry.CollectorRegistration{ID: c.id, Address: c.opts.AdvertiseAddr})
+		cancel()
+		if first {
+			close(tried)
+		}
+		wait := renewEvery
+		if err == nil {
+			now := time.Now()
+			renewEvery = max(100*time.Millisecond, time.Duration(lease.LeaseSeconds*float64(time.Second))/3)
+			wait, retry = renewEvery, 100*time.Millisecond
+			c.setRegistry(func(s *RegistryStatus) { s.LastRegistered = now })
+		} else {
+			if ctx.Err() == nil {
+				c.log.Warn("registering with the registry failed; collecting from the current assignment", "err", err)
+			}
+			wait = min(retry, renewEvery)
+			retry = min(2*retry, renewEvery)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
 		}
 	}
 }

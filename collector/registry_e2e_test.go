@@ -43,6 +43,23 @@ func TestCollectorDeathReassigns(t *testing.T) {
 	startProc(t, "collector-b", collectorArgs(dirB, adminB, ch.addr, db, nil, "--id", "col-b", "--registry", regURL, "--refresh", "300ms")...)
 	waitUp(t, adminA)
 	waitUp(t, adminB)
+	// Both must hold a lease before the producers register: assignments are
+	// sticky, so producers registered while only b was live all went to b
+	// and a never got one (the flake: a started before the registry
+	// listened, b registered first, the 20 s wait below ran out).
+	waitFor(t, 30*time.Second, "both collectors registered", func() (bool, string) {
+		var cs []registry.CollectorInfo
+		if err := getJSON(regURL+"/v1/collectors", &cs); err != nil {
+			return false, err.Error()
+		}
+		live := 0
+		for _, c := range cs {
+			if c.Live {
+				live++
+			}
+		}
+		return live == 2, fmt.Sprintf("%+v", cs)
+	})
 	const total = 40_000
 	var paddrs []string
 	for i := 0; i < 4; i++ {

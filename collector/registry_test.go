@@ -179,3 +179,52 @@ func TestProducerThatStopsRenewingIsDropped(t *testing.T) {
 		t.Fatalf("after the lease of the producer that stopped renewing: %s", got)
 	}
 }
+
+// TestSlowListingDoesNotCostTheLease: a real registry whose producer
+// listing answers only after the collector gave up on it (an overloaded
+// registry, as one just restarted with the whole fleet renewing). The
+// collector's lease must stay live throughout: before the fix, renewals ran
+// in the same loop as the listing, so each listing held the next renewal
+// back until the listing timed out, longer than the lease, and the registry
+// expired a live collector and moved its producers (the flake of
+// registry.TestRegistryDownLongerThanALease under CI load).
+func TestSlowListingDoesNotCostTheLease(t *testing.T) {
+	db, err := state.Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	const lease = 3 * time.Second
+	reg, err := registry.Open(db, registry.Options{ProducerLease: time.Hour, CollectorLease: lease})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := reg.Handler(nil)
+	var listings sync.WaitGroup
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/producers") {
+			listings.Add(1)
+			defer listings.Done()
+			<-r.Context().Done() // answers only once the collector has given up
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	defer hs.Close()
+	defer listings.Wait()
+	_, stop := runCollector(t, collector.Options{DataDir: t.TempDir(), CollectorID: "c", RegistryURL: hs.URL,
+		RefreshInterval: 100 * time.Millisecond, RequestTimeout: 4 * time.Second, // each listing hangs 4 s (ResponseHeaderTimeout) > lease
+		DrainTimeout: time.Millisecond, Forwarder: forwarder.Options{Addr: "127.0.0.1:1"}})
+	defer stop()
+	waitFor(t, 10*time.Second, "the collector to register", func() (bool, string) { return len(reg.Collectors()) == 1, "" })
+	// Three leases' worth of hanging listings; the registry's expiry runs
+	// as Serve would run it.
+	for end := time.Now().Add(3 * lease); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if _, gone, err := reg.Expire(); err != nil || len(gone) > 0 {
+			t.Fatalf("the registry expired %v (err %v) while the collector was alive and only its listings were slow", gone, err)
+		}
+		if cs := reg.Collectors(); len(cs) != 1 || !cs[0].Live {
+			t.Fatalf("collector not live at the registry: %+v", cs)
+		}
+	}
+}

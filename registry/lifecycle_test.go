@@ -215,3 +215,52 @@ func TestSchemaVersionsBatchesAndPages(t *testing.T) {
 		t.Fatalf("%d schemas after reopening", n)
 	}
 }
+
+// TestRenewalWritesNothing: a renewal that changes nothing but the lease is
+// not written to Pebble, so renewals do not queue behind each other's
+// fsyncs under the registry's lock (on a loaded disk that queue outlasted
+// the collectors' leases and moved producers; see
+// TestRegistryDownLongerThanALease). A change is still written, and the
+// lease a renewal gave is not lost by a restart: Open grants a full one.
+func TestRenewalWritesNothing(t *testing.T) {
+	dir := t.TempDir()
+	clk := &clock{now: time.Unix(1_700_000_000, 0)}
+	const lease = 10 * time.Second
+	opts := Options{Now: clk.Now, ProducerLease: lease, CollectorLease: lease}
+	r, db := openTest(t, dir, opts)
+	r.RegisterCollector(CollectorRegistration{ID: "c1"})
+	mustRegisterProducer(t, r, prod(1))
+	walBytes := func() uint64 { return db.Metrics().WAL.BytesIn }
+	before := walBytes()
+	for i := 0; i < 100; i++ {
+		clk.advance(lease / 3)
+		if _, err := r.RegisterCollector(CollectorRegistration{ID: "c1"}); err != nil {
+			t.Fatal(err)
+		}
+		mustRegisterProducer(t, r, prod(1))
+	}
+	if got := walBytes(); got != before {
+		t.Fatalf("100 plain renewals wrote %d bytes to Pebble's WAL", got-before)
+	}
+	if ps, cs, err := r.Expire(); err != nil || len(ps)+len(cs) != 0 {
+		t.Fatalf("renewed registrations expired: producers %v, collectors %v (%v)", ps, cs, err)
+	}
+	changed := prod(1)
+	changed.Address = "http://127.0.0.1:1"
+	mustRegisterProducer(t, r, changed)
+	if walBytes() == before {
+		t.Fatal("a changed address was not written")
+	}
+	db.Close()
+	clk.advance(lease / 2)
+	r, db = openTest(t, dir, opts)
+	defer db.Close()
+	clk.advance(lease / 2) // past the stored leases, within the one Open grants
+	if ps, cs, err := r.Expire(); err != nil || len(ps)+len(cs) != 0 {
+		t.Fatalf("after a restart: producers %v, collectors %v expired (%v)", ps, cs, err)
+	}
+	p, err := r.Producer(prod(1).ID)
+	if err != nil || p.Address != changed.Address || !slices.Equal(p.Collectors, []string{"c1"}) {
+		t.Fatalf("after a restart: %+v, %v", p, err)
+	}
+}

@@ -196,7 +196,10 @@ func TestProducerLeaseExpires(t *testing.T) {
 // register and leave: every producer that exists throughout is listed
 // exactly once (oximeter's issue 4498 reassigned only the first page).
 func TestPaginationUnderChurn(t *testing.T) {
-	r, db := openTest(t, t.TempDir(), Options{ProducerLease: time.Hour})
+	// Both leases outlast the setup: 10,000 synced registrations took more
+	// than the default 30 s collector lease on a loaded machine, and the
+	// producers registered after it got no collector.
+	r, db := openTest(t, t.TempDir(), Options{ProducerLease: time.Hour, CollectorLease: time.Hour})
 	defer db.Close()
 	r.RegisterCollector(CollectorRegistration{ID: "c"})
 	const stable = 10_000

@@ -254,8 +254,14 @@ func (r *Registry) RegisterProducer(reg ProducerRegistration) (ProducerAssignmen
 	}
 	old := *p
 	p.Address, p.IntervalNs, p.Kind, p.LeaseExpires = reg.Address, int64(interval), reg.Kind, now.Add(r.opts.ProducerLease)
-	r.fill(t, p, now)
-	t.putProducer(p)
+	r.fill(t, p, now) // writes p if its collectors change
+	if !ok || p.Address != old.Address || p.IntervalNs != old.IntervalNs || p.Kind != old.Kind {
+		t.putProducer(p)
+	}
+	// A renewal that changes nothing else is not written: lease times are
+	// not trusted across a restart (Open gives everyone a lease from the
+	// start), and a synced write per renewal, under r.mu, queued renewals
+	// behind each other's fsyncs until leases ran out on a loaded disk.
 	if err := t.commit(); err != nil {
 		if ok {
 			*p = old
@@ -381,10 +387,13 @@ func (r *Registry) RegisterCollector(reg CollectorRegistration) (CollectorLease,
 		c = &Collector{ID: reg.ID, Registered: now}
 	}
 	wasLive := ok && r.live(c, now)
+	changed := !wasLive || c.Address != reg.Address
 	c.Address, c.LeaseExpires = reg.Address, now.Add(r.opts.CollectorLease)
 	r.collectors[c.ID] = c
 	t := r.begin()
-	t.putCollector(c)
+	if changed { // a plain renewal is not written (see RegisterProducer)
+		t.putCollector(c)
+	}
 	if !wasLive {
 		r.fillAll(t, now)
 	}
