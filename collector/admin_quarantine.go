@@ -26,6 +26,7 @@ type QuarantinePage struct {
 //	GET  /v1/quarantine?after=ID&limit=N[&samples=1]   entries with ids above after, oldest first (limit ≤ 1,000; default 100)
 //	GET  /v1/quarantine/:id                            one entry with its samples
 //	POST /v1/quarantine/replay?id=ID...                re-submit entries (all without id); loopback only
+//	DELETE /v1/quarantine/:id                          remove an entry for good; loopback only
 func (c *Collector) addQuarantineRoutes(r *httprouter.Router, opts AdminOptions) {
 	r.GET("/v1/quarantine", func(w http.ResponseWriter, req *http.Request, _ httprouter.Params) {
 		q := req.URL.Query()
@@ -35,22 +36,24 @@ func (c *Collector) addQuarantineRoutes(r *httprouter.Router, opts AdminOptions)
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "after must be an entry id and limit 1..1000"})
 			return
 		}
-		entries, more, err := c.q.List(after, int(limit))
+		withSamples := q.Get("samples") == "1" || q.Get("samples") == "true"
+		// Bound the answer: with samples, entries can be large (up to a WAL
+		// record each); a page ends early after maxPageAnswer payload bytes.
+		// Without, payloads are not read at all.
+		var entries []quarantine.Entry
+		var more bool
+		var err error
+		if withSamples {
+			entries, more, err = c.q.ListUpTo(after, int(limit), maxPageAnswer)
+		} else {
+			entries, more, err = c.q.ListHeaders(after, int(limit))
+		}
 		if err != nil {
 			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 			return
 		}
-		withSamples := q.Get("samples") == "1" || q.Get("samples") == "true"
 		out := QuarantinePage{Entries: make([]quarantine.View, 0, len(entries)), Stats: c.q.Stats()}
-		// Bound the answer: with samples, entries can be large (up to a WAL
-		// record each); a page ends early after maxPageAnswer payload bytes.
-		payload := 0
 		for i := range entries {
-			if withSamples && i > 0 && payload+len(entries[i].Payload) > maxPageAnswer {
-				entries, more = entries[:i], true
-				break
-			}
-			payload += len(entries[i].Payload)
 			out.Entries = append(out.Entries, quarantine.ViewOf(&entries[i], withSamples))
 		}
 		if more {
@@ -75,6 +78,26 @@ func (c *Collector) addQuarantineRoutes(r *httprouter.Router, opts AdminOptions)
 		}
 		writeJSON(w, http.StatusOK, quarantine.ViewOf(&e, true))
 	})
+	r.DELETE("/v1/quarantine/:id", c.local(opts, func(w http.ResponseWriter, _ *http.Request, ps httprouter.Params) {
+		id, err := parseUint(ps.ByName("id"), 0)
+		if err != nil || id == 0 {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "an entry id is a positive integer"})
+			return
+		}
+		if _, err := c.q.Get(id); errors.Is(err, quarantine.ErrNotFound) {
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})
+			return
+		} else if err != nil && !errors.Is(err, quarantine.ErrMalformed) {
+			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			return
+		}
+		if err := c.q.Delete([]uint64{id}); err != nil {
+			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			return
+		}
+		c.log.Warn("quarantine entry deleted by an operator", "id", id)
+		writeJSON(w, http.StatusOK, map[string]any{"deleted": id, "stats": c.q.Stats()})
+	}))
 	r.POST("/v1/quarantine/replay", c.local(opts, func(w http.ResponseWriter, req *http.Request, _ httprouter.Params) {
 		var ids []uint64
 		for _, v := range req.URL.Query()["id"] {

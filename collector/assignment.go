@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"time"
 
@@ -277,7 +278,14 @@ func (c *Collector) reportSchemas(ctx context.Context, client *registry.Client, 
 	rctx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout)
 	err := client.ReportSchemas(rctx, fresh)
 	cancel()
-	if err != nil {
+	var ae *registry.APIError
+	switch {
+	case errors.As(err, &ae) && ae.Code == http.StatusConflict:
+		// Every batch was answered: the registry stored all but the
+		// conflicting schemas, and those conflict again whenever sent.
+		// Sending the set again would fail the same way forever.
+		c.log.Error("the registry refused timeseries schemas that contradict ones it holds; the others were stored, these are not sent again", "err", err)
+	case err != nil:
 		if ctx.Err() == nil {
 			c.log.Warn("reporting timeseries schemas to the registry failed", "err", err)
 		}

@@ -35,6 +35,7 @@ type Collector struct {
 	fwd     *forwarder.Forwarder
 	q       *quarantine.Store // shared with fwd
 	maxRec  int               // largest WAL payload a page is written as: wal.MaxPayload (lowered by tests)
+	qFault  func() error      // tests: a failing quarantine write (nil in production)
 	m       *metrics
 	mm      *memMetrics
 	mem     *inflight // bytes of pages in flight, all producer loops together
@@ -344,7 +345,7 @@ func (c *Collector) Health() (bool, []string) {
 		why = append(why, fmt.Sprintf("WAL over its budget (%d of %d bytes): pages are not acknowledged", ws.SizeBytes, ws.BudgetBytes))
 	}
 	if qs := c.q.Stats(); qs.Full {
-		why = append(why, fmt.Sprintf("quarantine full (%d of %d bytes, %d entries): refused samples and records are counted in holdfast_quarantine_overflow_total but not kept (%d so far); see `holdfast quarantine list`", qs.Bytes, qs.BudgetBytes, qs.Entries, qs.Overflow))
+		why = append(why, fmt.Sprintf("quarantine full (%d of %d bytes, %d entries): refused samples are counted in holdfast_quarantine_overflow_total but not kept (%d so far) and the forwarder holds at a record it cannot keep; see `holdfast quarantine list`, free room with `holdfast quarantine delete`", qs.Bytes, qs.BudgetBytes, qs.Entries, qs.Overflow))
 	}
 	if ws.LastIndex > fs.CheckpointIndex && time.Since(fs.LastProgress) > c.opts.StallAfter {
 		msg := fmt.Sprintf("forwarder made no progress for %s with %d records waiting", time.Since(fs.LastProgress).Round(time.Second), ws.LastIndex-fs.CheckpointIndex)

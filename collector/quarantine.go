@@ -90,7 +90,14 @@ func (c *Collector) keepRejected(p *producer, incarnation string, entries []quar
 	for i := range entries {
 		entries[i].Producer, entries[i].Incarnation = p.cfg.ID, incarnation
 	}
-	over, err := c.q.Put(entries)
+	var over []quarantine.Entry
+	var err error
+	if c.qFault != nil {
+		err = c.qFault()
+	}
+	if err == nil {
+		over, err = c.q.Put(entries)
+	}
 	if err != nil {
 		return fmt.Errorf("quarantining %d refused samples (page not acknowledged): %w", len(entries), err)
 	}

@@ -371,7 +371,15 @@ func TestQuarantineCrashLoop(t *testing.T) {
 	db := ch.database("qcrash")
 	const total, rate = 3000, 600 // samples, per second
 	base := time.Now().UnixNano()
+	// Which samples are invalid is decided up front: the producer's
+	// goroutine only reads it (it wrote it before, racing the test's reads).
+	isInvalid := func(i int) bool { return i%50 == 17 }
 	invalid := map[int64]bool{}
+	for i := 0; i < total; i++ {
+		if isInvalid(i) {
+			invalid[base+int64(i)] = true
+		}
+	}
 	srv, err := pa.NewServer(pa.ServerOptions{ID: "lib-producer", Limits: pa.Limits{MaxFieldStringLen: 1 << 20}})
 	if err != nil {
 		t.Fatal(err)
@@ -382,9 +390,8 @@ func TestQuarantineCrashLoop(t *testing.T) {
 		for ; next < due; next++ {
 			ts := base + int64(next)
 			s := testSample(next, ts)
-			if next%50 == 17 {
+			if isInvalid(next) {
 				s = invalidSample(next, ts)
-				invalid[ts] = true
 			}
 			dst = append(dst, s)
 		}

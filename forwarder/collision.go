@@ -1,6 +1,7 @@
 package forwarder
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -19,7 +20,7 @@ var ErrKeyCollision = errors.New("forwarder: timeseries key collision")
 // those samples under the record's index, with the reason; the rest of the
 // record is delivered. They are counted and logged: a collision is a
 // ~1e-6 event at 10 million timeseries, and someone must look.
-func (f *Forwarder) quarantineCollisions(idx uint64, page *pa.PageRecord, refused []collision) error {
+func (f *Forwarder) quarantineCollisions(ctx context.Context, idx uint64, page *pa.PageRecord, refused []collision) error {
 	samples := make([]pa.Sample, len(refused))
 	for i, c := range refused {
 		samples[i] = page.Samples[c.index]
@@ -30,7 +31,7 @@ func (f *Forwarder) quarantineCollisions(idx uint64, page *pa.PageRecord, refuse
 	f.log.Error("timeseries key collision: refusing the second timeseries' samples rather than merging two timeseries",
 		"index", idx, "timeseries", first.name, "key", fmt.Sprintf("%#016x", first.key), "samples", len(refused))
 	f.m.keyCollisions.Add(float64(len(refused)))
-	return f.quarantine(QuarantinedRecord{Index: idx, Type: uint8(wal.TypePage),
+	return f.quarantineOrHold(ctx, QuarantinedRecord{Index: idx, Type: uint8(wal.TypePage),
 		Payload: pa.AppendPageRecord(nil, page.Producer, page.Incarnation, samples), Reason: reason}, "key_collision")
 }
 

@@ -336,7 +336,10 @@ func (f *Forwarder) Run(ctx context.Context) error {
 			continue
 		case wal.IsCorrupt(err):
 			pos := r.Position()
-			if qerr := f.quarantine(QuarantinedRecord{Index: pos, Reason: err.Error()}, "corrupt"); qerr != nil {
+			if qerr := f.quarantineOrHold(ctx, QuarantinedRecord{Index: pos, Reason: err.Error()}, "corrupt"); qerr != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
 				return qerr
 			}
 			b.last = pos
@@ -346,7 +349,10 @@ func (f *Forwarder) Run(ctx context.Context) error {
 			return err
 		case ok:
 			readFailures = 0
-			if err := f.add(b, idx, rec, &page); err != nil {
+			if err := f.add(ctx, b, idx, rec, &page); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
 				return err
 			}
 			if b.rows.rows >= f.opts.BatchRows || b.bytes >= f.opts.BatchBytes || (cut != 0 && b.last >= cut) {
@@ -409,7 +415,7 @@ func (f *Forwarder) flushWanted() bool {
 // add decodes a record into the batch's rows, or quarantines it if it
 // cannot be decoded or holds an invalid sample. page is scratch space reused
 // across records.
-func (f *Forwarder) add(b *batch, idx uint64, rec wal.Record, page *pa.PageRecord) error {
+func (f *Forwarder) add(ctx context.Context, b *batch, idx uint64, rec wal.Record, page *pa.PageRecord) error {
 	b.last = idx
 	if err := f.decode(rec, page); err != nil {
 		reason := "malformed"
@@ -419,13 +425,13 @@ func (f *Forwarder) add(b *batch, idx uint64, rec wal.Record, page *pa.PageRecor
 		case errors.Is(err, pa.ErrInvalid):
 			reason = "invalid"
 		}
-		return f.quarantine(QuarantinedRecord{Index: idx, Type: uint8(rec.Type), Payload: rec.Payload, Reason: err.Error()}, reason)
+		return f.quarantineOrHold(ctx, QuarantinedRecord{Index: idx, Type: uint8(rec.Type), Payload: rec.Payload, Reason: err.Error()}, reason)
 	}
 	if len(b.indexes) == 0 {
 		b.started = time.Now()
 	}
 	if refused := f.w.addSamples(b.rows, page.Samples, nil); len(refused) > 0 {
-		if err := f.quarantineCollisions(idx, page, refused); err != nil {
+		if err := f.quarantineCollisions(ctx, idx, page, refused); err != nil {
 			return err
 		}
 		b.noteRefused(idx, refused)

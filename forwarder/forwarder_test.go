@@ -205,7 +205,7 @@ func TestQuarantineKeepsTheRestFlowing(t *testing.T) {
 
 	f, _ := e.start(e.options())
 	e.flush(f, 60*time.Second)
-	q, err := Quarantined(e.state)
+	q, err := quarantined(e.state)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/holdfast/holdfast/internal/chtest"
 	"github.com/holdfast/holdfast/internal/state"
 	pa "github.com/holdfast/holdfast/producerapi"
+	"github.com/holdfast/holdfast/quarantine"
 	"github.com/holdfast/holdfast/wal"
 )
 
@@ -336,3 +337,30 @@ func sameDatum(a, b pa.Datum) bool {
 }
 
 var _ = netip.Addr{}
+
+// quarantined lists the records the forwarder quarantined, oldest first,
+// read from the state store.
+func quarantined(db *pebble.DB) ([]QuarantinedRecord, error) {
+	q, err := quarantine.Open(db, quarantine.Options{BudgetBytes: -1})
+	if err != nil {
+		return nil, err
+	}
+	defer q.Close()
+	var out []QuarantinedRecord
+	var after uint64
+	for {
+		page, more, err := q.List(after, 1000)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range page {
+			after = e.ID
+			if e.Kind == quarantine.KindRecord {
+				out = append(out, QuarantinedRecord{Index: e.WALIndex, TimeNs: e.TimeNs, Reason: e.Reason, Type: e.RecordType, Payload: e.Payload})
+			}
+		}
+		if !more {
+			return out, nil
+		}
+	}
+}

@@ -1,9 +1,12 @@
 package forwarder
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"regexp"
+	"time"
 
 	"github.com/cockroachdb/pebble"
 
@@ -40,53 +43,69 @@ func (f *Forwarder) openQuarantine(state *pebble.DB) error {
 	return nil
 }
 
+// errQuarantineFull is returned when a record the forwarder cannot deliver
+// does not fit the quarantine. The record is acknowledged data (a valid
+// sample ClickHouse refused, a key collision): it is never dropped. The
+// forwarder holds instead, retrying with backoff, and the checkpoint stays
+// before the record, so the WAL keeps it and its budget pushes back to the
+// producers until an operator removes entries.
+var errQuarantineFull = errors.New("forwarder: quarantine full, holding")
+
+// producerLabel is the pattern a producer id must match to be used as a
+// log or metric value: it is read from a payload that may be corrupt.
+// Producer ids are registry ids or, for static producers, their URLs:
+// printable ASCII without spaces, bounded.
+var producerLabel = regexp.MustCompile(`^[!-~]{1,512}$`)
+
 // quarantine keeps a record the forwarder cannot deliver (synced before the
-// checkpoint passes it). When the quarantine is full the record is not kept:
-// the store counts and reports that, and the forwarder moves on rather than
-// stall every good record behind it.
+// checkpoint passes it), or returns errQuarantineFull when it does not fit.
 func (f *Forwarder) quarantine(q QuarantinedRecord, reason string) error {
 	e := quarantine.Entry{Kind: quarantine.KindRecord, WALIndex: q.Index, RecordType: q.Type, Payload: q.Payload, Code: reason, Reason: q.Reason}
 	e.Producer, e.Incarnation, _ = pa.PageRecordOrigin(q.Payload) // best effort: it may be what is broken
-	over, err := f.q.Put([]quarantine.Entry{e})
-	if err != nil {
+	if !producerLabel.MatchString(e.Producer) {
+		e.Producer, e.Incarnation = "unknown", ""
+	}
+	es := []quarantine.Entry{e}
+	if err := f.q.PutAll(es); err != nil {
+		if errors.Is(err, quarantine.ErrFull) {
+			return fmt.Errorf("%w: record %d (%s): %v", errQuarantineFull, q.Index, reason, err)
+		}
 		return fmt.Errorf("forwarder: quarantining record %d: %w", q.Index, err)
 	}
 	f.m.quarantined.WithLabelValues(reason).Inc()
-	if len(over) > 0 {
-		f.log.Error("quarantine full: WAL record NOT kept", "index", q.Index, "producer", e.Producer, "reason", q.Reason, "payload_bytes", len(q.Payload))
-		return nil
-	}
-	f.log.Error("quarantined WAL record", "index", q.Index, "producer", e.Producer, "reason", q.Reason, "id", e.ID)
+	f.log.Error("quarantined WAL record", "index", q.Index, "producer", e.Producer, "reason", q.Reason, "id", es[0].ID)
 	f.mu.Lock()
 	f.mu.status.QuarantinedRecords++
 	f.mu.Unlock()
 	return nil
 }
 
-// Quarantined lists the records the forwarder quarantined, oldest first.
-// It is for a stopped collector's state store (and tests): it opens the
-// quarantine there without metrics.
-func Quarantined(db *pebble.DB) ([]QuarantinedRecord, error) {
-	q, err := quarantine.Open(db, quarantine.Options{BudgetBytes: -1})
-	if err != nil {
-		return nil, err
-	}
-	defer q.Close()
-	var out []QuarantinedRecord
-	var after uint64
-	for {
-		page, more, err := q.List(after, 1000)
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range page {
-			after = e.ID
-			if e.Kind == quarantine.KindRecord {
-				out = append(out, QuarantinedRecord{Index: e.WALIndex, TimeNs: e.TimeNs, Reason: e.Reason, Type: e.RecordType, Payload: e.Payload})
+// quarantineOrHold quarantines a record, waiting (with backoff, status and
+// /healthz saying why) while the quarantine is full. It returns ctx's error
+// if ctx ends first: the record was not kept and the checkpoint must not
+// pass it.
+func (f *Forwarder) quarantineOrHold(ctx context.Context, q QuarantinedRecord, reason string) error {
+	for attempt := 0; ; attempt++ {
+		err := f.quarantine(q, reason)
+		if !errors.Is(err, errQuarantineFull) {
+			if err == nil && attempt > 0 {
+				f.mu.Lock()
+				f.mu.status.ConsecutiveFailures, f.mu.status.LastInsertError = 0, ""
+				f.mu.Unlock()
 			}
+			return err
 		}
-		if !more {
-			return out, nil
+		delay := f.backoff(attempt)
+		f.mu.Lock()
+		f.mu.status.LastInsertError = err.Error()
+		f.mu.status.LastErrorTime = time.Now()
+		f.mu.status.ConsecutiveFailures++
+		f.mu.Unlock()
+		f.log.Error("quarantine full: holding the WAL at this record until entries are removed", "err", err, "attempt", attempt+1, "retry_in", delay)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
 		}
 	}
 }

@@ -175,7 +175,7 @@ func TestKeyCollisionIsRefusedNotMerged(t *testing.T) {
 	if got := m.GetCounter().GetValue(); got != 20 {
 		t.Errorf("holdfast_forwarder_key_collisions_total = %v, want 20", got)
 	}
-	q, err := Quarantined(e.state)
+	q, err := quarantined(e.state)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +236,7 @@ func TestSchemaDriftIsRetriedNotQuarantined(t *testing.T) {
 	}
 	alter("Nullable(Int64)")
 	e.flush(f, time.Minute)
-	if q, err := Quarantined(e.state); err != nil || len(q) != 0 {
+	if q, err := quarantined(e.state); err != nil || len(q) != 0 {
 		t.Fatalf("quarantined %d records (%v)", len(q), err)
 	}
 	if n := e.count(true); n != uint64(len(in)) {
@@ -302,7 +302,7 @@ func TestKeyCollisionAcrossBisection(t *testing.T) {
 	if n := e.count(true); n != uint64(len(good)) {
 		t.Errorf("ClickHouse holds %d samples, want the %d of records 3 on", n, len(good))
 	}
-	q, err := Quarantined(e.state)
+	q, err := quarantined(e.state)
 	if err != nil {
 		t.Fatal(err)
 	}

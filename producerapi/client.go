@@ -163,6 +163,15 @@ func (c *Client) Fetch(ctx context.Context, req FetchRequest, p *Page) (int, err
 				e.Producer, e.Incarnation, e.Token, e.Samples = head.Producer, head.Incarnation, head.Token, n
 			}
 		}
+		// The headers say the same for either encoding (a JSON body cannot
+		// be read in part); they are preferred when present.
+		if n, err := strconv.Atoi(resp.Header.Get(HeaderSamples)); err == nil && n >= 0 {
+			e.Samples = n
+			e.Token = resp.Header.Get(HeaderToken)
+			if inc := resp.Header.Get(HeaderIncarnation); inc != "" {
+				e.Incarnation = inc
+			}
+		}
 		return int(min(limit+1, math.MaxInt32)), e
 	}
 	switch ct {

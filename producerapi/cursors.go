@@ -35,6 +35,7 @@ var ErrTooManyCollectors = errors.New("producerapi: too many collectors")
 func (s *Server) AddCollector(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.configured[id] = true
 	s.buf.addCollector(id, s.now()).pinned = true
 }
 
@@ -43,6 +44,7 @@ func (s *Server) AddCollector(id string) {
 func (s *Server) RemoveCollector(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	delete(s.configured, id)
 	s.buf.removeCollector(id, false)
 }
 
@@ -63,9 +65,21 @@ func (s *Server) DeleteCollector(id string) bool {
 // every other cursor is removed, and from now on only assigned collectors
 // are served. The new collectors thus take over before the old ones are let
 // go.
+//
+// An empty assignment is no information and changes nothing: the registry
+// answers [] when it sees no live collector (a partition, its own restart),
+// while collectors keep collecting on their cached assignments (invariants
+// 5 and 6). Removing every cursor then would refuse them all and leave the
+// samples in the buffer until its bound drops them.
 func (s *Server) SetAssignment(ids []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if len(ids) == 0 {
+		if len(s.assigned) > 0 {
+			s.log.Warn("registry assigned no collector; keeping the current ones (an empty assignment is taken as no information)", "collectors", len(s.assigned))
+		}
+		return
+	}
 	next := make(map[string]bool, len(ids))
 	now := s.now()
 	for _, id := range ids {
@@ -122,7 +136,12 @@ func (s *Server) admitLocked(id string) (*cursor, error) {
 			ErrTooManyCollectors, s.opts.ID, len(s.buf.cursors), s.opts.CursorTTL)
 	}
 	s.log.Info("new collector", "collector", id)
-	return s.buf.addCollector(id, s.now()), nil
+	c := s.buf.addCollector(id, s.now())
+	// A collector the registry assigned or the configuration names keeps
+	// its pin when it comes back after a DELETE: it must not expire or
+	// count against the cap of strangers.
+	c.pinned = s.assigned[id] || s.configured[id]
+	return c, nil
 }
 
 // expireLocked removes idle unpinned cursors.

@@ -311,3 +311,76 @@ func TestPageByteLimitOverHTTP(t *testing.T) {
 		})
 	}
 }
+
+// TestEmptyAssignmentKeepsTheCollectors: the registry answers [] when it
+// sees no live collector (a partition); collectors running on their cached
+// assignment keep being served, their cursors stay pinned, and nothing is
+// released or dropped for them.
+func TestEmptyAssignmentKeepsTheCollectors(t *testing.T) {
+	s, hs := newProducer(t, pa.ServerOptions{Logger: quiet})
+	s.SetAssignment([]string{"c1", "c2"})
+	s.Add(fleet(20, 0))
+	s.SetAssignment(nil)
+	s.SetAssignment([]string{})
+	for _, c := range []string{"c1", "c2"} {
+		tok, got := "", 0
+		for {
+			rp := httpPage(t, hs.URL, "", c, tok, 7, 0, true)
+			if rp.status != 200 {
+				t.Fatalf("%s after an empty assignment: %d %s", c, rp.status, rp.errMsg)
+			}
+			got += len(rp.page.Samples)
+			if rp.page.Token == "" {
+				break
+			}
+			tok = rp.page.Token
+		}
+		if got != 20 {
+			t.Fatalf("%s got %d samples, want 20", c, got)
+		}
+	}
+	st := s.Stats()
+	if len(st.Collectors) != 2 || !st.Collectors["c1"].Pinned || st.Dropped != 0 || st.Released != 20 {
+		t.Fatalf("after an empty assignment: %+v %+v", st.BufferStats, st.Collectors)
+	}
+	if rp := httpPage(t, hs.URL, "", "stranger", "", 10, 0, true); rp.status != http.StatusForbidden {
+		t.Fatalf("stranger after an empty assignment: %d", rp.status)
+	}
+}
+
+// TestDeletedPinnedCursorComesBackPinned: an operator's DELETE of an
+// assigned or configured collector's cursor; when it asks again its new
+// cursor is pinned (never expires) as before.
+func TestDeletedPinnedCursorComesBackPinned(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name string
+		opts pa.ServerOptions
+		set  []string
+	}{
+		{"assigned", pa.ServerOptions{CursorTTL: time.Minute, Logger: quiet}, []string{"c"}},
+		{"configured", pa.ServerOptions{CursorTTL: time.Minute, Collectors: []string{"c"}, Logger: quiet}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, hs := newProducer(t, tc.opts)
+			pa.SetClock(s, func() time.Time { return now })
+			if tc.set != nil {
+				s.SetAssignment(tc.set)
+			}
+			s.Add(fleet(10, 0))
+			if rp := httpDo(t, http.MethodDelete, hs.URL+"/v1/collectors/c", ""); rp.status != 200 {
+				t.Fatalf("DELETE: %d %s", rp.status, rp.errMsg)
+			}
+			if rp := httpPage(t, hs.URL, "", "c", "", 5, 0, true); rp.status != 200 {
+				t.Fatalf("after DELETE: %d %s", rp.status, rp.errMsg)
+			}
+			if st := s.Stats(); !st.Collectors["c"].Pinned {
+				t.Fatalf("recreated cursor not pinned: %+v", st.Collectors)
+			}
+			now = now.Add(time.Hour)
+			if st := s.Stats(); len(st.Collectors) != 1 || st.Expired != 0 {
+				t.Fatalf("a pinned collector's cursor expired: %+v, %d expired", st.Collectors, st.Expired)
+			}
+		})
+	}
+}

@@ -85,8 +85,11 @@ type Server struct {
 	// assigned is the registry's assignment once one arrived (nil before):
 	// from then on only these collectors are served.
 	assigned map[string]bool
-	expired  uint64 // cursors expired for idleness
-	refused  uint64 // page requests refused a cursor
+	// configured are the collectors of ServerOptions.Collectors and
+	// AddCollector: pinned whenever they have a cursor.
+	configured map[string]bool
+	expired    uint64 // cursors expired for idleness
+	refused    uint64 // page requests refused a cursor
 	// kick wakes RunRegistration when an unassigned collector asks: the
 	// registry may have assigned it since the last renewal.
 	kick chan struct{}
@@ -116,7 +119,9 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	s.incarnation[6] = s.incarnation[6]&0x0f | 0x40 // a version 4 UUID
 	s.incarnation[8] = s.incarnation[8]&0x3f | 0x80
 	s.buf = newBuffer(bufferOptions{MaxSamples: opts.MaxSamples, MaxBytes: opts.MaxBytes}, s.incarnation)
+	s.configured = make(map[string]bool, len(opts.Collectors))
 	for _, c := range opts.Collectors {
+		s.configured[c] = true
 		s.buf.addCollector(c, s.now()).pinned = true
 	}
 	return s, nil
@@ -381,6 +386,7 @@ func (s *Server) handlePage(w http.ResponseWriter, r *http.Request, ps httproute
 		refusal(w, err)
 		return
 	}
+	setPageHeaders(w.Header(), &p)
 	if binary {
 		w.Header().Set("Content-Type", ContentTypeBinary)
 		w.Write(AppendPage(nil, &p))
@@ -393,6 +399,25 @@ func (s *Server) handlePage(w http.ResponseWriter, r *http.Request, ps httproute
 	}
 	w.Header().Set("Content-Type", ContentTypeJSON)
 	w.Write(b)
+}
+
+// Response headers of a page: its token, sample count and incarnation, in
+// both encodings. A collector whose body limit the page exceeds reads them
+// instead of the body, so it can acknowledge a page of one sample that can
+// never fit, or ask for fewer samples, whatever the encoding (a JSON body
+// cannot be read in part).
+const (
+	HeaderToken       = "X-Holdfast-Token"
+	HeaderSamples     = "X-Holdfast-Samples"
+	HeaderIncarnation = "X-Holdfast-Incarnation"
+)
+
+func setPageHeaders(h http.Header, p *Page) {
+	if p.Token != "" {
+		h.Set(HeaderToken, p.Token)
+	}
+	h.Set(HeaderSamples, strconv.Itoa(len(p.Samples)))
+	h.Set(HeaderIncarnation, p.Incarnation)
 }
 
 func wantsBinary(accept string) bool {

@@ -10,7 +10,10 @@
 //
 //	q, err := quarantine.Open(db, quarantine.Options{BudgetBytes: 256 << 20, Registerer: reg})
 //	over, err := q.Put(entries)            // one synced batch; over: entries not kept (full)
+//	err = q.PutAll(entries)                // all or nothing; ErrFull: nothing kept, nothing counted
 //	page, more, err := q.List(afterID, 100) // oldest first
+//	hdrs, more, err := q.ListHeaders(afterID, 1000) // without payloads
+//	err = q.Delete(ids)                    // an operator's removal (holdfast quarantine delete)
 //	rep, err := quarantine.Replay(ctx, q, quarantine.ReplayOptions{Limits: lim, Schemas: schemas, Append: wal.Append})
 //
 // ViewOf gives an entry's JSON form (with its samples decoded) for the admin
@@ -24,7 +27,8 @@
 // (the collector acknowledges a page only after its rejected samples are
 // here).
 //
-//	key   := "quarantine/" | u64 id (big-endian; increasing, never reused while entries remain)
+//	key   := "quarantine/" | u64 id (big-endian; increasing, never reused)
+//	"quarantine-next" := u64 next id (big-endian), written with every Put
 //	value := u8 version(=1) | u8 kind | i64 time_ns (big-endian) |
 //	         str producer | str incarnation | str code | str reason |
 //	         u64 wal_index (big-endian) | u8 record_type | payload (the rest)
@@ -48,7 +52,9 @@
 // not fit is not stored: Put reports it as overflow, the caller counts it
 // (holdfast_quarantine_overflow_total{producer,reason}) and logs it, and the
 // store says it is full (holdfast_quarantine_full, the collector's status and
-// /healthz) until entries are removed. The data of an overflowed entry is
+// /healthz) until entries are removed. PutAll (the forwarder's) stores all or
+// nothing and returns ErrFull instead: its caller keeps the data (in the WAL)
+// and tries again. The data of an overflowed entry is
 // lost, loudly: the alternative, refusing the whole page, would stall the
 // producer and cost every good sample behind it.
 //

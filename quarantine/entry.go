@@ -51,6 +51,9 @@ type Entry struct {
 	WALIndex    uint64 // KindRecord: the record's WAL index
 	RecordType  uint8  // KindRecord: the record's WAL type
 	Payload     []byte
+	// PayloadBytes is the payload's length when a header-only listing
+	// left Payload nil (0 otherwise: len(Payload) says it).
+	PayloadBytes int
 }
 
 // ErrMalformed is the sentinel of a stored entry that does not decode.
@@ -93,7 +96,11 @@ func encodeValue(e *Entry) []byte {
 }
 
 // decodeValue decodes a stored value; the entry does not share memory with v.
-func decodeValue(id uint64, v []byte) (Entry, error) {
+func decodeValue(id uint64, v []byte) (Entry, error) { return decodeValueOpt(id, v, true) }
+
+// decodeValueOpt decodes a stored value, its payload only when withPayload
+// (a listing of headers must not copy up to a WAL record per entry).
+func decodeValueOpt(id uint64, v []byte, withPayload bool) (Entry, error) {
 	e := Entry{ID: id}
 	bad := func(what string) (Entry, error) {
 		return Entry{}, fmt.Errorf("%w: entry %d: %s", ErrMalformed, id, what)
@@ -131,7 +138,10 @@ func decodeValue(id uint64, v []byte) (Entry, error) {
 	}
 	e.WALIndex = binary.BigEndian.Uint64(v[off:])
 	e.RecordType = v[off+8]
-	if rest := v[off+9:]; len(rest) > 0 {
+	switch rest := v[off+9:]; {
+	case !withPayload:
+		e.PayloadBytes = len(rest)
+	case len(rest) > 0:
 		e.Payload = append([]byte(nil), rest...)
 	}
 	return e, nil

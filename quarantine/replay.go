@@ -19,15 +19,21 @@ type ReplayOptions struct {
 	// the replayed samples are checked against each other).
 	Limits  pa.Limits
 	Schemas *pa.SchemaRegistry
+	// KeepSchemaConflicts keeps entries refused for a schema conflict
+	// (CodeSchema) without replaying them: set when Schemas is not the
+	// collector's registry (a data directory), where a conflict cannot be
+	// seen and replaying would put the conflicting samples in the WAL.
+	KeepSchemaConflicts bool
 	// Append writes a record to the WAL and returns once it is durable.
 	Append func(ctx context.Context, rec wal.Record) (uint64, error)
 }
 
 // ReplayReport says what a replay did.
 type ReplayReport struct {
-	Replayed      int      `json:"replayed"`       // entries appended to the WAL and removed
-	StillRefused  int      `json:"still_refused"`  // entries kept, with the reason updated
-	NotReplayable int      `json:"not_replayable"` // entries holding no data (a sample too large to be read)
+	Replayed      int      `json:"replayed"`              // entries appended to the WAL and removed
+	StillRefused  int      `json:"still_refused"`         // entries kept, with the reason updated
+	NotReplayable int      `json:"not_replayable"`        // entries holding no data (a sample too large to be read)
+	SchemaKept    int      `json:"schema_kept,omitempty"` // schema-conflict entries kept unchecked (KeepSchemaConflicts)
 	NotFound      []uint64 `json:"not_found,omitempty"`
 	Samples       int      `json:"samples"` // samples appended to the WAL
 	Records       []uint64 `json:"wal_indexes,omitempty"`
@@ -58,7 +64,7 @@ func Replay(ctx context.Context, s *Store, opts ReplayOptions) (ReplayReport, er
 	}
 	var after uint64
 	for {
-		page, more, err := s.List(after, 256)
+		page, more, err := s.ListUpTo(after, 256, 2*wal.MaxPayload)
 		if err != nil {
 			return rep, err
 		}
@@ -93,9 +99,25 @@ type group struct {
 	samples []pa.Sample
 }
 
-func replayBatch(ctx context.Context, s *Store, entries []Entry, opts ReplayOptions, rep *ReplayReport) error {
+// replayBatch replays entries. Whatever happens, the entries whose data was
+// appended are removed before it returns (a replay that stopped half way
+// must not append them again next time), and its errors are returned.
+func replayBatch(ctx context.Context, s *Store, entries []Entry, opts ReplayOptions, rep *ReplayReport) (err error) {
 	var refused []Entry
 	var done []uint64
+	defer func() {
+		// Removal first: an entry appended but kept would be appended again.
+		derr := s.Delete(done)
+		uerr := s.Update(refused)
+		err = errors.Join(err, derr, uerr)
+	}()
+	// refuse keeps an entry whose data the WAL refuses for good (a record
+	// over wal.MaxPayload): a per-entry outcome, not the end of the replay.
+	refuse := func(e *Entry, code string, cause error) {
+		rep.StillRefused++
+		e.Code, e.Reason = code, "replay refused it again: "+cause.Error()
+		refused = append(refused, *e)
+	}
 	groups := map[origin]*group{}
 	var order []origin
 	for i := range entries {
@@ -104,15 +126,21 @@ func replayBatch(ctx context.Context, s *Store, entries []Entry, opts ReplayOpti
 			rep.NotReplayable++
 			continue
 		}
+		if opts.KeepSchemaConflicts && e.Code == CodeSchema {
+			rep.SchemaKept++
+			continue // kept as it is: no registry here to check it against
+		}
 		samples, code, err := check(e, opts)
 		if err != nil {
-			rep.StillRefused++
-			e.Code, e.Reason = code, "replay refused it again: "+err.Error()
-			refused = append(refused, *e)
+			refuse(e, code, err)
 			continue
 		}
 		if e.Kind == KindRecord {
 			idx, err := opts.Append(ctx, wal.Record{Type: wal.TypePage, Payload: e.Payload})
+			if errors.Is(err, wal.ErrBadRecord) {
+				refuse(e, CodeTooLarge, err)
+				continue
+			}
 			if err != nil {
 				return fmt.Errorf("quarantine: replaying entry %d: %w", e.ID, err)
 			}
@@ -135,39 +163,40 @@ func replayBatch(ctx context.Context, s *Store, entries []Entry, opts ReplayOpti
 	for _, o := range order {
 		g := groups[o]
 		payload := pa.AppendPageRecord(nil, o.producer, o.incarnation, g.samples)
-		parts := [][]*Entry{g.entries}
-		if len(payload) > wal.MaxPayload {
-			// Too much for one record: one per entry (each was one
-			// record's worth when it was refused, or is quarantined as
-			// too large again by the collector's forwarder).
-			parts = parts[:0]
-			for _, e := range g.entries {
-				parts = append(parts, []*Entry{e})
+		if len(payload) <= wal.MaxPayload {
+			idx, err := opts.Append(ctx, wal.Record{Type: wal.TypePage, Payload: payload})
+			if err == nil {
+				rep.Records = append(rep.Records, idx)
+				rep.Samples += len(g.samples)
+				for _, e := range g.entries {
+					done = append(done, e.ID)
+					rep.Replayed++
+				}
+				continue
+			}
+			if !errors.Is(err, wal.ErrBadRecord) {
+				return fmt.Errorf("quarantine: replaying entry %d: %w", g.entries[0].ID, err)
 			}
 		}
-		for _, part := range parts {
-			if len(parts) > 1 {
-				ss, _ := part[0].Samples()
-				payload = pa.AppendPageRecord(nil, o.producer, o.incarnation, ss)
+		// Too much for one record: one per entry (each was one record's
+		// worth when it was refused, or is kept as too large again).
+		for _, e := range g.entries {
+			ss, _ := e.Samples()
+			idx, err := opts.Append(ctx, wal.Record{Type: wal.TypePage, Payload: pa.AppendPageRecord(nil, o.producer, o.incarnation, ss)})
+			if errors.Is(err, wal.ErrBadRecord) {
+				refuse(e, CodeTooLarge, err)
+				continue
 			}
-			idx, err := opts.Append(ctx, wal.Record{Type: wal.TypePage, Payload: payload})
 			if err != nil {
-				// What was appended before stays; its entries are removed below.
-				s.Delete(done)
-				return fmt.Errorf("quarantine: replaying entry %d: %w", part[0].ID, err)
+				return fmt.Errorf("quarantine: replaying entry %d: %w", e.ID, err)
 			}
 			rep.Records = append(rep.Records, idx)
-			for _, e := range part {
-				done = append(done, e.ID)
-				rep.Replayed++
-			}
+			rep.Samples += len(ss)
+			done = append(done, e.ID)
+			rep.Replayed++
 		}
-		rep.Samples += len(g.samples)
 	}
-	if err := s.Update(refused); err != nil {
-		return err
-	}
-	return s.Delete(done)
+	return nil
 }
 
 // check decodes an entry's samples and checks them against the current

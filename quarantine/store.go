@@ -21,6 +21,9 @@ const DefaultBudgetBytes = 256 << 20
 // ErrNotFound is returned for an id the store does not hold.
 var ErrNotFound = errors.New("quarantine: no such entry")
 
+// ErrFull is returned by PutAll when the entries do not fit the budget.
+var ErrFull = errors.New("quarantine: full")
+
 // Options configure a Store. Zero values mean defaults.
 type Options struct {
 	BudgetBytes int64 // default DefaultBudgetBytes; negative: no bound
@@ -101,7 +104,32 @@ func prefixBounds(prefix string) *pebble.IterOptions {
 	return &pebble.IterOptions{LowerBound: []byte(prefix), UpperBound: upper}
 }
 
+// nextKey holds the next id, written with every Put, so ids are never
+// reused, even after the store emptied and the process restarted: an id an
+// operator noted (or a script holds) never names a different entry.
+var nextKey = []byte("quarantine-next")
+
+func (s *Store) storedNext() (uint64, error) {
+	v, closer, err := s.db.Get(nextKey)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 1, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("quarantine: reading the next id: %w", err)
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, fmt.Errorf("%w: next id of %d bytes", ErrMalformed, len(v))
+	}
+	return max(1, binary.BigEndian.Uint64(v)), nil
+}
+
 func (s *Store) count() error {
+	next, err := s.storedNext()
+	if err != nil {
+		return err
+	}
+	s.mu.next = next
 	it, err := s.db.NewIter(prefixBounds(keyPrefix))
 	if err != nil {
 		return fmt.Errorf("quarantine: %w", err)
@@ -120,7 +148,7 @@ func (s *Store) count() error {
 			s.mu.samples++
 		}
 		s.mu.bytes += storedSize(len(v))
-		s.mu.next = id + 1
+		s.mu.next = max(s.mu.next, id+1)
 	}
 	if err := it.Error(); err != nil {
 		return fmt.Errorf("quarantine: counting entries: %w", err)
@@ -158,15 +186,18 @@ func (s *Store) migrate() error {
 	if len(old) == 0 {
 		return nil
 	}
-	// Ids follow whatever the new prefix already holds.
-	next := uint64(1)
+	// Ids follow whatever the new prefix already holds or has held.
+	next, err := s.storedNext()
+	if err != nil {
+		return err
+	}
 	it2, err := s.db.NewIter(prefixBounds(keyPrefix))
 	if err != nil {
 		return fmt.Errorf("quarantine: %w", err)
 	}
 	if it2.Last() {
 		if id, err := idOf(it2.Key()); err == nil {
-			next = id + 1
+			next = max(next, id+1)
 		}
 	}
 	it2.Close()
@@ -176,6 +207,7 @@ func (s *Store) migrate() error {
 		b.Set(entryKey(next+uint64(i)), encodeValue(&old[i]), nil)
 		b.Delete(keys[i], nil)
 	}
+	b.Set(nextKey, binary.BigEndian.AppendUint64(nil, next+uint64(len(old))), nil)
 	if err := b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("quarantine: moving legacy entries: %w", err)
 	}
@@ -189,12 +221,31 @@ func (s *Store) migrate() error {
 // store reports itself full. err is non-nil only when the write failed, and
 // then nothing was stored.
 func (s *Store) Put(entries []Entry) (overflow []Entry, err error) {
+	return s.put(entries, false)
+}
+
+func (s *Store) put(entries []Entry, all bool) (overflow []Entry, err error) {
 	if len(entries) == 0 {
 		return nil, nil
 	}
 	now := time.Now().UnixNano()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if all && s.budget > 0 {
+		var size int64
+		for i := range entries {
+			size += storedSize(len(encodeValue(&entries[i])))
+		}
+		if s.mu.bytes+size > s.budget {
+			if !s.mu.full {
+				s.mu.full = true
+				s.log.Error("quarantine full: the forwarder holds (the WAL keeps its records) until entries are removed; inspect with `holdfast quarantine list`, remove with `holdfast quarantine delete` or `replay`, or raise --quarantine-budget",
+					"bytes", s.mu.bytes, "budget_bytes", s.budget, "wanted_bytes", size)
+			}
+			s.publishLocked()
+			return nil, fmt.Errorf("%w: %d bytes wanted, %d of %d held", ErrFull, size, s.mu.bytes, s.budget)
+		}
+	}
 	b := s.db.NewBatch()
 	defer b.Close()
 	next, bytes := s.mu.next, s.mu.bytes
@@ -222,6 +273,7 @@ func (s *Store) Put(entries []Entry) (overflow []Entry, err error) {
 		b.Set(entryKey(e.ID), v, nil)
 	}
 	if !b.Empty() {
+		b.Set(nextKey, binary.BigEndian.AppendUint64(nil, next), nil)
 		if err := b.Commit(pebble.Sync); err != nil {
 			for i := range entries {
 				entries[i].ID = 0
@@ -256,6 +308,16 @@ func (s *Store) Put(entries []Entry) (overflow []Entry, err error) {
 	return overflow, nil
 }
 
+// PutAll stores entries with one synced write, all of them or none: when
+// they do not fit the budget it stores nothing, counts nothing as overflow
+// (the caller keeps the data and tries again later), reports the store full
+// and returns ErrFull. The forwarder uses it: its records are acknowledged
+// data that must wait in the WAL rather than be dropped.
+func (s *Store) PutAll(entries []Entry) error {
+	_, err := s.put(entries, true)
+	return err
+}
+
 // Get returns one entry.
 func (s *Store) Get(id uint64) (Entry, error) {
 	v, closer, err := s.db.Get(entryKey(id))
@@ -272,6 +334,23 @@ func (s *Store) Get(id uint64) (Entry, error) {
 // List returns up to limit entries with ids above after, oldest first, and
 // whether more follow.
 func (s *Store) List(after uint64, limit int) ([]Entry, bool, error) {
+	return s.list(after, limit, true, 0)
+}
+
+// ListHeaders is List without payloads (Payload nil, PayloadBytes set):
+// listing 1,000 entries must not load up to a WAL record each.
+func (s *Store) ListHeaders(after uint64, limit int) ([]Entry, bool, error) {
+	return s.list(after, limit, false, 0)
+}
+
+// ListUpTo is List that also stops once the payloads returned reach
+// maxBytes (always at least one entry), so a page of entries is bounded in
+// memory however large they are.
+func (s *Store) ListUpTo(after uint64, limit, maxBytes int) ([]Entry, bool, error) {
+	return s.list(after, limit, true, maxBytes)
+}
+
+func (s *Store) list(after uint64, limit int, payloads bool, maxBytes int) ([]Entry, bool, error) {
 	if limit <= 0 {
 		limit = 100
 	}
@@ -288,6 +367,7 @@ func (s *Store) List(after uint64, limit int) ([]Entry, bool, error) {
 	}
 	defer it.Close()
 	var out []Entry
+	bytes := 0
 	for it.First(); it.Valid(); it.Next() {
 		if len(out) == limit {
 			return out, true, nil
@@ -296,10 +376,15 @@ func (s *Store) List(after uint64, limit int) ([]Entry, bool, error) {
 		if err != nil {
 			return out, false, err
 		}
-		e, err := decodeValue(id, it.Value())
+		v := it.Value()
+		if maxBytes > 0 && len(out) > 0 && bytes+len(v) > maxBytes {
+			return out, true, nil
+		}
+		e, err := decodeValueOpt(id, v, payloads)
 		if err != nil {
 			return out, false, err
 		}
+		bytes += len(v)
 		out = append(out, e)
 	}
 	return out, false, it.Error()
@@ -372,7 +457,11 @@ func (s *Store) apply(ids []uint64, repl []Entry) error {
 	s.mu.entries -= uint64(gone)
 	s.mu.samples -= uint64(samples)
 	s.mu.records -= uint64(records)
-	if s.mu.full && (s.budget == 0 || s.mu.bytes < s.budget) && repl == nil {
+	switch {
+	case s.budget > 0 && s.mu.bytes >= s.budget:
+		// An Update with longer reasons can take the store to its bound.
+		s.mu.full = true
+	case s.mu.full && repl == nil:
 		s.mu.full = false
 		s.log.Info("quarantine has room again", "bytes", s.mu.bytes, "budget_bytes", s.budget)
 	}

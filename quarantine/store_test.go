@@ -6,6 +6,7 @@ import (
 	"errors"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/cockroachdb/pebble"
@@ -194,4 +195,95 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	t.Fatalf("metric %s not registered", name)
 	return 0
+}
+
+// TestIDsAreNeverReused: ids keep increasing after the store emptied and
+// was reopened (a restarted collector), so an id never names two entries.
+func TestIDsAreNeverReused(t *testing.T) {
+	dir := t.TempDir()
+	db := openDB(t, dir)
+	s, err := Open(db, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	es := []Entry{{Kind: KindSample, Code: CodeInvalid}, {Kind: KindSample, Code: CodeInvalid}}
+	if _, err := s.Put(es); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(IDs(es)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	db.Close()
+	db = openDB(t, dir)
+	defer db.Close()
+	if s, err = Open(db, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	e := []Entry{{Kind: KindSample, Code: CodeInvalid}}
+	if _, err := s.Put(e); err != nil {
+		t.Fatal(err)
+	}
+	if e[0].ID != 3 {
+		t.Fatalf("id after emptying and reopening: %d, want 3", e[0].ID)
+	}
+}
+
+// TestListHeadersAndListUpTo: a header listing reads no payload (only its
+// length); a bounded listing stops at its byte bound, always with one entry.
+func TestListHeadersAndListUpTo(t *testing.T) {
+	db := openDB(t, t.TempDir())
+	defer db.Close()
+	s, err := Open(db, Options{BudgetBytes: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var es []Entry
+	for i := 0; i < 5; i++ {
+		es = append(es, Entry{Kind: KindRecord, Code: CodeRejected, Payload: make([]byte, 1000)})
+	}
+	if _, err := s.Put(es); err != nil {
+		t.Fatal(err)
+	}
+	hs, more, err := s.ListHeaders(0, 10)
+	if err != nil || more || len(hs) != 5 {
+		t.Fatalf("headers: %d %v %v", len(hs), more, err)
+	}
+	for _, h := range hs {
+		if h.Payload != nil || h.PayloadBytes != 1000 || ViewOf(&h, false).PayloadBytes != 1000 {
+			t.Fatalf("header entry %+v", h)
+		}
+	}
+	page, more, err := s.ListUpTo(0, 10, 2500)
+	if err != nil || !more || len(page) != 2 {
+		t.Fatalf("bounded: %d %v %v", len(page), more, err)
+	}
+	if page, _, _ = s.ListUpTo(0, 10, 1); len(page) != 1 || len(page[0].Payload) != 1000 {
+		t.Fatalf("a bound below one entry still returns it: %d", len(page))
+	}
+}
+
+// TestUpdatePastTheBudgetSetsFull: an Update with longer reasons can take
+// the store to its bound; it then says it is full.
+func TestUpdatePastTheBudgetSetsFull(t *testing.T) {
+	db := openDB(t, t.TempDir())
+	defer db.Close()
+	s, err := Open(db, Options{BudgetBytes: 200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	es := []Entry{{Kind: KindSample, Code: CodeInvalid, Reason: "short"}}
+	if _, err := s.Put(es); err != nil || s.Stats().Full {
+		t.Fatalf("%v %+v", err, s.Stats())
+	}
+	es[0].Reason = strings.Repeat("longer ", 40)
+	if err := s.Update(es); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); !st.Full || st.Bytes < 200 {
+		t.Fatalf("after an update past the budget: %+v", st)
+	}
 }

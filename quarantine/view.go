@@ -30,7 +30,7 @@ type View struct {
 // JSON form (or, when it does not decode, keeps the raw payload).
 func ViewOf(e *Entry, samples bool) View {
 	v := View{ID: e.ID, Kind: e.Kind.String(), Time: time.Unix(0, e.TimeNs).UTC(), Producer: e.Producer, Incarnation: e.Incarnation,
-		ReasonCode: e.Code, Reason: e.Reason, WALIndex: e.WALIndex, RecordType: e.RecordType, PayloadBytes: len(e.Payload)}
+		ReasonCode: e.Code, Reason: e.Reason, WALIndex: e.WALIndex, RecordType: e.RecordType, PayloadBytes: max(len(e.Payload), e.PayloadBytes)}
 	if !samples || len(e.Payload) == 0 {
 		return v
 	}

@@ -68,13 +68,26 @@ func (e *SchemaConflictError) Error() string {
 
 func (e *SchemaConflictError) Unwrap() error { return ErrSchemaConflict }
 
+// DefaultMaxSchemas bounds the schemas a registry keeps (Options.MaxSchemas):
+// every (name, version) is kept in memory and reported by any collector, so
+// without a bound a producer inventing field sets would grow it forever.
+const DefaultMaxSchemas = 65_536
+
+func (r *Registry) maxSchemas() int {
+	if r.opts.MaxSchemas > 0 {
+		return r.opts.MaxSchemas
+	}
+	return DefaultMaxSchemas
+}
+
 // maxSchemasPerReport bounds one POST; the client batches below it.
 const maxSchemasPerReport = 10_000
 
 // AddSchemas records timeseries schemas reported by producers or collectors.
 // Every new (name, version) is stored; one that contradicts a stored schema
-// of the same name and version is refused with a *SchemaConflictError, and
-// the rest are stored anyway (one bad report does not block the others).
+// of the same name and version, or that would take the registry past
+// MaxSchemas, is refused with a *SchemaConflictError, and the rest are
+// stored anyway (one bad report does not block the others).
 func (r *Registry) AddSchemas(schemas []pa.TimeseriesSchema) error {
 	if len(schemas) > maxSchemasPerReport {
 		return invalid("%d schemas in one report; send at most %d at a time", len(schemas), maxSchemasPerReport)
@@ -100,6 +113,12 @@ func (r *Registry) AddSchemas(schemas []pa.TimeseriesSchema) error {
 			if d := known.Diff(&s); d != "" {
 				conflicts = append(conflicts, fmt.Sprintf("%s version %d: %s", s.Name, k.version, d))
 			}
+			continue
+		}
+		if len(r.schemas)+len(fresh) >= r.maxSchemas() {
+			// Refused for good like a conflict (409): a collector does not
+			// send it again, the operator sees it in the answer and logs.
+			conflicts = append(conflicts, fmt.Sprintf("%s version %d: refused, the registry holds its maximum of %d schemas", s.Name, k.version, r.maxSchemas()))
 			continue
 		}
 		s.Fields = slices.Clone(s.Fields)

@@ -42,6 +42,8 @@ type Options struct {
 	// (POST, PATCH, DELETE); reads stay open.
 	AuthToken string
 	Now       func() time.Time
+	// MaxSchemas bounds the timeseries schemas kept; default DefaultMaxSchemas.
+	MaxSchemas int
 }
 
 func (o Options) withDefaults() Options {

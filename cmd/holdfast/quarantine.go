@@ -30,7 +30,8 @@ const quarantineUsage = `Usage:
   holdfast quarantine list   [--data-dir DIR | --admin ADDR] [--limit N]
   holdfast quarantine show   [--data-dir DIR | --admin ADDR] ID
   holdfast quarantine export [--data-dir DIR | --admin ADDR] [--out FILE] [--format entries|pages]
-  holdfast quarantine replay [--data-dir DIR | --admin ADDR] [ID ...]
+  holdfast quarantine replay [--data-dir DIR | --admin ADDR] [--force] [ID ...]
+  holdfast quarantine delete [--data-dir DIR | --admin ADDR] ID ... | --code CODE
 
 --data-dir reads a stopped collector's data directory; --admin (default
 127.0.0.1:9464) a running collector's admin API (its state store is locked).
@@ -38,14 +39,20 @@ show prints an entry with its samples as JSON; export writes every entry as
 one JSON line (samples in the page JSON form producers use), or with
 --format pages one page JSON per entry (what a producer serves); replay
 re-submits entries the current rules accept (all without IDs) to the WAL and
-removes them, and keeps the others with an updated reason.
+removes them, and keeps the others with an updated reason (with --data-dir
+no schema registry is known, so entries refused for a schema conflict are
+kept unless --force); delete removes entries for good (by id, or every
+entry with a reason code such as too_large), the way to make room in a full
+quarantine for entries that will never replay.
 `
 
 // qsource is where the quarantine is read: a data directory or an admin API.
 type qsource interface {
 	list(after uint64, limit int, samples bool) (collector.QuarantinePage, error)
 	get(id uint64) (quarantine.View, error)
-	replay(ids []uint64) (quarantine.ReplayReport, error)
+	replay(ids []uint64, force bool) (quarantine.ReplayReport, error)
+	// delete removes entries, returning the ids it did not find.
+	delete(ids []uint64) (notFound []uint64, err error)
 	close()
 }
 
@@ -62,6 +69,8 @@ func runQuarantine(args []string, stdout, stderr io.Writer) int {
 	limit := fs.Int("limit", 0, "list: at most this many entries (0: all)")
 	out := fs.String("out", "", "export: write here instead of standard output")
 	format := fs.String("format", "entries", "export: entries (one JSON line per entry, with reason and samples) or pages (one page JSON per entry with samples, the form producers serve)")
+	force := fs.Bool("force", false, "replay --data-dir: also replay entries refused for a schema conflict (no schema registry is known offline)")
+	code := fs.String("code", "", "delete: every entry with this reason code (invalid, schema, too_large, rejected, malformed, corrupt, unknown_type, key_collision)")
 	var limits sampleLimits
 	fs.Var(&limits, "sample-limits", "replay --data-dir: the limits to check against (as the collector's flag)")
 	pos, err := parseInterleaved(fs, args[1:])
@@ -129,10 +138,39 @@ func runQuarantine(args []string, stdout, stderr io.Writer) int {
 			ids = append(ids, id)
 		}
 		var rep quarantine.ReplayReport
-		rep, err = src.replay(ids)
+		rep, err = src.replay(ids, *force)
 		fmt.Fprintf(stdout, "replayed %d entries (%d samples) into the WAL; %d still refused (reason updated); %d hold no data", rep.Replayed, rep.Samples, rep.StillRefused, rep.NotReplayable)
+		if rep.SchemaKept > 0 {
+			fmt.Fprintf(stdout, "; %d schema conflicts kept (no schema registry offline: replay through --admin, or --force)", rep.SchemaKept)
+		}
 		if len(rep.NotFound) > 0 {
 			fmt.Fprintf(stdout, "; not found: %v", rep.NotFound)
+		}
+		fmt.Fprintln(stdout)
+	case "delete":
+		var ids []uint64
+		for _, p := range pos {
+			id, perr := strconv.ParseUint(p, 10, 64)
+			if perr != nil || id == 0 {
+				fmt.Fprintf(stderr, "holdfast quarantine delete: %q is not an entry id\n", p)
+				return 2
+			}
+			ids = append(ids, id)
+		}
+		if (len(ids) == 0) == (*code == "") {
+			fmt.Fprintf(stderr, "holdfast quarantine delete: give entry ids or --code, not both\n\n%s", quarantineUsage)
+			return 2
+		}
+		if *code != "" {
+			if ids, err = quarantineIDsWithCode(src, *code); err != nil {
+				break
+			}
+		}
+		var notFound []uint64
+		notFound, err = src.delete(ids)
+		fmt.Fprintf(stdout, "deleted %d entries", len(ids)-len(notFound))
+		if len(notFound) > 0 {
+			fmt.Fprintf(stdout, "; not found: %v", notFound)
 		}
 		fmt.Fprintln(stdout)
 	default:
@@ -194,6 +232,27 @@ func quarantineList(src qsource, limit int, w io.Writer) error {
 		}
 		if page.Next == 0 {
 			return nil
+		}
+		after = page.Next
+	}
+}
+
+// quarantineIDsWithCode lists the ids of every entry with a reason code.
+func quarantineIDsWithCode(src qsource, code string) ([]uint64, error) {
+	var ids []uint64
+	var after uint64
+	for {
+		page, err := src.list(after, 1000, false)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range page.Entries {
+			if e.ReasonCode == code {
+				ids = append(ids, e.ID)
+			}
+		}
+		if page.Next == 0 {
+			return ids, nil
 		}
 		after = page.Next
 	}
@@ -273,7 +332,14 @@ func openDirSource(dir string, limits pa.Limits) (*dirSource, error) {
 func (d *dirSource) close() { d.q.Close(); d.db.Close() }
 
 func (d *dirSource) list(after uint64, limit int, samples bool) (collector.QuarantinePage, error) {
-	es, more, err := d.q.List(after, limit)
+	var es []quarantine.Entry
+	var more bool
+	var err error
+	if samples {
+		es, more, err = d.q.ListUpTo(after, limit, 16<<20)
+	} else {
+		es, more, err = d.q.ListHeaders(after, limit)
+	}
 	page := collector.QuarantinePage{Stats: d.q.Stats()}
 	page.Stats.BudgetBytes = 0 // the bound is the collector's flag, not stored
 	for i := range es {
@@ -294,14 +360,30 @@ func (d *dirSource) get(id uint64) (quarantine.View, error) {
 }
 
 // replay appends to the data directory's WAL; the collector forwards it at
-// its next start. Only limits are checked: no schemas are known offline.
-func (d *dirSource) replay(ids []uint64) (quarantine.ReplayReport, error) {
+// its next start. Only limits are checked: no schemas are known offline, so
+// entries refused for a schema conflict stay unless force.
+func (d *dirSource) replay(ids []uint64, force bool) (quarantine.ReplayReport, error) {
 	l, err := wal.Open(filepath.Join(d.dir, "wal"), wal.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		return quarantine.ReplayReport{}, err
 	}
 	defer l.Close()
-	return quarantine.Replay(context.Background(), d.q, quarantine.ReplayOptions{IDs: ids, Limits: d.limits, Append: l.Append})
+	return quarantine.Replay(context.Background(), d.q, quarantine.ReplayOptions{IDs: ids, Limits: d.limits, Append: l.Append,
+		KeepSchemaConflicts: !force})
+}
+
+func (d *dirSource) delete(ids []uint64) ([]uint64, error) {
+	var found, notFound []uint64
+	for _, id := range ids {
+		if _, err := d.q.Get(id); errors.Is(err, quarantine.ErrNotFound) {
+			notFound = append(notFound, id)
+			continue
+		} else if err != nil && !errors.Is(err, quarantine.ErrMalformed) {
+			return nil, err
+		}
+		found = append(found, id)
+	}
+	return notFound, d.q.Delete(found)
 }
 
 // adminSource reads a running collector through its admin API.
@@ -332,10 +414,11 @@ func (a *adminSource) call(method, path string, v any) error {
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e struct{ Error string }
+		msg := string(bytes.TrimSpace(body))
 		if json.Unmarshal(body, &e) == nil && e.Error != "" {
-			return fmt.Errorf("collector answered %d: %s", resp.StatusCode, e.Error)
+			msg = e.Error
 		}
-		return fmt.Errorf("collector answered %d: %s", resp.StatusCode, bytes.TrimSpace(body))
+		return statusError{code: resp.StatusCode, msg: msg}
 	}
 	return json.Unmarshal(body, v)
 }
@@ -356,7 +439,25 @@ func (a *adminSource) get(id uint64) (quarantine.View, error) {
 	return v, err
 }
 
-func (a *adminSource) replay(ids []uint64) (quarantine.ReplayReport, error) {
+func (a *adminSource) delete(ids []uint64) ([]uint64, error) {
+	var notFound []uint64
+	for _, id := range ids {
+		var out struct{}
+		err := a.call(http.MethodDelete, fmt.Sprintf("/v1/quarantine/%d", id), &out)
+		var se statusError
+		if errors.As(err, &se) && se.code == http.StatusNotFound {
+			notFound = append(notFound, id)
+			continue
+		}
+		if err != nil {
+			return notFound, fmt.Errorf("entry %d: %w", id, err)
+		}
+	}
+	return notFound, nil
+}
+
+// The running collector checks schemas itself: force changes nothing there.
+func (a *adminSource) replay(ids []uint64, _ bool) (quarantine.ReplayReport, error) {
 	var rep quarantine.ReplayReport
 	q := make([]string, len(ids))
 	for i, id := range ids {
@@ -372,6 +473,14 @@ func (a *adminSource) replay(ids []uint64) (quarantine.ReplayReport, error) {
 	}
 	return rep, err
 }
+
+// statusError is an admin API answer other than 200.
+type statusError struct {
+	code int
+	msg  string
+}
+
+func (e statusError) Error() string { return fmt.Sprintf("collector answered %d: %s", e.code, e.msg) }
 
 // sampleLimits is a flag value: comma-separated name=value pairs setting
 // producerapi.Limits (sizes accept KiB/MiB suffixes).
