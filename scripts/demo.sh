@@ -58,9 +58,12 @@ query="SELECT timeseries_name, count() AS samples FROM (
 echo
 echo "demo: $query"
 clickhouse-client --port "$port" --format PrettyCompact -q "$query"
+# ALL, not ANY: from ClickHouse 20.x on, ANY INNER JOIN keeps one row per
+# key on the left too (one sample per VM); on 18.16 both give every sample,
+# the right side having one row per key (scripts/modern-check.sh checks it).
 q2="SELECT v.field_value AS vm, count() AS samples, round(min(m.datum), 1) AS min_cpu_busy, round(avg(m.datum), 1) AS avg, round(max(m.datum), 1) AS max
 FROM holdfast_demo.measurements_f64 AS m FINAL
-ANY INNER JOIN (SELECT timeseries_key, field_value FROM holdfast_demo.fields_u64 FINAL WHERE field_name = 'vm') AS v USING timeseries_key
+ALL INNER JOIN (SELECT timeseries_key, field_value FROM holdfast_demo.fields_u64 FINAL WHERE field_name = 'vm') AS v USING timeseries_key
 WHERE m.timeseries_name = 'virtual_machine:cpu_busy' AND v.field_value IN (0, 1, $vms, $((vms + 1)))
 GROUP BY vm ORDER BY vm"
 echo

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command (make test): installs what is missing (Debian's
-# clickhouse-server and zookeeper, Go modules), starts a private ClickHouse
+# clickhouse-server and zookeeper, Go modules, chDB for the ClickHouse 26.5
+# check scripts/modern-check.sh, which it runs first), starts a private ClickHouse
 # and a private 2 shards x 2 replicas cluster (scripts/chcluster.sh) on free
 # ports, runs every Go test with the race detector, and stops them.
 set -euo pipefail
@@ -11,6 +12,28 @@ command -v go >/dev/null || { echo "test.sh: go is not on PATH" >&2; exit 1; }
 scripts/clickhouse.sh install
 scripts/chcluster.sh install
 go mod download
+
+# holdfast's SQL on ClickHouse 26.5 (chDB, fetched once into .tmp/chdb):
+# no server needed, a few seconds once fetched. Locally a missing npm or
+# registry skips it with a message; under CI=true that fails the run.
+mkdir -p "$root/.tmp"
+set +e
+scripts/modern-check.sh >"$root/.tmp/modern-check.log" 2>&1
+mc=$?
+set -e
+tail -n 1 "$root/.tmp/modern-check.log"
+case $mc in
+0) ;;
+2) if [ "${CI:-}" = true ]; then
+     cat "$root/.tmp/modern-check.log" >&2
+     echo "test.sh: CI=true and the modern ClickHouse check (chDB) could not run" >&2
+     exit 1
+   fi
+   echo "test.sh: SKIPPING the modern ClickHouse check: $(grep 'modern-check.sh:' "$root/.tmp/modern-check.log" | tail -n 1)" >&2 ;;
+*) grep -v '^PASS' "$root/.tmp/modern-check.log" >&2
+   echo "test.sh: the modern ClickHouse check (scripts/modern-check.sh) failed; full log .tmp/modern-check.log" >&2
+   exit 1 ;;
+esac
 
 chdir="$root/.tmp/clickhouse-test"
 scripts/clickhouse.sh stop "$chdir" 2>/dev/null || true
