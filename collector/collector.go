@@ -326,8 +326,9 @@ func (c *Collector) Status() Status {
 }
 
 // Health says whether the collector is doing its job, and if not, why:
-// the WAL refuses appends (failed or over budget), or the forwarder has made
-// no progress for StallAfter while a backlog exists.
+// the WAL refuses appends (failed or over budget), the ClickHouse address
+// failed the forwarder's start-up check (until an insert succeeds), or the
+// forwarder has made no progress for StallAfter while a backlog exists.
 func (c *Collector) Health() (bool, []string) {
 	var why []string
 	ws, fs := c.wal.Stats(), c.fwd.Status()
@@ -346,6 +347,11 @@ func (c *Collector) Health() (bool, []string) {
 	}
 	if qs := c.q.Stats(); qs.Full {
 		why = append(why, fmt.Sprintf("quarantine full (%d of %d bytes, %d entries): refused samples are counted in holdfast_quarantine_overflow_total but not kept (%d so far) and the forwarder holds at a record it cannot keep; see `holdfast quarantine list`, free room with `holdfast quarantine delete`", qs.Bytes, qs.BudgetBytes, qs.Entries, qs.Overflow))
+	}
+	if fs.StartupError != "" {
+		// A wrong address does not heal by waiting: say so now, not after
+		// StallAfter. Collection into the WAL goes on meanwhile.
+		why = append(why, "ClickHouse address failed the start-up check (collecting into the WAL meanwhile): "+fs.StartupError)
 	}
 	if ws.LastIndex > fs.CheckpointIndex && time.Since(fs.LastProgress) > c.opts.StallAfter {
 		msg := fmt.Sprintf("forwarder made no progress for %s with %d records waiting", time.Since(fs.LastProgress).Round(time.Second), ws.LastIndex-fs.CheckpointIndex)

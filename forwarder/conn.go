@@ -115,9 +115,9 @@ func DialWith(o ConnOptions) (driver.Conn, error) {
 // server may come later, and
 // collection goes on meanwhile.
 func (f *Forwarder) checkServer(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 2*f.opts.DialTimeout)
+	pctx, cancel := context.WithTimeout(ctx, 2*f.opts.DialTimeout)
 	defer cancel()
-	err := f.conn.Ping(ctx)
+	err := f.conn.Ping(pctx)
 	if err == nil {
 		return nil
 	}
@@ -131,10 +131,39 @@ func (f *Forwarder) checkServer(ctx context.Context) error {
 		// first batch's retries.
 		f.mu.Lock()
 		f.mu.status.LastInsertError = err.Error()
+		f.mu.status.StartupError = err.Error()
 		f.mu.status.LastErrorTime = time.Now()
 		f.mu.Unlock()
+		// An insert clears it too, but an idle collector may have
+		// nothing to insert for a long time.
+		go f.recheckServer(ctx)
 	}
 	return nil
+}
+
+// recheckServer pings ClickHouse every few dial timeouts after a failed
+// start-up check until one answers (the address now reaches a server: a
+// failover target, or the operator fixed the port forward) or ctx ends,
+// then clears the status's StartupError.
+func (f *Forwarder) recheckServer(ctx context.Context) {
+	every := 3 * f.opts.DialTimeout
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(every):
+		}
+		pctx, cancel := context.WithTimeout(ctx, 2*f.opts.DialTimeout)
+		err := f.conn.Ping(pctx)
+		cancel()
+		if err == nil {
+			f.mu.Lock()
+			f.mu.status.StartupError = ""
+			f.mu.Unlock()
+			f.log.Info("ClickHouse answers now", "addr", f.opts.Addr)
+			return
+		}
+	}
 }
 
 const portHint = "is this ClickHouse's native protocol port? 9000 (9440 with TLS), not HTTP 8123; TLS to a plain port or plain text to a TLS port fails the same way"

@@ -120,9 +120,14 @@ func Dial(addr, user, password string, dialTimeout time.Duration) (driver.Conn, 
 
 // Status is a snapshot of the forwarder's progress.
 type Status struct {
-	CheckpointIndex     uint64    `json:"checkpoint_index"`
-	LastInsertTime      time.Time `json:"last_insert_time"`
-	LastInsertError     string    `json:"last_insert_error,omitempty"`
+	CheckpointIndex uint64    `json:"checkpoint_index"`
+	LastInsertTime  time.Time `json:"last_insert_time"`
+	LastInsertError string    `json:"last_insert_error,omitempty"`
+	// StartupError is what the start-up check found wrong with the
+	// address (a failed handshake, with a hint about the native port), so
+	// /healthz can say so at once instead of after StallAfter. It is
+	// cleared once an insert reaches ClickHouse.
+	StartupError        string    `json:"startup_error,omitempty"`
 	LastErrorTime       time.Time `json:"last_error_time"`
 	ConsecutiveFailures int       `json:"consecutive_failures"`
 	LastProgress        time.Time `json:"last_progress"`
@@ -475,6 +480,11 @@ func (f *Forwarder) flush(ctx context.Context, b *batch) error {
 		err := f.deliver(ctx, b.indexes, b.rows, b.refused)
 		if err == nil {
 			f.m.insertSeconds.Observe(time.Since(began).Seconds())
+			if b.rows.rows > 0 {
+				f.mu.Lock()
+				f.mu.status.StartupError = "" // ClickHouse answered after all
+				f.mu.Unlock()
+			}
 			break
 		}
 		if ctx.Err() != nil {

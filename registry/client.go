@@ -128,6 +128,17 @@ func (c *Client) ListAllAssigned(ctx context.Context, collector string, pageSize
 	}
 }
 
+// ListCollectorsPage fetches one page of the registered collectors with
+// their load.
+func (c *Client) ListCollectorsPage(ctx context.Context, token string, limit int) (CollectorsPage, error) {
+	q := url.Values{"limit": {strconv.Itoa(limit)}}
+	if token != "" {
+		q.Set("page_token", token)
+	}
+	var p CollectorsPage
+	return p, c.do(ctx, http.MethodGet, "/v1/collectors?"+q.Encode(), nil, &p)
+}
+
 // ListProducersPage fetches one page of every registered producer.
 func (c *Client) ListProducersPage(ctx context.Context, token string, limit int) (ProducersPage, error) {
 	q := url.Values{"limit": {strconv.Itoa(limit)}}

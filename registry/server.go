@@ -28,7 +28,8 @@ const maxBody = 64 << 10
 //	PATCH  /v1/producers/{id}                 change address or interval (ProducerUpdate)
 //	DELETE /v1/producers/{id}                 deregister
 //	POST   /v1/collectors                     register or renew (CollectorRegistration) → CollectorLease
-//	GET    /v1/collectors                     collectors with their load
+//	GET    /v1/collectors                     ?limit=N&page_token=T → CollectorsPage (sorted by id, with their load);
+//	                                          without either parameter, every collector as a bare array (the form before pagination)
 //	GET    /v1/collectors/{id}/producers      ?limit=N&page_token=T → ProducerPage (sorted by id)
 //	GET    /v1/timeseries-schema              ?limit=N&page_token=T → SchemaPage (every version, by name and version)
 //	POST   /v1/timeseries-schema              report schemas ([]TimeseriesSchema, at most 10,000 and 64 KiB)
@@ -79,8 +80,20 @@ func (r *Registry) Handler(log *slog.Logger) http.Handler {
 		l, err := r.RegisterCollector(reg)
 		reply(w, l, err)
 	})
-	h.GET("/v1/collectors", func(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
-		reply(w, r.Collectors(), nil)
+	h.GET("/v1/collectors", func(w http.ResponseWriter, req *http.Request, _ httprouter.Params) {
+		q := req.URL.Query()
+		if !q.Has("limit") && !q.Has("page_token") {
+			// The answer before pagination, a bare array of every
+			// collector, for clients written against it.
+			reply(w, r.Collectors(), nil)
+			return
+		}
+		limit, token, ok := pageParams(w, req)
+		if !ok {
+			return
+		}
+		page, err := r.ListCollectors(token, limit)
+		reply(w, page, err)
 	})
 	h.GET("/v1/collectors/:id/producers", func(w http.ResponseWriter, req *http.Request, ps httprouter.Params) {
 		limit, token, ok := pageParams(w, req)

@@ -49,6 +49,19 @@ type collectorConfig struct {
 	MaxDrainPages    int      `json:"max_drain_pages"`
 	MaxDrainTime     string   `json:"max_drain_time"`
 	MaxProducers     int      `json:"max_producers"`
+	Cluster          string   `json:"cluster"`
+	// ClickHouse client settings of chflags.go. The password is never a
+	// key: it comes from clickhouse_password_file or $HOLDFAST_CLICKHOUSE_PASSWORD
+	// (config files get copied, committed and pasted into tickets).
+	ClickHouseUser         string `json:"clickhouse_user"`
+	ClickHousePasswordFile string `json:"clickhouse_password_file"`
+	ClickHouseTLS          bool   `json:"clickhouse_tls"`
+	ClickHouseCAFile       string `json:"clickhouse_ca_file"`
+	ClickHouseCertFile     string `json:"clickhouse_cert_file"`
+	ClickHouseKeyFile      string `json:"clickhouse_key_file"`
+	ClickHouseServerName   string `json:"clickhouse_server_name"`
+	// ClickHousePassword is here only to refuse it with a useful message.
+	ClickHousePassword *string `json:"clickhouse_password"`
 }
 
 func runCollector(args []string, stdout, stderr io.Writer) int {
@@ -172,6 +185,9 @@ func applyConfigFile(path string, set map[string]bool, fs *flag.FlagSet) error {
 	if err := dec.Decode(&cfg); err != nil {
 		return fmt.Errorf("config %s: %w", path, err)
 	}
+	if cfg.ClickHousePassword != nil {
+		return fmt.Errorf("config %s: clickhouse_password is not accepted; put the password in a file named by clickhouse_password_file (or --clickhouse-password-file), or in $%s", path, envPassword)
+	}
 	apply := func(name, value string) error {
 		if value == "" || set[name] {
 			return nil
@@ -188,6 +204,9 @@ func applyConfigFile(path string, set map[string]bool, fs *flag.FlagSet) error {
 		"registry": cfg.Registry, "registry-token": cfg.RegistryToken, "advertise": cfg.Advertise, "refresh": cfg.Refresh,
 		"max-page-bytes": cfg.MaxPageBytes, "max-inflight-bytes": cfg.MaxInflightBytes, "max-drain-time": cfg.MaxDrainTime,
 		"quarantine-budget": cfg.QuarantineBudget, "sample-limits": cfg.SampleLimits,
+		"cluster": cfg.Cluster, "clickhouse-user": cfg.ClickHouseUser, "clickhouse-password-file": cfg.ClickHousePasswordFile,
+		"clickhouse-ca-file": cfg.ClickHouseCAFile, "clickhouse-cert-file": cfg.ClickHouseCertFile,
+		"clickhouse-key-file": cfg.ClickHouseKeyFile, "clickhouse-server-name": cfg.ClickHouseServerName,
 	} {
 		if err := apply(name, v); err != nil {
 			return err
@@ -201,9 +220,11 @@ func applyConfigFile(path string, set map[string]bool, fs *flag.FlagSet) error {
 			}
 		}
 	}
-	if cfg.AdminAllowRemote {
-		if err := apply("admin-allow-remote", "true"); err != nil {
-			return err
+	for name, v := range map[string]bool{"admin-allow-remote": cfg.AdminAllowRemote, "clickhouse-tls": cfg.ClickHouseTLS} {
+		if v {
+			if err := apply(name, "true"); err != nil {
+				return err
+			}
 		}
 	}
 	if !set["producer"] {

@@ -18,6 +18,13 @@ import (
 )
 
 func runRegistry(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return serveRegistry(ctx, args, stdout, stderr)
+}
+
+// serveRegistry is the registry command until ctx ends (tests cancel it).
+func serveRegistry(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("registry", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:9400", "HTTP address")
@@ -26,7 +33,12 @@ func runRegistry(args []string, stdout, stderr io.Writer) int {
 	plase := fs.Duration("producer-lease", 30*time.Second, "producer lease; producers renew at a third of it")
 	clase := fs.Duration("collector-lease", 30*time.Second, "collector lease; collectors renew at a third of it")
 	token := fs.String("auth-token", "", "require this bearer token on every write (registrations, renewals, deletions, schema reports); reads stay open. Producers and collectors send it with --registry-token")
+	maxSchemas := fs.Int("max-schemas", registry.DefaultMaxSchemas, "timeseries schema versions kept; reports past it are refused (409) and the schemas logged, so a producer inventing field sets cannot grow the registry forever")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
+		return 2
+	}
+	if *maxSchemas < 1 {
+		fmt.Fprintln(stderr, "holdfast registry: --max-schemas must be at least 1")
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -36,7 +48,7 @@ func runRegistry(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer db.Close()
-	r, err := registry.Open(db, registry.Options{Replicas: *replicas, ProducerLease: *plase, CollectorLease: *clase, AuthToken: *token})
+	r, err := registry.Open(db, registry.Options{Replicas: *replicas, ProducerLease: *plase, CollectorLease: *clase, AuthToken: *token, MaxSchemas: *maxSchemas})
 	if err != nil {
 		fmt.Fprintf(stderr, "holdfast registry: %v\n", err)
 		return 1
@@ -51,8 +63,6 @@ func runRegistry(args []string, stdout, stderr io.Writer) int {
 		writes = "need the bearer token"
 	}
 	fmt.Fprintf(stdout, "holdfast registry on http://%s (replicas %d, leases %v/%v, writes %s), state in %s\n", ln.Addr(), *replicas, *plase, *clase, writes, *dataDir)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	if err := r.Serve(ctx, ln, log); err != nil {
 		fmt.Fprintf(stderr, "holdfast registry: %v\n", err)
 		return 1
