@@ -12,6 +12,7 @@ import (
 
 	"github.com/cockroachdb/pebble"
 
+	"github.com/holdfast/holdfast/internal/backoff"
 	pa "github.com/holdfast/holdfast/producerapi"
 	"github.com/holdfast/holdfast/registry"
 )
@@ -204,7 +205,8 @@ func (c *Collector) runRegistry(ctx context.Context) {
 // attempt.
 func (c *Collector) renewLease(ctx context.Context, client *registry.Client, tried chan<- struct{}) {
 	renewEvery := 5 * time.Second // until the registry tells the lease
-	retry := 100 * time.Millisecond
+	const retryMin = 100 * time.Millisecond
+	failures := 0 // consecutive, since the last success
 	for first := true; ; first = false {
 		rctx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout)
 		lease, err := client.RegisterCollector(rctx, registry.CollectorRegistration{ID: c.id, Address: c.opts.AdvertiseAddr})
@@ -216,14 +218,14 @@ func (c *Collector) renewLease(ctx context.Context, client *registry.Client, tri
 		if err == nil {
 			now := time.Now()
 			renewEvery = max(100*time.Millisecond, time.Duration(lease.LeaseSeconds*float64(time.Second))/3)
-			wait, retry = renewEvery, 100*time.Millisecond
+			wait, failures = renewEvery, 0
 			c.setRegistry(func(s *RegistryStatus) { s.LastRegistered = now })
 		} else {
 			if ctx.Err() == nil {
 				c.log.Warn("registering with the registry failed; collecting from the current assignment", "err", err)
 			}
-			wait = min(retry, renewEvery)
-			retry = min(2*retry, renewEvery)
+			wait = backoff.Exp(retryMin, renewEvery, failures)
+			failures++
 		}
 		select {
 		case <-ctx.Done():

@@ -4,9 +4,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 )
@@ -152,17 +149,7 @@ func TestTwoCollectorsOneProducer(t *testing.T) {
 // dropped) and says so; once ClickHouse is back everything arrives.
 func TestWALBudgetBackpressure(t *testing.T) {
 	newClickHouse(t, "") // requires ClickHouse (fails under CI without it)
-	script, _ := filepath.Abs("../scripts/clickhouse.sh")
-	chdir := t.TempDir()
-	out, err := exec.Command(script, "start", chdir).CombinedOutput()
-	if err != nil {
-		t.Fatalf("starting a private ClickHouse: %v\n%s", err, out)
-	}
-	t.Cleanup(func() { exec.Command(script, "stop", chdir).Run() })
-	chAddr := strings.TrimSpace(strings.TrimPrefix(string(out), "HOLDFAST_CLICKHOUSE="))
-	if out, err := exec.Command(script, "stop", chdir).CombinedOutput(); err != nil {
-		t.Fatalf("stopping it: %v\n%s", err, out)
-	}
+	chAddr, restartClickHouse := downClickHouse(t)
 
 	addr := freeAddr(t)
 	const total = 60_000
@@ -177,26 +164,7 @@ func TestWALBudgetBackpressure(t *testing.T) {
 		}
 		return st.State == "backpressure" && st.WALFull, fmt.Sprintf("state %s, checkpoint %+v", st.State, st.Checkpoint)
 	})
-	resp, err := http.Get("http://" + admin + "/healthz")
-	if err != nil || resp.StatusCode != http.StatusServiceUnavailable {
-		t.Fatalf("healthz under backpressure: %v %v", resp.StatusCode, err)
-	}
-	resp.Body.Close()
-	waitFor(t, time.Minute, "the producer to finish generating", func() (bool, string) {
-		st, err := producerStats(addr)
-		return err == nil && st.Produced == total, fmt.Sprintf("%+v", st.BufferStats)
-	})
-	st, err := producerStats(addr)
-	if err != nil || st.Pending == 0 || st.Dropped != 0 || st.Released == total {
-		t.Fatalf("producer under backpressure: %+v %v (it must keep its data)", st.BufferStats, err)
-	}
-	if out, err := exec.Command(script, "start", chdir).CombinedOutput(); err != nil {
-		t.Fatalf("restarting ClickHouse: %v\n%s", err, out)
-	}
-	waitReleased(t, addr, total, 3*time.Minute)
-	flush(t, admin)
-	ch := newClickHouse(t, chAddr)
-	ch.expect(db, total)
+	expectHeldThenDelivered(t, "under backpressure", admin, addr, total, restartClickHouse, chAddr, db)
 	waitFor(t, 30*time.Second, "the collector to leave backpressure", func() (bool, string) {
 		st, err := collectorStatus(admin)
 		return err == nil && st.State == "running", fmt.Sprint(st.State, err)

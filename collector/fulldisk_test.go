@@ -2,9 +2,7 @@ package collector_test
 
 import (
 	"fmt"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,17 +22,7 @@ import (
 func TestFullDiskSurvivedAndRecovered(t *testing.T) {
 	newClickHouse(t, "") // requires ClickHouse (fails under CI without it)
 	mnt := tmpfstest.Mount(t, "12m")
-	script, _ := filepath.Abs("../scripts/clickhouse.sh")
-	chdir := t.TempDir()
-	out, err := exec.Command(script, "start", chdir).CombinedOutput()
-	if err != nil {
-		t.Fatalf("starting a private ClickHouse: %v\n%s", err, out)
-	}
-	t.Cleanup(func() { exec.Command(script, "stop", chdir).Run() })
-	chAddr := strings.TrimSpace(strings.TrimPrefix(string(out), "HOLDFAST_CLICKHOUSE="))
-	if out, err := exec.Command(script, "stop", chdir).CombinedOutput(); err != nil {
-		t.Fatalf("stopping it: %v\n%s", err, out)
-	}
+	chAddr, restartClickHouse := downClickHouse(t)
 
 	addr := freeAddr(t)
 	const total = 400_000
@@ -49,26 +37,7 @@ func TestFullDiskSurvivedAndRecovered(t *testing.T) {
 		}
 		return st.State == "wal_failed" && strings.Contains(st.WALFailed, "no space left"), fmt.Sprintf("state %s %s, checkpoint %+v", st.State, st.WALFailed, st.Checkpoint)
 	})
-	resp, err := http.Get("http://" + admin + "/healthz")
-	if err != nil || resp.StatusCode != http.StatusServiceUnavailable {
-		t.Fatalf("healthz on a full disk: %v %v", resp, err)
-	}
-	resp.Body.Close()
-	waitFor(t, time.Minute, "the producer to finish generating", func() (bool, string) {
-		st, err := producerStats(addr)
-		return err == nil && st.Produced == total, fmt.Sprintf("%+v", st.BufferStats)
-	})
-	st, err := producerStats(addr)
-	if err != nil || st.Pending == 0 || st.Dropped != 0 || st.Released == total {
-		t.Fatalf("producer while the collector's disk is full: %+v %v (it must keep its data)", st.BufferStats, err)
-	}
-	if out, err := exec.Command(script, "start", chdir).CombinedOutput(); err != nil {
-		t.Fatalf("restarting ClickHouse: %v\n%s", err, out)
-	}
-	waitReleased(t, addr, total, 3*time.Minute)
-	flush(t, admin)
-	ch := newClickHouse(t, chAddr)
-	ch.expect(db, total)
+	expectHeldThenDelivered(t, "on a full disk", admin, addr, total, restartClickHouse, chAddr, db)
 	waitFor(t, 30*time.Second, "the collector to be running again", func() (bool, string) {
 		st, err := collectorStatus(admin)
 		return err == nil && st.State == "running", fmt.Sprint(st.State, st.WALFailed, err)

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/holdfast/holdfast/internal/backoff"
 	pa "github.com/holdfast/holdfast/producerapi"
 	"github.com/holdfast/holdfast/wal"
 )
@@ -129,8 +130,7 @@ func (c *Collector) runProducer(ctx context.Context, p *producer) {
 				failures = s.ConsecutiveFailures
 				s.LastError = err.Error()
 			})
-			delay = min(c.opts.BackoffMax, interval<<min(failures-1, 20))
-			delay = jitter(delay)
+			delay = jitter(backoff.Exp(interval, c.opts.BackoffMax, min(failures-1, 20)))
 			c.log.Warn("collection failed", "producer", p.cfg.ID, "err", err, "failures", failures, "retry_in", delay.Round(time.Millisecond))
 		}
 		timer.Reset(delay)

@@ -38,3 +38,31 @@ func TestLoadHolderIDSurvivesRestart(t *testing.T) {
 	}
 	db.Close()
 }
+
+// TestHolderPattern pins the upgrade holder id rule, which differs from
+// internal/ids' producer and collector rule on purpose ('@' refused).
+func TestHolderPattern(t *testing.T) {
+	tests := []struct {
+		id   string
+		want bool
+	}{
+		{"forwarder-0f3b7c2e-8d1a-4c5e-9b6f-2a7d3e4c5b6a", true},
+		{"anonymous-1", true},
+		{"host.example.com:9000", true},
+		{"a_b", true},
+		{strings.Repeat("a", 128), true},
+		{"", false},
+		{strings.Repeat("a", 129), false},
+		{"user@host", false},
+		{"a'b", false},
+		{"a\\b", false},
+		{"a b", false},
+		{"a/b", false},
+		{"a;b", false},
+	}
+	for _, tt := range tests {
+		if got := holderPattern.MatchString(tt.id); got != tt.want {
+			t.Errorf("holderPattern.MatchString(%q) = %v, want %v", tt.id, got, tt.want)
+		}
+	}
+}

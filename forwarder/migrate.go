@@ -204,6 +204,12 @@ func needsUpgrade(tables []table, infos map[string]tableInfo) bool {
 // default of its one column, so it is written in the same statement.
 const upgradeLock = "schema_upgrade_lock"
 
+// holderPattern is the rule for upgrade holder ids. It is not internal/ids'
+// producer and collector id rule: a holder id is interpolated into a
+// ClickHouse DDL string literal (the lock table's column default), so it
+// keeps to characters that need no quoting there, and it has never
+// accepted '@'. Holders are the forwarder's own generated ids
+// ("forwarder-<uuid>") or ones an operator passes to schema commands.
 var holderPattern = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,128}$`)
 
 // lockUpgrade takes the upgrade lock for opts.Holder, or finds it already

@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/holdfast/holdfast/internal/backoff"
 )
 
 // RegistrationOptions say how a Server registers with a registry.
@@ -63,7 +65,8 @@ func (s *Server) RunRegistration(ctx context.Context, opts RegistrationOptions) 
 		hc = http.DefaultClient
 	}
 	body, _ := json.Marshal(registrationBody{ID: s.opts.ID, Address: opts.Address, Interval: opts.Interval.String(), Kind: opts.Kind})
-	delay := 500 * time.Millisecond
+	const retryMin = 500 * time.Millisecond
+	failures := 0 // consecutive, since the last success
 	backoffMax := opts.BackoffMax
 	var last time.Time
 	for {
@@ -73,14 +76,14 @@ func (s *Server) RunRegistration(ctx context.Context, opts RegistrationOptions) 
 		cancel()
 		var wait time.Duration
 		if err != nil {
+			wait = backoff.Exp(retryMin, backoffMax, failures)
+			failures++
 			if ctx.Err() == nil {
-				s.log.Warn("registry unreachable; serving the current collectors", "err", err, "retry_in", delay)
+				s.log.Warn("registry unreachable; serving the current collectors", "err", err, "retry_in", wait)
 			}
-			wait = min(delay, backoffMax)
-			delay = min(2*delay, backoffMax)
 		} else {
 			s.applyAssignment(a)
-			delay = 500 * time.Millisecond
+			failures = 0
 			wait = max(100*time.Millisecond, time.Duration(a.LeaseSeconds*float64(time.Second))/3)
 			// While the registry is down, retry at least as often as renewals
 			// are due: a restarted registry gives everyone one lease to

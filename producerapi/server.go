@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"github.com/julienschmidt/httprouter"
 
 	"github.com/holdfast/holdfast/internal/httpserve"
+	"github.com/holdfast/holdfast/internal/ids"
 )
 
 // A Producer returns the samples it has ready when asked. Produce appends
@@ -285,7 +285,6 @@ func (s *Server) Ack(collector, token string) bool {
 //	GET    /v1/stats                                                    ServerStats as JSON
 //
 // Every route sits behind the bearer token when one is configured.
-var collectorID = regexp.MustCompile(`^[A-Za-z0-9._:@-]{1,128}$`)
 
 // Handler returns the HTTP handler serving collectors.
 func (s *Server) Handler() http.Handler {
@@ -333,8 +332,8 @@ func (s *Server) auth(h httprouter.Handle) httprouter.Handle {
 
 func (s *Server) collectorParams(w http.ResponseWriter, r *http.Request, ps httprouter.Params) (string, string, bool) {
 	id := ps.ByName("collector")
-	if !collectorID.MatchString(id) {
-		httpError(w, http.StatusBadRequest, fmt.Sprintf("collector id %q must be 1-128 characters of [A-Za-z0-9._:@-]", id))
+	if !ids.Valid(id) {
+		httpError(w, http.StatusBadRequest, fmt.Sprintf("collector id %q must be %s", id, ids.Rule))
 		return "", "", false
 	}
 	token := r.URL.Query().Get("token")

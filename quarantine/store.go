@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/holdfast/holdfast/internal/promutil"
+	"github.com/holdfast/holdfast/internal/state"
 )
 
 // DefaultBudgetBytes is the bound of a Store whose Options leave it zero.
@@ -99,9 +100,8 @@ func (s *Store) Close() error {
 }
 
 func prefixBounds(prefix string) *pebble.IterOptions {
-	upper := []byte(prefix)
-	upper[len(upper)-1]++
-	return &pebble.IterOptions{LowerBound: []byte(prefix), UpperBound: upper}
+	lower, upper := state.PrefixBounds([]byte(prefix))
+	return &pebble.IterOptions{LowerBound: lower, UpperBound: upper}
 }
 
 // nextKey holds the next id, written with every Put, so ids are never

@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"github.com/cockroachdb/pebble"
+
+	"github.com/holdfast/holdfast/internal/state"
 )
 
 // ProducersPage is one page of GET /v1/producers.
@@ -20,7 +22,7 @@ func (r *Registry) ListProducers(token string, limit int) (ProducersPage, error)
 	if limit <= 0 || limit > 10_000 {
 		return ProducersPage{}, invalid("limit %d must be between 1 and 10000", limit)
 	}
-	lower := []byte(prefixProducer)
+	lower, upper := state.PrefixBounds([]byte(prefixProducer))
 	if token != "" {
 		b, err := base64.RawURLEncoding.DecodeString(token)
 		after, ok := strings.CutPrefix(string(b), "producers\x00")
@@ -29,8 +31,6 @@ func (r *Registry) ListProducers(token string, limit int) (ProducersPage, error)
 		}
 		lower = append([]byte(prefixProducer+after), 0) // strictly after
 	}
-	upper := []byte(prefixProducer)
-	upper[len(upper)-1]++
 	it, err := r.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return ProducersPage{}, err

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cockroachdb/pebble"
 
+	"github.com/holdfast/holdfast/internal/state"
 	pa "github.com/holdfast/holdfast/producerapi"
 )
 
@@ -150,7 +151,7 @@ func (r *Registry) ListSchemas(token string, limit int) (SchemaPage, error) {
 	if limit <= 0 || limit > 10_000 {
 		return SchemaPage{}, invalid("limit %d must be between 1 and 10000", limit)
 	}
-	lower := []byte(prefixSchema)
+	lower, upper := state.PrefixBounds([]byte(prefixSchema))
 	if token != "" {
 		b, err := base64.RawURLEncoding.DecodeString(token)
 		if err != nil || !strings.HasPrefix(string(b), "schemas\x00") {
@@ -158,8 +159,6 @@ func (r *Registry) ListSchemas(token string, limit int) (SchemaPage, error) {
 		}
 		lower = append([]byte(prefixSchema+strings.TrimPrefix(string(b), "schemas\x00")), 0) // strictly after
 	}
-	upper := []byte(prefixSchema)
-	upper[len(upper)-1]++
 	it, err := r.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return SchemaPage{}, err

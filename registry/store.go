@@ -13,6 +13,7 @@ import (
 
 	"github.com/cockroachdb/pebble"
 
+	"github.com/holdfast/holdfast/internal/state"
 	pa "github.com/holdfast/holdfast/producerapi"
 )
 
@@ -130,9 +131,8 @@ func later(a, b time.Time) time.Time {
 }
 
 func scan(db *pebble.DB, prefix string, fn func(k, v []byte) error) error {
-	upper := []byte(prefix)
-	upper[len(upper)-1]++
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefix), UpperBound: upper})
+	lower, upper := state.PrefixBounds([]byte(prefix))
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return err
 	}
@@ -495,8 +495,7 @@ func (r *Registry) ListAssigned(collector, token string, limit int) (ProducerPag
 	if token != "" {
 		lower = append(lower, 0) // strictly after
 	}
-	upper := []byte(prefix)
-	upper[len(upper)-1]++
+	_, upper := state.PrefixBounds([]byte(prefix))
 	it, err := r.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return ProducerPage{}, err

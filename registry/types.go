@@ -4,8 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"regexp"
 	"time"
+
+	"github.com/holdfast/holdfast/internal/ids"
 )
 
 // Producer is a registered producer and its assignment.
@@ -74,8 +75,6 @@ type ProducerPage struct {
 	NextPageToken string             `json:"next_page_token,omitempty"` // "" on the last page
 }
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9._:@-]{1,128}$`)
-
 // ErrInvalid is wrapped by every validation error (HTTP 400).
 var ErrInvalid = errors.New("registry: invalid request")
 
@@ -87,8 +86,8 @@ func invalid(format string, args ...any) error {
 }
 
 func validateID(what, id string) error {
-	if !idPattern.MatchString(id) {
-		return invalid("%s id %q must be 1-128 characters of [A-Za-z0-9._:@-]", what, id)
+	if !ids.Valid(id) {
+		return invalid("%s id %q must be %s", what, id, ids.Rule)
 	}
 	return nil
 }

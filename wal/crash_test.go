@@ -1,17 +1,12 @@
 package wal_test
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -43,28 +38,10 @@ func TestCrashChild(t *testing.T) {
 		fmt.Fprintf(os.Stderr, "child open: %v\n", err)
 		os.Exit(3)
 	}
-	var out sync.Mutex
-	w := bufio.NewWriter(os.Stdout)
-	var wg sync.WaitGroup
-	for writer := 0; writer < 8; writer++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for seq := 0; ; seq++ {
-				idx, err := l.Append(context.Background(), wal.Record{Type: wal.TypePage, Payload: crashPayload(round, writer, seq)})
-				if err != nil {
-					fmt.Fprintf(os.Stderr, "child append: %v\n", err)
-					os.Exit(4)
-				}
-				// Only now is the record acknowledged.
-				out.Lock()
-				fmt.Fprintf(w, "%d %d %d\n", idx, writer, seq)
-				w.Flush()
-				out.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
+	say := childSay()
+	appendForever(l, round, func(idx uint64, writer, seq int) {
+		say("%d %d %d\n", idx, writer, seq)
+	})
 }
 
 type ack struct{ round, writer, seq int }
@@ -79,40 +56,15 @@ func TestSIGKILLLosesNothingAcknowledged(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano())))
 	repairs := 0
 	for round := 0; round < rounds; round++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
-		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s|%d", crashChildEnv, dir, round))
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		lines := make(chan string, 1<<16)
-		go func() {
-			sc := bufio.NewScanner(stdout)
-			for sc.Scan() {
-				lines <- sc.Text()
-			}
-			close(lines)
-		}()
+		c := startChild(t, "TestCrashChild", crashChildEnv, fmt.Sprintf("%s|%d", dir, round))
 		// Let it get going (first ack), then kill it at a random moment.
-		first, ok := <-lines
+		first, ok := <-c.lines
 		if !ok {
-			cmd.Wait()
-			t.Fatalf("round %d: child wrote nothing; stderr: %s", round, stderr.String())
+			c.cmd.Wait()
+			t.Fatalf("round %d: child wrote nothing; stderr: %s", round, c.stderr.String())
 		}
 		time.Sleep(time.Duration(rng.IntN(80)) * time.Millisecond)
-		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		all := []string{first}
-		for line := range lines {
-			all = append(all, line)
-		}
-		cmd.Wait()
+		all := append([]string{first}, c.kill(t)...)
 		for _, line := range all {
 			var idx uint64
 			var w, s int

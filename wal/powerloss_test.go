@@ -1,18 +1,13 @@
 package wal_test
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -34,14 +29,7 @@ func TestPowerLossChild(t *testing.T) {
 	}
 	dir, roundStr, _ := strings.Cut(spec, "|")
 	round, _ := strconv.Atoi(roundStr)
-	var out sync.Mutex
-	w := bufio.NewWriter(os.Stdout)
-	say := func(format string, args ...any) {
-		out.Lock()
-		fmt.Fprintf(w, format, args...)
-		w.Flush()
-		out.Unlock()
-	}
+	say := childSay()
 	opts := wal.Options{SegmentSize: 32 << 10}
 	wal.SetSyncedHook(&opts, func(seg string, size int64) {
 		// Widen the window in which written bytes are not yet known to
@@ -55,22 +43,9 @@ func TestPowerLossChild(t *testing.T) {
 		fmt.Fprintf(os.Stderr, "child open: %v\n", err)
 		os.Exit(3)
 	}
-	var wg sync.WaitGroup
-	for writer := 0; writer < 8; writer++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for seq := 0; ; seq++ {
-				idx, err := l.Append(context.Background(), wal.Record{Type: wal.TypePage, Payload: crashPayload(round, writer, seq)})
-				if err != nil {
-					fmt.Fprintf(os.Stderr, "child append: %v\n", err)
-					os.Exit(4)
-				}
-				say("A %d %d %d\n", idx, writer, seq)
-			}
-		}()
-	}
-	wg.Wait()
+	appendForever(l, round, func(idx uint64, writer, seq int) {
+		say("A %d %d %d\n", idx, writer, seq)
+	})
 }
 
 // powerCut rolls the directory back to what a power loss could leave: every
@@ -177,44 +152,20 @@ func TestPowerLossLosesNothingAcknowledged(t *testing.T) {
 	rng := rand.New(rand.NewPCG(2, seed))
 	repairs, verified := 0, len(acked)
 	for round := 0; round < trials; round++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestPowerLossChild$", "-test.count=1")
-		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s|%d", powerLossChildEnv, dir, round))
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		lines := make(chan string, 1<<16)
-		go func() {
-			sc := bufio.NewScanner(stdout)
-			for sc.Scan() {
-				lines <- sc.Text()
-			}
-			close(lines)
-		}()
+		c := startChild(t, "TestPowerLossChild", powerLossChildEnv, fmt.Sprintf("%s|%d", dir, round))
 		var all []string
-		for line := range lines {
+		for line := range c.lines {
 			all = append(all, line)
 			if strings.HasPrefix(line, "A ") {
 				break // the child is going: cut the power at a random moment
 			}
 		}
 		if len(all) == 0 {
-			cmd.Wait()
-			t.Fatalf("round %d: child wrote nothing; stderr: %s", round, stderr.String())
+			c.cmd.Wait()
+			t.Fatalf("round %d: child wrote nothing; stderr: %s", round, c.stderr.String())
 		}
 		time.Sleep(time.Duration(rng.IntN(20000)) * time.Microsecond)
-		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		for line := range lines {
-			all = append(all, line)
-		}
-		cmd.Wait()
+		all = append(all, c.kill(t)...)
 		for _, line := range all {
 			var idx uint64
 			var w, s int

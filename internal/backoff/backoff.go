@@ -8,14 +8,22 @@ import (
 	"time"
 )
 
-// Delay is the wait before retry number attempt (0 for the first retry):
-// min doubled attempt times, capped at max, of which half is fixed and half
-// random. min <= 0 is taken as max.
-func Delay(min, max time.Duration, attempt int) time.Duration {
+// Exp is min doubled attempt times (attempt 0 is min), capped at max,
+// without jitter: for callers that spread out by other means or whose
+// retries are few (one process retrying its own registry). min <= 0 is
+// taken as max.
+func Exp(min, max time.Duration, attempt int) time.Duration {
 	d := min << (attempt & 0x3f) // shifts by 64 or more give 0: capped below
 	if attempt > 30 || d <= 0 || d > max {
 		d = max
 	}
+	return d
+}
+
+// Delay is the wait before retry number attempt (0 for the first retry):
+// Exp(min, max, attempt), of which half is fixed and half random.
+func Delay(min, max time.Duration, attempt int) time.Duration {
+	d := Exp(min, max, attempt)
 	if d <= 0 {
 		return 0
 	}

@@ -44,3 +44,28 @@ func TestBackoffResets(t *testing.T) {
 		t.Fatalf("after Reset the delay is %v, want at most Min", d)
 	}
 }
+
+func TestExp(t *testing.T) {
+	const lo, hi = 500 * time.Millisecond, 30 * time.Second
+	tests := []struct {
+		min, max time.Duration
+		attempt  int
+		want     time.Duration
+	}{
+		{lo, hi, 0, lo},
+		{lo, hi, 1, 2 * lo},
+		{lo, hi, 5, 16 * time.Second},
+		{lo, hi, 6, hi}, // 32 s capped
+		{lo, hi, 31, hi},
+		{lo, hi, 64, hi},
+		{lo, hi, 1 << 20, hi},
+		{time.Hour, time.Minute, 0, time.Minute}, // min above max: max
+		{0, hi, 3, hi},                           // no min: max
+		{lo, 0, 0, 0},
+	}
+	for _, tt := range tests {
+		if got := Exp(tt.min, tt.max, tt.attempt); got != tt.want {
+			t.Errorf("Exp(%v, %v, %d) = %v, want %v", tt.min, tt.max, tt.attempt, got, tt.want)
+		}
+	}
+}
