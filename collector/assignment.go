@@ -62,6 +62,9 @@ func (c *Collector) SetAssigned(ps []ProducerConfig) error { return c.setAssigne
 // refused but cut to the cap (the registry's assignment: the rest is
 // logged, counted and shown, and not started).
 func (c *Collector) setAssigned(ps []ProducerConfig, capped bool) error {
+	// assignMu first: SetStatic changes c.opts.Producers under it.
+	c.assignMu.Lock()
+	defer c.assignMu.Unlock()
 	norm := make([]ProducerConfig, 0, len(ps))
 	ids := map[string]bool{}
 	for _, p := range ps {
@@ -82,8 +85,6 @@ func (c *Collector) setAssigned(ps []ProducerConfig, capped bool) error {
 	for _, id := range refused {
 		delete(ids, id)
 	}
-	c.assignMu.Lock()
-	defer c.assignMu.Unlock()
 	if err := storeAssignment(c.state, norm); err != nil {
 		return err
 	}

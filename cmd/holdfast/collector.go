@@ -50,6 +50,8 @@ type collectorConfig struct {
 	MaxDrainTime     string   `json:"max_drain_time"`
 	MaxProducers     int      `json:"max_producers"`
 	Cluster          string   `json:"cluster"`
+	LogLevel         string   `json:"log_level"`
+	LogFormat        string   `json:"log_format"`
 	// ClickHouse client settings of chflags.go. The password is never a
 	// key: it comes from clickhouse_password_file or $HOLDFAST_CLICKHOUSE_PASSWORD
 	// (config files get copied, committed and pasted into tickets).
@@ -101,6 +103,7 @@ func runCollector(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&maxInflight, "max-inflight-bytes", "pages in flight (fetching, decoding, writing), all producers together; at least --max-page-bytes")
 	maxDrainPages := fs.Int("max-drain-pages", 100, "pages taken from one producer per interval at most")
 	maxDrainTime := fs.Duration("max-drain-time", 0, "time spent draining one producer per interval at most (0: its interval)")
+	logf := addLogFlags(fs)
 	maxProducers := fs.Int("max-producers", 10_000, "producers collected at most (static and assigned); above it PUT /v1/producers is refused and assigned extras are not started")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -109,9 +112,9 @@ func runCollector(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "holdfast collector: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
+	set := map[string]bool{} // flags given on the command line: they win over the file, also on reload
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if *configFile != "" {
-		set := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		if err := applyConfigFile(*configFile, set, fs); err != nil {
 			fmt.Fprintf(stderr, "holdfast collector: %v\n", err)
 			return 2
@@ -120,9 +123,15 @@ func runCollector(args []string, stdout, stderr io.Writer) int {
 	if memLimit > 0 {
 		debug.SetMemoryLimit(int64(memLimit))
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	var logLevel slog.LevelVar
+	log, err := logf.logger(stderr, &logLevel)
+	if err != nil {
+		fmt.Fprintf(stderr, "holdfast collector: %v\n", err)
+		return 2
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerBuildInfo(reg)
 	opts := collector.Options{
 		DataDir: *dataDir, CollectorID: *id, WALBudgetBytes: int64(walBudget), QuarantineBudgetBytes: int64(quarantineBudget), DefaultInterval: *interval,
 		PageLimit: *pageLimit, Registerer: reg, Logger: log, Limits: limits.Limits,
@@ -154,6 +163,11 @@ func runCollector(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer c.Close()
+	hupCtx, stopHUP := context.WithCancel(context.Background())
+	defer stopHUP()
+	reloader := &collectorReloader{path: *configFile, set: set, c: c, log: log, level: &logLevel,
+		token: *producerToken, producers: producers, interval: *interval}
+	onHUP(hupCtx, reloader.reload)
 	fmt.Fprintf(stdout, "holdfast collector %s: admin API on http://%s, %d producer(s), data in %s\n", c.ID(), ln.Addr(), len(producers), *dataDir)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -172,6 +186,21 @@ func runCollector(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// decodeCollectorConfig reads a config file strictly: unknown keys and a
+// plain password are errors.
+func decodeCollectorConfig(path string, b []byte) (collectorConfig, error) {
+	var cfg collectorConfig
+	dec := json.NewDecoder(bytesReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	if cfg.ClickHousePassword != nil {
+		return cfg, fmt.Errorf("config %s: clickhouse_password is not accepted; put the password in a file named by clickhouse_password_file (or --clickhouse-password-file), or in $%s", path, envPassword)
+	}
+	return cfg, nil
+}
+
 // applyConfigFile sets every flag not given on the command line from the
 // JSON config file.
 func applyConfigFile(path string, set map[string]bool, fs *flag.FlagSet) error {
@@ -179,14 +208,9 @@ func applyConfigFile(path string, set map[string]bool, fs *flag.FlagSet) error {
 	if err != nil {
 		return err
 	}
-	var cfg collectorConfig
-	dec := json.NewDecoder(bytesReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&cfg); err != nil {
-		return fmt.Errorf("config %s: %w", path, err)
-	}
-	if cfg.ClickHousePassword != nil {
-		return fmt.Errorf("config %s: clickhouse_password is not accepted; put the password in a file named by clickhouse_password_file (or --clickhouse-password-file), or in $%s", path, envPassword)
+	cfg, err := decodeCollectorConfig(path, b)
+	if err != nil {
+		return err
 	}
 	apply := func(name, value string) error {
 		if value == "" || set[name] {
@@ -204,7 +228,7 @@ func applyConfigFile(path string, set map[string]bool, fs *flag.FlagSet) error {
 		"registry": cfg.Registry, "registry-token": cfg.RegistryToken, "advertise": cfg.Advertise, "refresh": cfg.Refresh,
 		"max-page-bytes": cfg.MaxPageBytes, "max-inflight-bytes": cfg.MaxInflightBytes, "max-drain-time": cfg.MaxDrainTime,
 		"quarantine-budget": cfg.QuarantineBudget, "sample-limits": cfg.SampleLimits,
-		"cluster": cfg.Cluster, "clickhouse-user": cfg.ClickHouseUser, "clickhouse-password-file": cfg.ClickHousePasswordFile,
+		"cluster": cfg.Cluster, "log.level": cfg.LogLevel, "log.format": cfg.LogFormat, "clickhouse-user": cfg.ClickHouseUser, "clickhouse-password-file": cfg.ClickHousePasswordFile,
 		"clickhouse-ca-file": cfg.ClickHouseCAFile, "clickhouse-cert-file": cfg.ClickHouseCertFile,
 		"clickhouse-key-file": cfg.ClickHouseKeyFile, "clickhouse-server-name": cfg.ClickHouseServerName,
 	} {

@@ -46,7 +46,13 @@ Usage:
                                                drain a data directory's WAL into ClickHouse
   holdfast quarantine list|show|export|replay [--data-dir DIR | --admin ADDR] [ID ...]
                                                refused samples and records: see, export, re-submit
+  holdfast version | --version                 version, revision, Go version and build date
   holdfast help                                this text
+
+Daemons (collector, registry, producer) take --log.level debug|info|warn|error and
+--log.format logfmt|json, serve holdfast_build_info on /metrics where they serve /metrics,
+and survive SIGHUP (the collector reloads its --config file's producers, intervals and
+log level; the others log it).
 
 Exit status: 0 on success, 1 when a check finds a problem, 2 on bad usage.
 `
@@ -75,6 +81,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runBench(args[1:], stdout, stderr)
 	case "quarantine":
 		return runQuarantine(args[1:], stdout, stderr)
+	case "version", "--version":
+		return runVersion(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

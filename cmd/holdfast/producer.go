@@ -40,6 +40,7 @@ func runProducer(args []string, stdout, stderr io.Writer) int {
 	registryToken := fs.String("registry-token", "", "bearer token sent to the registry (its --auth-token)")
 	registryURL := fs.String("registry", "", "registry URL to register with (and renew); collectors come from its assignment")
 	advertise := fs.String("advertise", "", "URL collectors reach this producer at (default http://LISTEN)")
+	logf := addLogFlags(fs)
 	var collectorIDs stringList
 	fs.Var(&collectorIDs, "collector", "collector id to hold samples for from the start (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -49,7 +50,11 @@ func runProducer(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "holdfast producer: --vms and --max-collectors must be positive, --vm-offset and --cursor-ttl not negative, --interval a positive duration; no arguments")
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log, err := logf.logger(stderr, new(slog.LevelVar))
+	if err != nil {
+		fmt.Fprintf(stderr, "holdfast producer: %v\n", err)
+		return 2
+	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		fmt.Fprintf(stderr, "holdfast producer: %v\n", err)
@@ -64,10 +69,11 @@ func runProducer(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "holdfast producer: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "holdfast producer %s (incarnation %s) listening on %s: %d VMs (ids %d-%d) x 22 measurements every %v\n",
-		*id, srv.Incarnation(), ln.Addr(), *vms, *vmOffset, *vmOffset+*vms-1, *interval)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	ignoreHUP(ctx, log, "producer")
+	fmt.Fprintf(stdout, "holdfast producer %s (incarnation %s) listening on %s: %d VMs (ids %d-%d) x 22 measurements every %v\n",
+		*id, srv.Incarnation(), ln.Addr(), *vms, *vmOffset, *vmOffset+*vms-1, *interval)
 	var generated atomic.Int64
 	go generateFleet(ctx, srv, *vms, *vmOffset, *interval, *total, &generated)
 	if *registryURL != "" {

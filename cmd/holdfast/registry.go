@@ -33,6 +33,7 @@ func serveRegistry(ctx context.Context, args []string, stdout, stderr io.Writer)
 	plase := fs.Duration("producer-lease", 30*time.Second, "producer lease; producers renew at a third of it")
 	clase := fs.Duration("collector-lease", 30*time.Second, "collector lease; collectors renew at a third of it")
 	token := fs.String("auth-token", "", "require this bearer token on every write (registrations, renewals, deletions, schema reports); reads stay open. Producers and collectors send it with --registry-token")
+	logf := addLogFlags(fs)
 	maxSchemas := fs.Int("max-schemas", registry.DefaultMaxSchemas, "timeseries schema versions kept; reports past it are refused (409) and the schemas logged, so a producer inventing field sets cannot grow the registry forever")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
 		return 2
@@ -41,7 +42,11 @@ func serveRegistry(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintln(stderr, "holdfast registry: --max-schemas must be at least 1")
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log, err := logf.logger(stderr, new(slog.LevelVar))
+	if err != nil {
+		fmt.Fprintf(stderr, "holdfast registry: %v\n", err)
+		return 2
+	}
 	db, err := state.Open(filepath.Join(*dataDir, "state"), log)
 	if err != nil {
 		fmt.Fprintf(stderr, "holdfast registry: %v\n", err)
@@ -62,6 +67,7 @@ func serveRegistry(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if *token != "" {
 		writes = "need the bearer token"
 	}
+	ignoreHUP(ctx, log, "registry")
 	fmt.Fprintf(stdout, "holdfast registry on http://%s (replicas %d, leases %v/%v, writes %s), state in %s\n", ln.Addr(), *replicas, *plase, *clase, writes, *dataDir)
 	if err := r.Serve(ctx, ln, log); err != nil {
 		fmt.Fprintf(stderr, "holdfast registry: %v\n", err)
