@@ -119,6 +119,14 @@ func (f *Forwarder) checkServer(ctx context.Context) error {
 	defer cancel()
 	err := f.conn.Ping(pctx)
 	if err == nil {
+		// Shown at once; the path is chosen before the first insert
+		// (choosePath), where the schema exists for its ALTERs.
+		if _, raw, verr := detectVersion(pctx, f.conn); verr == nil {
+			f.log.Info("ClickHouse answers", "addr", f.opts.Addr, "version", raw)
+			f.mu.Lock()
+			f.mu.status.ServerVersion = raw
+			f.mu.Unlock()
+		}
 		return nil
 	}
 	if aerr := asAuthError(err, f.opts.Username); aerr != nil {

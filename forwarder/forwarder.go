@@ -59,6 +59,10 @@ type Options struct {
 
 	// Conn, when set, is used instead of dialing Addr (tests, benchmarks).
 	Conn driver.Conn
+
+	// Portable forces the path every server takes (18.16 on) even on a
+	// server that offers insert_deduplication_token (modern.go).
+	Portable bool
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -134,6 +138,11 @@ type Status struct {
 	QuarantinedRecords  uint64    `json:"quarantined_records"`
 	BatchRecords        int       `json:"batch_records"`
 	BatchRows           int       `json:"batch_rows"`
+	// ServerVersion is what version() answered before the first insert
+	// ("" until then); ModernPath says whether the forwarder sends
+	// insert_deduplication_token (modern.go).
+	ServerVersion string `json:"server_version,omitempty"`
+	ModernPath    bool   `json:"modern_path"`
 }
 
 // Forwarder tails a WAL into ClickHouse. See the package documentation.
@@ -151,6 +160,9 @@ type Forwarder struct {
 	kick  chan struct{}
 
 	schemaReady bool              // touched by the Run goroutine only
+	modern      bool              // likewise: tokens on (modern.go)
+	pathChosen  bool              // likewise: choosePath ran once
+	epoch       string            // this WAL's id in deduplication tokens
 	holder      string            // this forwarder's id in the schema upgrade lock
 	decoder     *pa.SampleDecoder // likewise
 
@@ -196,18 +208,24 @@ func New(log *wal.Log, state *pebble.DB, opts Options) (*Forwarder, error) {
 		f.Close()
 		return nil, fmt.Errorf("forwarder: %w", err)
 	}
+	renewEpoch := false
 	if st := log.Stats(); ckpt > st.LastIndex {
 		// The checkpoint is ahead of the log: the WAL directory was
 		// replaced. Replaying all of it is safe (inserts are idempotent);
 		// skipping would lose it.
 		f.log.Warn("checkpoint is ahead of the WAL; replaying the whole WAL", "checkpoint", ckpt, "wal_first", st.FirstIndex, "wal_last", st.LastIndex)
 		ckpt = st.FirstIndex - 1
+		renewEpoch = true // its indexes started over: new tokens
 	}
 	if err := f.openQuarantine(state); err != nil {
 		f.Close()
 		return nil, err
 	}
 	if f.holder, err = loadHolderID(state); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if f.epoch, err = loadDedupEpoch(state, renewEpoch); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -470,7 +488,9 @@ func (f *Forwarder) flush(ctx context.Context, b *batch) error {
 	f.mu.Lock()
 	f.mu.status.BatchRecords, f.mu.status.BatchRows = len(b.indexes), b.rows.rows
 	f.mu.Unlock()
-	if f.opts.Cluster != "" && len(b.indexes) > 0 {
+	// Tokens (modern.go) need the same cut as replicated blocks do. Before
+	// the first insert the path is not chosen yet: store it to be safe.
+	if (f.opts.Cluster != "" || f.modern || !f.schemaReady) && len(b.indexes) > 0 {
 		if err := storeInflight(f.state, b.last); err != nil {
 			return err
 		}
@@ -568,6 +588,9 @@ func (f *Forwarder) deliver(ctx context.Context, indexes []uint64, rows *rowSet,
 		if _, err := EnsureSchemaWith(ctx, f.conn, f.opts.Database, SchemaOptions{StatementTimeout: f.opts.InsertTimeout, Holder: f.holder, Cluster: f.opts.Cluster}); err != nil {
 			return err
 		}
+		if err := f.choosePath(ctx); err != nil {
+			return err
+		}
 		f.schemaReady = true
 	}
 	if rows == nil {
@@ -576,7 +599,11 @@ func (f *Forwarder) deliver(ctx context.Context, indexes []uint64, rows *rowSet,
 			return err
 		}
 	}
-	err := f.w.insert(ctx, rows)
+	token := ""
+	if f.modern {
+		token = dedupToken(f.epoch, indexes, "")
+	}
+	err := f.w.insertTokened(ctx, rows, token)
 	if err == nil || !IsRejected(err) {
 		return err
 	}

@@ -25,6 +25,12 @@ func TestRoundTripEveryDatumTypeExactly(t *testing.T) {
 	e.appendPages(in, 7)
 	f, _ := e.start(e.options())
 	e.flush(f, 60*time.Second)
+	// 18.16 takes the portable path: no insert_deduplication_token (a
+	// string setting fails in the client below revision 54429, so the
+	// flush above would not have succeeded with one).
+	if st := f.Status(); !strings.HasPrefix(st.ServerVersion, "18.16.") || st.ModernPath {
+		t.Errorf("server version %q, modern path %v; want 18.16 and the portable path", st.ServerVersion, st.ModernPath)
+	}
 
 	got := e.readBack()
 	if len(got) != len(in) {

@@ -129,6 +129,12 @@ func (w *writer) addSamples(rs *rowSet, samples []pa.Sample, refused []collision
 // insert writes a row set: schemas and fields of new timeseries first, then
 // measurements. Nothing is marked as seen unless all of it succeeded.
 func (w *writer) insert(ctx context.Context, rs *rowSet) error {
+	return w.insertTokened(ctx, rs, "")
+}
+
+// insertTokened is insert with, when token is not "", the INSERTs into
+// measurements tables deduplicated by token+table (modern.go).
+func (w *writer) insertTokened(ctx context.Context, rs *rowSet, token string) error {
 	if len(rs.schemas) > 0 {
 		if err := w.send(ctx, "timeseries_schema", schemaColumns, schemaColumnData(rs.schemas, time.Now().UnixNano())); err != nil {
 			return err
@@ -143,7 +149,11 @@ func (w *writer) insert(ctx context.Context, rs *rowSet) error {
 	}
 	for _, m := range rs.meas {
 		if m != nil {
-			if err := w.send(ctx, MeasurementsTable(m.t), measurementColumns(m.t), m.columns()); err != nil {
+			table, tok := MeasurementsTable(m.t), ""
+			if token != "" {
+				tok = token + table
+			}
+			if err := w.sendTokened(ctx, table, measurementColumns(m.t), m.columns(), tok); err != nil {
 				return err
 			}
 		}
@@ -197,8 +207,14 @@ func (in *interner) name(target, metric string) string {
 // with "use of closed network connection". The insert's deadline comes from
 // the connection's read and write timeouts instead (Dial sets them).
 func (w *writer) send(ctx context.Context, table string, cols []string, data []any) error {
+	return w.sendTokened(ctx, table, cols, data, "")
+}
+
+// sendTokened is send with insert_deduplication_token set when token is
+// not "" (modern servers only: modern.go).
+func (w *writer) sendTokened(ctx context.Context, table string, cols []string, data []any, token string) error {
 	q := fmt.Sprintf("INSERT INTO %s.%s (%s)", w.db, table, strings.Join(cols, ", "))
-	b, err := w.conn.PrepareBatch(insertContext(ctx, w.cluster), q)
+	b, err := w.conn.PrepareBatch(tokenContext(ctx, w.cluster, token), q)
 	if err != nil {
 		return fmt.Errorf("forwarder: preparing insert into %s: %w", table, err)
 	}

@@ -20,6 +20,12 @@ Checked, each a PASS/FAIL line:
   migrate  forwarder/testdata/schema_v1.sql with rows inserted by SQL, then
            the statement sequence forwarder/migrate.go issues for the v1->v2
            upgrade (reproduced here; see migrate_v1())
+  modern   the modern path (forwarder/modern.go, servers 22.2+): the
+           statements of forwarder/testdata/modern_ddl.sql (kept equal to
+           ModernDDL by a Go test) on a fresh single-server schema, twice;
+           then INSERTs carrying insert_deduplication_token in the
+           forwarder's format, a batch replayed with the same token leaving
+           one copy without FINAL, another token keeping its rows
   query    every query README.md, DESIGN.md and scripts/demo.sh tell users to
            run, on rows with known values, answers asserted
 Exit status 1 on any FAIL.
@@ -365,6 +371,39 @@ def migrate_v1(ch, binary, v1_sql):
           lambda: [ch.query(q) for q in statements(current)] and True)
 
 
+# ---------------------------------------------------------------- modern
+
+def modern(ch, binary, db, repo):
+    for q in statements(holdfast_schema(binary, "--database", db)):
+        check("modern", "schema: " + first_line(q), lambda q=q: ch.query(q))
+    with open(os.path.join(repo, "forwarder", "testdata", "modern_ddl.sql")) as f:
+        ddl = [q.replace("TABLE holdfast.", "TABLE %s." % db) for q in statements(f.read())]
+    for q in ddl:
+        check("modern", first_line(q), lambda q=q: ch.query(q))
+        check("modern", "rerun (every start-up): " + first_line(q), lambda q=q: ch.query(q))
+    check("modern", "SHOW CREATE TABLE measurements_f64 has non_replicated_deduplication_window = 1000",
+          lambda: expect("non_replicated_deduplication_window = 1000" in scalar(ch, "SHOW CREATE TABLE %s.measurements_f64" % db), True))
+    t = db + ".measurements_f64"
+    cols = "timeseries_name, timeseries_key, timestamp_ns, datum"
+    # Rows in two weekly partitions: the server splits the INSERT into a
+    # block per partition and deduplicates each (token + block number).
+    rows = "('virtual_machine:cpu_busy', 1, 1000, 1.5), ('virtual_machine:cpu_busy', 2, %d, 2.5)" % (7 * 24 * 3600 * 10**9 + 5)
+    # forwarder/modern.go dedupToken + table: holdfast-EPOCH-FIRST-LAST-N-TABLE
+    token = "holdfast-0123456789abcdef0123456789abcdef-41-57-17-measurements_f64"
+
+    def insert(tok):
+        ch.query("INSERT INTO %s (%s) SETTINGS insert_deduplication_token = %s VALUES %s" % (t, cols, lit(tok), rows))
+
+    if check("modern", "INSERT ... SETTINGS insert_deduplication_token = 'holdfast-...' (a batch)", lambda: insert(token)):
+        check("modern", "the same batch replayed with the same token", lambda: insert(token))
+        check("modern", "SELECT count() FROM measurements_f64 (no FINAL) = 2: the replay was dropped",
+              lambda: expect(scalar(ch, "SELECT count() FROM %s" % t), "2"))
+        other = token.replace("-41-57-17-", "-58-60-3-")
+        check("modern", "the same rows under another batch's token are kept", lambda: insert(other))
+        check("modern", "SELECT count() FROM measurements_f64 (no FINAL) = 4, FINAL = 2",
+              lambda: expect((scalar(ch, "SELECT count() FROM %s" % t), scalar(ch, "SELECT count() FROM %s FINAL" % t)), ("4", "2")))
+
+
 # ---------------------------------------------------------------- queries
 
 def queries(ch, db, repo):
@@ -458,6 +497,7 @@ def main():
     cluster_parsed(ch, binary, "holdfast_cluster")
     cluster(ch, binary, "holdfast_cluster")
     migrate_v1(ch, binary, v1_sql)
+    modern(ch, binary, "holdfast_modern", repo)
     queries(ch, "holdfast", repo)
     ch.close()
     failed = [r for r in results if not r[2]]
