@@ -65,18 +65,9 @@ func (c *Collector) setAssigned(ps []ProducerConfig, capped bool) error {
 	// assignMu first: SetStatic changes c.opts.Producers under it.
 	c.assignMu.Lock()
 	defer c.assignMu.Unlock()
-	norm := make([]ProducerConfig, 0, len(ps))
-	ids := map[string]bool{}
-	for _, p := range ps {
-		p, err := c.opts.normalize(p)
-		if err != nil {
-			return err
-		}
-		if ids[p.ID] {
-			return fmt.Errorf("collector: producer %s is listed twice", p.ID)
-		}
-		ids[p.ID] = true
-		norm = append(norm, p)
+	norm, ids, err := c.normalizeSet(ps)
+	if err != nil {
+		return err
 	}
 	norm, refused := capAssignment(norm, c.opts.Producers, c.opts.MaxProducers)
 	if len(refused) > 0 && !capped {

@@ -15,18 +15,9 @@ import (
 // duplicate id or a set above MaxProducers is refused and the old set keeps
 // running.
 func (c *Collector) SetStatic(ps []ProducerConfig) error {
-	norm := make([]ProducerConfig, 0, len(ps))
-	ids := map[string]bool{}
-	for _, p := range ps {
-		p, err := c.opts.normalize(p)
-		if err != nil {
-			return err
-		}
-		if ids[p.ID] {
-			return fmt.Errorf("collector: producer %s is listed twice", p.ID)
-		}
-		ids[p.ID] = true
-		norm = append(norm, p)
+	norm, ids, err := c.normalizeSet(ps)
+	if err != nil {
+		return err
 	}
 	if len(norm) > c.opts.MaxProducers {
 		return fmt.Errorf("%w: %d static producers configured", errTooMany(c.opts.MaxProducers), len(norm))
@@ -75,4 +66,24 @@ func (c *Collector) SetStatic(ps []ProducerConfig) error {
 	}
 	c.m.producers.Set(float64(len(c.mu.producers)))
 	return nil
+}
+
+// normalizeSet normalizes a producer set (static or assigned) and returns
+// it with its ids; an invalid producer or an id listed twice refuses the
+// whole set.
+func (c *Collector) normalizeSet(ps []ProducerConfig) ([]ProducerConfig, map[string]bool, error) {
+	norm := make([]ProducerConfig, 0, len(ps))
+	ids := make(map[string]bool, len(ps))
+	for _, p := range ps {
+		p, err := c.opts.normalize(p)
+		if err != nil {
+			return nil, nil, err
+		}
+		if ids[p.ID] {
+			return nil, nil, fmt.Errorf("collector: producer %s is listed twice", p.ID)
+		}
+		ids[p.ID] = true
+		norm = append(norm, p)
+	}
+	return norm, ids, nil
 }
