@@ -35,7 +35,9 @@ type AdminOptions struct {
 //	POST /v1/flush        forward everything now; answers when it is in ClickHouse (?timeout=60s)
 //	GET  /v1/quarantine   quarantined samples and records (see addQuarantineRoutes)
 //	GET  /metrics         Prometheus text format
-//	GET  /healthz         200 "ok", or 503 with the reasons
+//	GET  /healthz         200 "ok", or 503 with the reasons (the aggregate)
+//	GET  /-/healthy       liveness: 200 while the process serves
+//	GET  /-/ready         readiness (Ready): 200 or 503, JSON with reasons and backpressure
 func (c *Collector) AdminHandler(opts AdminOptions) http.Handler {
 	if opts.Gatherer == nil {
 		opts.Gatherer = prometheus.DefaultGatherer
@@ -129,6 +131,17 @@ func (c *Collector) AdminHandler(opts AdminOptions) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"healthy": true})
 	})
+	r.GET("/-/healthy", func(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
+		writeJSON(w, http.StatusOK, map[string]any{"healthy": true})
+	})
+	r.GET("/-/ready", func(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
+		rd := c.Ready()
+		code := http.StatusOK
+		if !rd.Ready {
+			code = http.StatusServiceUnavailable
+		}
+		writeJSON(w, code, rd)
+	})
 	// Go profiles for operators (`go tool pprof http://ADMIN/debug/pprof/profile`),
 	// from loopback only: they expose internals and cost CPU.
 	profile := func(h http.HandlerFunc) httprouter.Handle {
@@ -140,7 +153,7 @@ func (c *Collector) AdminHandler(opts AdminOptions) http.Handler {
 	r.GET("/debug/pprof/goroutine", profile(pprof.Handler("goroutine").ServeHTTP))
 	r.GET("/debug/pprof/allocs", profile(pprof.Handler("allocs").ServeHTTP))
 	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such endpoint; see /v1/checkpoint, /v1/status, /v1/flush, /v1/quarantine, /metrics, /healthz, /debug/pprof/"})
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such endpoint; see /v1/checkpoint, /v1/status, /v1/flush, /v1/quarantine, /metrics, /healthz, /-/healthy, /-/ready, /debug/pprof/"})
 	})
 	return r
 }

@@ -127,6 +127,7 @@ func (c *Collector) Assigned() []ProducerConfig {
 // startLocked starts a producer's loop if Run is running; Run starts the
 // loops of producers added before it.
 func (c *Collector) startLocked(p *producer) {
+	c.m.initProducer(p.cfg.ID)
 	if c.mu.runCtx == nil || c.mu.runCtx.Err() != nil {
 		return
 	}
@@ -144,6 +145,23 @@ func (c *Collector) stopLocked(p *producer) {
 	if p.cancel != nil {
 		p.cancel()
 	}
+	// Its series go once its loop has ended (a later increment would bring
+	// them back), unless the id is collected again by then (a new address
+	// or a re-assignment keeps its series).
+	id, done := p.cfg.ID, p.done
+	forget := func() {
+		c.mu.Lock()
+		_, again := c.mu.producers[id]
+		if !again {
+			c.m.deleteProducer(id)
+		}
+		c.mu.Unlock()
+	}
+	if done == nil {
+		go forget() // never started; c.mu is held here
+		return
+	}
+	go func() { <-done; forget() }()
 }
 
 // RegistryStatus is the collector's view of the registry.

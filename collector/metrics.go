@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/holdfast/holdfast/internal/promutil"
+	"github.com/holdfast/holdfast/quarantine"
 )
 
 type metrics struct {
@@ -15,6 +16,8 @@ type metrics struct {
 	producerDrops *prometheus.CounterVec
 	restarts      *prometheus.CounterVec
 	rejected      *prometheus.CounterVec
+	up            *prometheus.GaugeVec
+	lastSuccess   *prometheus.GaugeVec
 	walFull       prometheus.Gauge
 	walFullTotal  prometheus.Counter
 	producers     prometheus.Gauge
@@ -36,6 +39,8 @@ func newMetrics(reg prometheus.Registerer, checkpoint func() Checkpoint) (*metri
 		producerDrops: prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "producer_dropped_samples_total", Help: "Samples producers reported lost to their buffer bound."}, byProducer),
 		restarts:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "producer_restarts_total", Help: "Producer incarnation changes seen."}, byProducer),
 		rejected:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "rejected_samples_total", Help: "Samples refused (invalid, schema conflict, too large) and quarantined; the rest of their pages was taken."}, []string{"producer", "reason"}),
+		up:            prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: ns + "producer_up", Help: "1 after a successful collection from the producer, 0 after a failed one (absent before the first)."}, byProducer),
+		lastSuccess:   prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: ns + "producer_last_success_timestamp_seconds", Help: "Unix time of the last successful collection from the producer (absent before the first)."}, byProducer),
 		walFull:       prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "wal_full", Help: "1 while the WAL is over its budget and pages are not acknowledged."}),
 		walFullTotal:  prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "wal_full_refusals_total", Help: "Pages not taken because the WAL was over its budget."}),
 		producers:     prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "producers", Help: "Producers being collected."}),
@@ -47,6 +52,38 @@ func newMetrics(reg prometheus.Registerer, checkpoint func() Checkpoint) (*metri
 			func() float64 { return float64(checkpoint().BacklogBytes) }),
 	}
 	var err error
-	m.set, err = promutil.Register(reg, m.samples, m.bytes, m.pages, m.errors, m.producerDrops, m.restarts, m.rejected, m.walFull, m.walFullTotal, m.producers, m.oldestAge, m.backlogBytes)
+	m.set, err = promutil.Register(reg, m.samples, m.bytes, m.pages, m.errors, m.producerDrops, m.restarts, m.rejected, m.up, m.lastSuccess, m.walFull, m.walFullTotal, m.producers, m.oldestAge, m.backlogBytes)
 	return m, err
+}
+
+// errorKinds and rejectReasons are the label values of errors_total and
+// rejected_samples_total, created at 0 with each producer.
+var (
+	errorKinds    = []string{"fetch", "protocol", "wal", "quarantine", "page_too_large", "too_large"}
+	rejectReasons = []string{quarantine.CodeInvalid, quarantine.CodeSchema, quarantine.CodeTooLarge}
+)
+
+// initProducer creates a new producer's counters at 0, so rate() and
+// absent() work from its first scrape instead of from its first event.
+func (m *metrics) initProducer(id string) {
+	for _, v := range []*prometheus.CounterVec{m.samples, m.bytes, m.pages, m.producerDrops, m.restarts} {
+		v.WithLabelValues(id)
+	}
+	for _, k := range errorKinds {
+		m.errors.WithLabelValues(id, k)
+	}
+	for _, r := range rejectReasons {
+		m.rejected.WithLabelValues(id, r)
+	}
+}
+
+// deleteProducer removes every series of a producer that left the
+// collector, so /metrics does not grow with every producer ever seen.
+func (m *metrics) deleteProducer(id string) {
+	l := prometheus.Labels{"producer": id}
+	for _, v := range []*prometheus.CounterVec{m.samples, m.bytes, m.pages, m.errors, m.producerDrops, m.restarts, m.rejected} {
+		v.DeletePartialMatch(l)
+	}
+	m.up.DeletePartialMatch(l)
+	m.lastSuccess.DeletePartialMatch(l)
 }

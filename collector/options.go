@@ -33,6 +33,7 @@ type Options struct {
 	RequestTimeout  time.Duration // one page request; default 10 s
 	BackoffMax      time.Duration // cap of the retry delay for a failing producer; default 1 min
 	StallAfter      time.Duration // unhealthy when the forwarder made no progress this long with a backlog; default 2 min
+	ReadyGrace      time.Duration // /-/ready waits this long after start for the forwarder to reach ClickHouse; default 30 s
 	DrainTimeout    time.Duration // on shutdown, how long to try delivering the backlog; default 10 s
 
 	// Memory bounds (see DESIGN.md, "Collector memory"). A producer's page is
@@ -88,6 +89,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.StallAfter == 0 {
 		o.StallAfter = 2 * time.Minute
+	}
+	if o.ReadyGrace == 0 {
+		o.ReadyGrace = 30 * time.Second
 	}
 	if o.DrainTimeout == 0 {
 		o.DrainTimeout = 10 * time.Second

@@ -121,6 +121,10 @@ func (c *Collector) runProducer(ctx context.Context, p *producer) {
 		switch {
 		case err == nil || errors.Is(err, errBackpressure):
 			delay = jitter(interval)
+			if err == nil {
+				c.m.up.WithLabelValues(p.cfg.ID).Set(1)
+				c.m.lastSuccess.WithLabelValues(p.cfg.ID).Set(float64(time.Now().UnixNano()) / 1e9)
+			}
 		case ctx.Err() != nil:
 			continue
 		default:
@@ -130,6 +134,7 @@ func (c *Collector) runProducer(ctx context.Context, p *producer) {
 				failures = s.ConsecutiveFailures
 				s.LastError = err.Error()
 			})
+			c.m.up.WithLabelValues(p.cfg.ID).Set(0)
 			delay = jitter(backoff.Exp(interval, c.opts.BackoffMax, min(failures-1, 20)))
 			c.log.Warn("collection failed", "producer", p.cfg.ID, "err", err, "failures", failures, "retry_in", delay.Round(time.Millisecond))
 		}

@@ -119,6 +119,9 @@ func (f *Forwarder) checkServer(ctx context.Context) error {
 	defer cancel()
 	err := f.conn.Ping(pctx)
 	if err == nil {
+		f.mu.Lock()
+		f.mu.status.Reached = true
+		f.mu.Unlock()
 		// Shown at once; the path is chosen before the first insert
 		// (choosePath), where the schema exists for its ALTERs.
 		if _, raw, verr := detectVersion(pctx, f.conn); verr == nil {
@@ -167,6 +170,7 @@ func (f *Forwarder) recheckServer(ctx context.Context) {
 		if err == nil {
 			f.mu.Lock()
 			f.mu.status.StartupError = ""
+			f.mu.status.Reached = true
 			f.mu.Unlock()
 			f.log.Info("ClickHouse answers now", "addr", f.opts.Addr)
 			return

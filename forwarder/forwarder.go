@@ -131,7 +131,11 @@ type Status struct {
 	// address (a failed handshake, with a hint about the native port), so
 	// /healthz can say so at once instead of after StallAfter. It is
 	// cleared once an insert reaches ClickHouse.
-	StartupError        string    `json:"startup_error,omitempty"`
+	StartupError string `json:"startup_error,omitempty"`
+	// Reached says ClickHouse answered at least once (a start-up or
+	// re-check ping, or an insert): the collector's /-/ready waits for it
+	// after its start-up grace.
+	Reached             bool      `json:"reached"`
 	LastErrorTime       time.Time `json:"last_error_time"`
 	ConsecutiveFailures int       `json:"consecutive_failures"`
 	LastProgress        time.Time `json:"last_progress"`
@@ -552,6 +556,7 @@ func (f *Forwarder) flush(ctx context.Context, b *batch) error {
 	now := time.Now()
 	if len(b.indexes) > 0 {
 		f.mu.status.LastInsertTime = now
+		f.mu.status.Reached = true
 	}
 	f.mu.status.LastProgress = now
 	f.mu.status.ConsecutiveFailures = 0

@@ -283,8 +283,11 @@ func (s *Server) Ack(collector, token string) bool {
 //	POST   /v1/collectors/:collector/ack?token=T                        release the outstanding page
 //	DELETE /v1/collectors/:collector                                    remove a collector's cursor
 //	GET    /v1/stats                                                    ServerStats as JSON
+//	GET    /-/healthy                                                   liveness: 200 while it serves
+//	GET    /-/ready                                                     readiness: 200 while it serves (it holds no outside dependency)
 //
-// Every route sits behind the bearer token when one is configured.
+// Every /v1 route sits behind the bearer token when one is configured; the
+// health routes do not (probes carry no token, and they reveal nothing).
 
 // Handler returns the HTTP handler serving collectors.
 func (s *Server) Handler() http.Handler {
@@ -293,8 +296,16 @@ func (s *Server) Handler() http.Handler {
 	r.POST("/v1/collectors/:collector/ack", s.auth(s.handleAck))
 	r.DELETE("/v1/collectors/:collector", s.auth(s.handleDelete))
 	r.GET("/v1/stats", s.auth(s.handleStats))
+	health := func(key string) httprouter.Handle {
+		return func(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
+			w.Header().Set("Content-Type", ContentTypeJSON)
+			json.NewEncoder(w).Encode(map[string]bool{key: true})
+		}
+	}
+	r.GET("/-/healthy", health("healthy"))
+	r.GET("/-/ready", health("ready"))
 	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		httpError(w, http.StatusNotFound, "no such endpoint; see /v1/collectors/{collector}/page, /v1/collectors/{collector}/ack, DELETE /v1/collectors/{collector}, /v1/stats")
+		httpError(w, http.StatusNotFound, "no such endpoint; see /v1/collectors/{collector}/page, /v1/collectors/{collector}/ack, DELETE /v1/collectors/{collector}, /v1/stats, /-/healthy, /-/ready")
 	})
 	r.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		httpError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed here", req.Method))

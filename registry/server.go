@@ -33,6 +33,8 @@ const maxBody = 64 << 10
 //	GET    /v1/collectors/{id}/producers      ?limit=N&page_token=T → ProducerPage (sorted by id)
 //	GET    /v1/timeseries-schema              ?limit=N&page_token=T → SchemaPage (every version, by name and version)
 //	POST   /v1/timeseries-schema              report schemas ([]TimeseriesSchema, at most 10,000 and 64 KiB)
+//	GET    /-/healthy                         liveness: 200 while the process serves
+//	GET    /-/ready                           readiness (Ready): 200, or 503 with reasons
 //
 // With Options.AuthToken set, every write (POST, PATCH, DELETE) needs
 // "Authorization: Bearer TOKEN"; reads stay open.
@@ -124,6 +126,7 @@ func (r *Registry) Handler(log *slog.Logger) http.Handler {
 		}
 		reply(w, map[string]int{"received": len(schemas)}, err)
 	})
+	r.addHealthRoutes(h)
 	h.NotFound = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such endpoint"})
 	})

@@ -9,9 +9,11 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/holdfast/holdfast/internal/state"
 	pa "github.com/holdfast/holdfast/producerapi"
@@ -45,6 +47,10 @@ type Options struct {
 	Now       func() time.Time
 	// MaxSchemas bounds the timeseries schemas kept; default DefaultMaxSchemas.
 	MaxSchemas int
+	// Registerer takes the registry's metrics (nil: none); Gatherer, when
+	// set, is served on GET /metrics.
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
 }
 
 func (o Options) withDefaults() Options {
@@ -69,12 +75,20 @@ func (o Options) withDefaults() Options {
 type Registry struct {
 	opts Options
 	db   *pebble.DB
+	m    *metrics
 
 	mu         sync.Mutex
 	producers  map[string]*Producer
 	collectors map[string]*Collector
 	load       map[string]int // producers per collector
 	schemas    map[schemaKey]pa.TimeseriesSchema
+
+	// writeErr is the last failed synced write ("" after a good one):
+	// /-/ready says not ready while the store refuses writes.
+	writeErr atomic.Pointer[string]
+	// failWrites, when set (tests, through FailWrites), fails every
+	// commit with its error, as a full or broken disk would.
+	failWrites atomic.Pointer[error]
 }
 
 // Open loads the registry's state from db.
@@ -104,6 +118,11 @@ func Open(db *pebble.DB, opts Options) (*Registry, error) {
 	if err := r.loadSchemas(); err != nil {
 		return nil, err
 	}
+	m, err := newMetrics(opts.Registerer, r)
+	if err != nil {
+		return nil, fmt.Errorf("registry: metrics: %w", err)
+	}
+	r.m = m
 	for _, p := range r.producers {
 		for _, c := range p.Collectors {
 			r.load[c]++
@@ -146,9 +165,12 @@ func scan(db *pebble.DB, prefix string, fn func(k, v []byte) error) error {
 }
 
 // txn collects the changes of one operation; commit writes them with Sync.
-type txn struct{ b *pebble.Batch }
+type txn struct {
+	r *Registry
+	b *pebble.Batch
+}
 
-func (r *Registry) begin() *txn { return &txn{b: r.db.NewBatch()} }
+func (r *Registry) begin() *txn { return &txn{r: r, b: r.db.NewBatch()} }
 
 func (t *txn) putProducer(p *Producer) {
 	v, _ := json.Marshal(p)
@@ -165,9 +187,19 @@ func (t *txn) commit() error {
 	if t.b.Empty() {
 		return nil
 	}
-	if err := t.b.Commit(pebble.Sync); err != nil {
-		return fmt.Errorf("registry: writing state: %w", err)
+	var err error
+	if fail := t.r.failWrites.Load(); fail != nil && *fail != nil {
+		err = *fail // nothing written, as on a disk that refused it
+	} else {
+		err = t.b.Commit(pebble.Sync)
 	}
+	if err != nil {
+		err = fmt.Errorf("registry: writing state: %w", err)
+		msg := err.Error()
+		t.r.writeErr.Store(&msg)
+		return err
+	}
+	t.r.writeErr.Store(nil)
 	return nil
 }
 
@@ -271,6 +303,9 @@ func (r *Registry) RegisterProducer(reg ProducerRegistration) (ProducerAssignmen
 		return ProducerAssignment{}, err
 	}
 	r.producers[p.ID] = p
+	if !ok {
+		r.m.registrations.WithLabelValues("producer").Inc()
+	}
 	return r.assignmentOf(p), nil
 }
 
@@ -402,6 +437,9 @@ func (r *Registry) RegisterCollector(reg CollectorRegistration) (CollectorLease,
 	if err := t.commit(); err != nil {
 		return CollectorLease{}, err
 	}
+	if !ok {
+		r.m.registrations.WithLabelValues("collector").Inc()
+	}
 	return CollectorLease{ID: c.ID, LeaseSeconds: r.opts.CollectorLease.Seconds()}, nil
 }
 
@@ -438,6 +476,7 @@ func (r *Registry) Expire() (producers, collectors []string, err error) {
 				return producers, collectors, err
 			}
 			producers = append(producers, id)
+			r.m.expired.WithLabelValues("producer").Inc()
 		}
 	}
 	t := r.begin()
@@ -446,6 +485,7 @@ func (r *Registry) Expire() (producers, collectors []string, err error) {
 			t.b.Delete([]byte(prefixCollector+id), nil)
 			delete(r.collectors, id)
 			collectors = append(collectors, id)
+			r.m.expired.WithLabelValues("collector").Inc()
 		}
 	}
 	if len(collectors) > 0 {

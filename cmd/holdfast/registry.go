@@ -13,6 +13,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
 	"github.com/holdfast/holdfast/internal/state"
 	"github.com/holdfast/holdfast/registry"
 )
@@ -53,7 +56,11 @@ func serveRegistry(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return 1
 	}
 	defer db.Close()
-	r, err := registry.Open(db, registry.Options{Replicas: *replicas, ProducerLease: *plase, CollectorLease: *clase, AuthToken: *token, MaxSchemas: *maxSchemas})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerBuildInfo(reg)
+	r, err := registry.Open(db, registry.Options{Replicas: *replicas, ProducerLease: *plase, CollectorLease: *clase, AuthToken: *token, MaxSchemas: *maxSchemas,
+		Registerer: reg, Gatherer: reg})
 	if err != nil {
 		fmt.Fprintf(stderr, "holdfast registry: %v\n", err)
 		return 1
