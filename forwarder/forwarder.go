@@ -421,6 +421,15 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	}
 }
 
+// noteFailure records a failed delivery attempt in the status.
+func (f *Forwarder) noteFailure(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.mu.status.LastInsertError = err.Error()
+	f.mu.status.LastErrorTime = time.Now()
+	f.mu.status.ConsecutiveFailures++
+}
+
 // backlogRecords is how many WAL records are not yet checkpointed.
 func (f *Forwarder) backlogRecords() float64 {
 	last, ckpt := f.wal.Stats().LastIndex, f.Status().CheckpointIndex
@@ -523,11 +532,7 @@ func (f *Forwarder) flush(ctx context.Context, b *batch) error {
 			f.schemaReady = false
 		}
 		delay := f.backoff(attempt)
-		f.mu.Lock()
-		f.mu.status.LastInsertError = err.Error()
-		f.mu.status.LastErrorTime = time.Now()
-		f.mu.status.ConsecutiveFailures++
-		f.mu.Unlock()
+		f.noteFailure(err)
 		level := slog.LevelWarn
 		if errors.Is(err, ErrSchemaMismatch) {
 			level = slog.LevelError // an operator must look: no backoff fixes it

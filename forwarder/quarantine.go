@@ -96,11 +96,7 @@ func (f *Forwarder) quarantineOrHold(ctx context.Context, q QuarantinedRecord, r
 			return err
 		}
 		delay := f.backoff(attempt)
-		f.mu.Lock()
-		f.mu.status.LastInsertError = err.Error()
-		f.mu.status.LastErrorTime = time.Now()
-		f.mu.status.ConsecutiveFailures++
-		f.mu.Unlock()
+		f.noteFailure(err)
 		f.log.Error("quarantine full: holding the WAL at this record until entries are removed", "err", err, "attempt", attempt+1, "retry_in", delay)
 		select {
 		case <-ctx.Done():

@@ -128,14 +128,9 @@ func runQuarantine(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "exported %d entries to %s\n", n, *out)
 		}
 	case "replay":
-		var ids []uint64
-		for _, p := range pos {
-			id, perr := strconv.ParseUint(p, 10, 64)
-			if perr != nil || id == 0 {
-				fmt.Fprintf(stderr, "holdfast quarantine replay: %q is not an entry id\n", p)
-				return 2
-			}
-			ids = append(ids, id)
+		ids, ok := parseEntryIDs("replay", pos, stderr)
+		if !ok {
+			return 2
 		}
 		var rep quarantine.ReplayReport
 		rep, err = src.replay(ids, *force)
@@ -148,14 +143,9 @@ func runQuarantine(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintln(stdout)
 	case "delete":
-		var ids []uint64
-		for _, p := range pos {
-			id, perr := strconv.ParseUint(p, 10, 64)
-			if perr != nil || id == 0 {
-				fmt.Fprintf(stderr, "holdfast quarantine delete: %q is not an entry id\n", p)
-				return 2
-			}
-			ids = append(ids, id)
+		ids, ok := parseEntryIDs("delete", pos, stderr)
+		if !ok {
+			return 2
 		}
 		if (len(ids) == 0) == (*code == "") {
 			fmt.Fprintf(stderr, "holdfast quarantine delete: give entry ids or --code, not both\n\n%s", quarantineUsage)
@@ -514,4 +504,19 @@ func (l *sampleLimits) Set(s string) error {
 		}
 	}
 	return nil
+}
+
+// parseEntryIDs reads the entry ids given to a quarantine verb; it reports
+// the first one that is not an id on stderr.
+func parseEntryIDs(verb string, args []string, stderr io.Writer) ([]uint64, bool) {
+	var ids []uint64
+	for _, a := range args {
+		id, err := strconv.ParseUint(a, 10, 64)
+		if err != nil || id == 0 {
+			fmt.Fprintf(stderr, "holdfast quarantine %s: %q is not an entry id\n", verb, a)
+			return nil, false
+		}
+		ids = append(ids, id)
+	}
+	return ids, true
 }
