@@ -30,6 +30,7 @@ type AdminOptions struct {
 
 // AdminHandler serves the admin API:
 //
+//	GET  /                the status page (HTML, for people)
 //	GET  /v1/checkpoint   WAL range, checkpoint, backlog, last insert (JSON)
 //	GET  /v1/status       collector state and per-producer status (JSON)
 //	POST /v1/flush        forward everything now; answers when it is in ClickHouse (?timeout=60s)
@@ -43,6 +44,7 @@ func (c *Collector) AdminHandler(opts AdminOptions) http.Handler {
 		opts.Gatherer = prometheus.DefaultGatherer
 	}
 	r := httprouter.New()
+	r.GET("/", c.serveStatusPage) // the HTML status page (statuspage.go)
 	r.GET("/v1/checkpoint", func(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
 		writeJSON(w, http.StatusOK, c.Checkpoint())
 	})
@@ -153,7 +155,7 @@ func (c *Collector) AdminHandler(opts AdminOptions) http.Handler {
 	r.GET("/debug/pprof/goroutine", profile(pprof.Handler("goroutine").ServeHTTP))
 	r.GET("/debug/pprof/allocs", profile(pprof.Handler("allocs").ServeHTTP))
 	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such endpoint; see /v1/checkpoint, /v1/status, /v1/flush, /v1/quarantine, /metrics, /healthz, /-/healthy, /-/ready, /debug/pprof/"})
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such endpoint; see / (status page), /v1/checkpoint, /v1/status, /v1/flush, /v1/quarantine, /metrics, /healthz, /-/healthy, /-/ready, /debug/pprof/"})
 	})
 	return r
 }

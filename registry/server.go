@@ -22,6 +22,7 @@ const maxBody = 64 << 10
 
 // Handler serves the registry's HTTP API:
 //
+//	GET    /                                  the status page (HTML, for people)
 //	POST   /v1/producers                      register or renew (ProducerRegistration) → ProducerAssignment
 //	GET    /v1/producers                      ?limit=N&page_token=T → ProducersPage (sorted by id)
 //	GET    /v1/producers/{id}                 the registration and its collectors
@@ -43,6 +44,7 @@ func (r *Registry) Handler(log *slog.Logger) http.Handler {
 		log = slog.Default()
 	}
 	h := &authRouter{Router: httprouter.New(), token: r.opts.AuthToken}
+	h.GET("/", r.serveStatusPage) // the HTML status page (statuspage.go)
 	h.GET("/v1/producers", func(w http.ResponseWriter, req *http.Request, _ httprouter.Params) {
 		limit, token, ok := pageParams(w, req)
 		if !ok {
@@ -215,6 +217,7 @@ func (r *Registry) Serve(ctx context.Context, ln net.Listener, log *slog.Logger)
 				if len(ps) > 0 || len(cs) > 0 {
 					log.Info("leases expired", "producers", ps, "collectors", cs)
 				}
+				r.logRebalance(log)
 			}
 		}
 	}()

@@ -47,6 +47,9 @@ type Options struct {
 	Now       func() time.Time
 	// MaxSchemas bounds the timeseries schemas kept; default DefaultMaxSchemas.
 	MaxSchemas int
+	// RebalancePerMinute bounds the producers the rebalancer moves toward
+	// an even load (rebalance.go) in any minute; 0 turns it off.
+	RebalancePerMinute int
 	// Registerer takes the registry's metrics (nil: none); Gatherer, when
 	// set, is served on GET /metrics.
 	Registerer prometheus.Registerer
@@ -76,6 +79,7 @@ type Registry struct {
 	opts Options
 	db   *pebble.DB
 	m    *metrics
+	rb   *rebalancer // guarded by mu
 
 	mu         sync.Mutex
 	producers  map[string]*Producer
@@ -123,6 +127,9 @@ func Open(db *pebble.DB, opts Options) (*Registry, error) {
 		return nil, fmt.Errorf("registry: metrics: %w", err)
 	}
 	r.m = m
+	if r.rb, err = newRebalancer(r.opts.RebalancePerMinute, opts.Registerer); err != nil {
+		return nil, fmt.Errorf("registry: metrics: %w", err)
+	}
 	for _, p := range r.producers {
 		for _, c := range p.Collectors {
 			r.load[c]++
@@ -427,6 +434,7 @@ func (r *Registry) RegisterCollector(reg CollectorRegistration) (CollectorLease,
 	changed := !wasLive || c.Address != reg.Address
 	c.Address, c.LeaseExpires = reg.Address, now.Add(r.opts.CollectorLease)
 	r.collectors[c.ID] = c
+	r.heardFrom(c.ID, now) // a rebalancing target (rebalance.go)
 	t := r.begin()
 	if changed { // a plain renewal is not written (see RegisterProducer)
 		t.putCollector(c)

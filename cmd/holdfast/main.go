@@ -32,8 +32,10 @@ Usage:
                                                a demo producer: simulated VMs (RFD 125's load shape)
   holdfast bench SCENARIO|all [--duration D] [--out FILE] [--clickhouse HOST:PORT]
                                                benchmarks with real processes (wal, insert, rfd125, max, outage, recovery)
-  holdfast status [--admin ADDR] [--watch D] [--until-samples N]
-                                               one-line summary of a running collector
+  holdfast status [--registry URL] [COLLECTOR ...] [--format text|json]
+                                               the fleet: collectors, producers, lag, errors; exit 1 unless healthy
+  holdfast status [--admin ADDR] --watch D [--until-samples N]
+                                               a line per interval about one collector
   holdfast wal verify DIR                      check every record of a WAL (read-only); with a data
                                                directory, also the checkpoint against the WAL
   holdfast wal repair --skip INDEX [--records N] DIR

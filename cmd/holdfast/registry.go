@@ -36,9 +36,14 @@ func serveRegistry(ctx context.Context, args []string, stdout, stderr io.Writer)
 	plase := fs.Duration("producer-lease", 30*time.Second, "producer lease; producers renew at a third of it")
 	clase := fs.Duration("collector-lease", 30*time.Second, "collector lease; collectors renew at a third of it")
 	token := fs.String("auth-token", "", "require this bearer token on every write (registrations, renewals, deletions, schema reports); reads stay open. Producers and collectors send it with --registry-token")
+	rebalance := fs.Int("rebalance-moves-per-minute", 60, "producers moved at most per minute from more to less loaded collectors (a collector that joins or comes back gets its share gradually); 0: never move a producer off a live collector")
 	logf := addLogFlags(fs)
 	maxSchemas := fs.Int("max-schemas", registry.DefaultMaxSchemas, "timeseries schema versions kept; reports past it are refused (409) and the schemas logged, so a producer inventing field sets cannot grow the registry forever")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
+		return 2
+	}
+	if *rebalance < 0 {
+		fmt.Fprintln(stderr, "holdfast registry: --rebalance-moves-per-minute must be 0 or more")
 		return 2
 	}
 	if *maxSchemas < 1 {
@@ -60,7 +65,7 @@ func serveRegistry(ctx context.Context, args []string, stdout, stderr io.Writer)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerBuildInfo(reg)
 	r, err := registry.Open(db, registry.Options{Replicas: *replicas, ProducerLease: *plase, CollectorLease: *clase, AuthToken: *token, MaxSchemas: *maxSchemas,
-		Registerer: reg, Gatherer: reg})
+		RebalancePerMinute: *rebalance, Registerer: reg, Gatherer: reg})
 	if err != nil {
 		fmt.Fprintf(stderr, "holdfast registry: %v\n", err)
 		return 1

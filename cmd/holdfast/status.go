@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -11,23 +12,84 @@ import (
 	"github.com/holdfast/holdfast/collector"
 )
 
-// runStatus prints a one-line summary of a running collector, once or every
-// --watch interval; with --until-samples it exits once that many samples are
-// collected and forwarded.
+// runStatus shows collectors and, with --registry, the whole fleet: every
+// registered collector, its producers (state, last success, lag, errors),
+// unassigned and expired producers. It exits 0 only if everything is
+// healthy, 1 otherwise, 2 on usage errors. With --watch it prints a one-line
+// summary of one collector every interval (--until-samples: until that many
+// samples are collected and forwarded).
 func runStatus(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	admin := fs.String("admin", "127.0.0.1:9464", "the collector's admin address")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "usage: holdfast status [--registry URL] [COLLECTOR ...]   (URL or HOST:PORT)\n       holdfast status [--admin ADDR] --watch D [--until-samples N] [--timeout D]\n")
+		fs.PrintDefaults()
+	}
+	admin := fs.String("admin", "", "a collector's admin address, URL or HOST:PORT (default 127.0.0.1:9464 when nothing else is named)")
+	registryURL := fs.String("registry", "", "the registry, URL or HOST:PORT: show every collector it knows and their producers")
+	format := fs.String("format", "text", "text or json")
+	reqTimeout := fs.Duration("request-timeout", 5*time.Second, "deadline of each HTTP request")
 	watch := fs.Duration("watch", 0, "print a line every interval (0: once)")
 	until := fs.Uint64("until-samples", 0, "with --watch: exit once this many samples are collected and nothing is waiting")
 	timeout := fs.Duration("timeout", 10*time.Minute, "with --until-samples: give up after this long")
-	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
+	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	var addrs []string
+	named := fs.Args()
+	if *admin != "" {
+		named = append([]string{*admin}, named...)
+	}
+	for _, a := range named {
+		base, err := normalizeBase(a)
+		if err != nil {
+			fmt.Fprintf(stderr, "holdfast status: collector address %v\n", err)
+			return 2
+		}
+		addrs = append(addrs, base)
+	}
+	reg := ""
+	if *registryURL != "" {
+		var err error
+		if reg, err = normalizeBase(*registryURL); err != nil {
+			fmt.Fprintf(stderr, "holdfast status: --registry: %v\n", err)
+			return 2
+		}
+	}
+	if *format != "text" && *format != "json" {
+		fmt.Fprintf(stderr, "holdfast status: --format %q: want text or json\n", *format)
+		return 2
+	}
+	if len(addrs) == 0 && reg == "" {
+		addrs = []string{"http://127.0.0.1:9464"}
+	}
+	if *watch == 0 {
+		if *until > 0 {
+			fmt.Fprintln(stderr, "holdfast status: --until-samples needs --watch")
+			return 2
+		}
+		v := gatherFleet(context.Background(), &http.Client{}, reg, addrs, *reqTimeout)
+		if *format == "json" {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			enc.Encode(v)
+		} else {
+			v.print(stdout, time.Now())
+		}
+		if len(v.Problems) > 0 {
+			return 1
+		}
+		return 0
+	}
+	if reg != "" || len(addrs) != 1 {
+		fmt.Fprintln(stderr, "holdfast status: --watch follows exactly one collector (no --registry)")
+		return 2
+	}
+	base := addrs[0]
 	client := &http.Client{Timeout: 5 * time.Second}
 	began := time.Now()
 	for {
-		st, err := fetchStatus(client, *admin)
+		st, err := fetchStatus(client, base)
 		if err != nil {
 			// While watching, give a collector that is starting a moment.
 			if *watch == 0 || time.Since(began) > 10*time.Second {
@@ -74,9 +136,9 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-func fetchStatus(client *http.Client, admin string) (collector.Status, error) {
+func fetchStatus(client *http.Client, base string) (collector.Status, error) {
 	var st collector.Status
-	resp, err := client.Get("http://" + admin + "/v1/status")
+	resp, err := client.Get(base + "/v1/status")
 	if err != nil {
 		return st, err
 	}

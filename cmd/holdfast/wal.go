@@ -59,10 +59,20 @@ func walVerify(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return 2
 	}
-	walDir, stateDir := resolveDataDir(dir)
+	walDir, stateDir, err := locateWAL(dir)
+	if err != nil {
+		fmt.Fprintf(stderr, "holdfast wal verify: %v\n", err)
+		return 1
+	}
 	rep, err := wal.Verify(walDir)
 	if err != nil {
 		fmt.Fprintf(stderr, "holdfast wal verify: %v\n", err)
+		return 1
+	}
+	if len(rep.Segments) == 0 {
+		// locateWAL saw segment files; they vanished since (a collector
+		// deleting them): never call an empty listing OK.
+		fmt.Fprintf(stderr, "holdfast wal verify: %s: no WAL segment files\n", walDir)
 		return 1
 	}
 	if stateDir != "" {

@@ -1,0 +1,98 @@
+package collector_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/holdfast/holdfast/collector"
+	"github.com/holdfast/holdfast/forwarder"
+	"github.com/holdfast/holdfast/internal/sampletest"
+	pa "github.com/holdfast/holdfast/producerapi"
+)
+
+// hostileID is a producer name meant to break out of HTML: static producer
+// ids come from configuration files and are outside input to the page.
+const hostileID = `<img src=x onerror="alert(1)">'&</td>`
+
+// TestStatusPage: GET / on the admin API is an HTML page showing every
+// producer with its state, last success, lag and errors, and the WAL,
+// checkpoint and quarantine; a hostile producer name is escaped; the page
+// loads nothing from elsewhere.
+func TestStatusPage(t *testing.T) {
+	srv, err := pa.NewServer(pa.ServerOptions{ID: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Add(sampletest.NewFleet(10).Append(nil, 500, 1))
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	dead := httptest.NewServer(http.NotFoundHandler())
+	deadURL := dead.URL
+	dead.Close() // connection refused from now on
+	reg := prometheus.NewRegistry()
+	c, err := collector.Open(collector.Options{
+		DataDir: t.TempDir(), CollectorID: "page-test", DefaultInterval: 50 * time.Millisecond, Registerer: reg,
+		Producers: []collector.ProducerConfig{{ID: hostileID, URL: hs.URL}, {ID: "gone", URL: deadURL}},
+		Forwarder: forwarder.Options{Addr: "127.0.0.1:1", BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go c.Run(ctx)
+	admin := httptest.NewServer(c.AdminHandler(collector.AdminOptions{Gatherer: reg}))
+	defer admin.Close()
+	waitFor(t, 10*time.Second, "one producer collected, the other failing", func() (bool, string) {
+		st := c.Status()
+		var ok, failing bool
+		for _, p := range st.Producers {
+			ok = ok || (p.ID == hostileID && p.Samples > 0)
+			failing = failing || (p.ID == "gone" && p.ConsecutiveFailures > 0)
+		}
+		return ok && failing, stringify(st.Producers)
+	})
+	resp, err := http.Get(admin.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	page := string(body)
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("GET /: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") {
+		t.Errorf("Content-Security-Policy %q", csp)
+	}
+	for _, want := range []string{
+		"<title>holdfast collector page-test</title>",
+		"<h2>WAL</h2>", "size / budget", "<h2>Checkpoint and ClickHouse</h2>", "backlog", "lag (oldest not in ClickHouse)",
+		"<h2>Quarantine</h2>", "<h2>Producers</h2>",
+		"<th>last success</th><th>lag</th><th>errors</th>",
+		`&lt;img src=x onerror=&#34;alert(1)&#34;&gt;&#39;&amp;&lt;/td&gt;`, // the hostile id, escaped
+		hs.URL, `<td class="ok">ok</td>`,
+		"<code>gone</code>", `<td class="bad">failing</td>`, "connection refused",
+		"not reached yet", // ClickHouse
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page has no %q", want)
+		}
+	}
+	for _, bad := range []string{hostileID, "<img", "<script", "<link", "<iframe", "@import", "url("} {
+		if strings.Contains(page, bad) {
+			t.Errorf("page contains %q", bad)
+		}
+	}
+	if t.Failed() {
+		t.Logf("page:\n%s", page)
+	}
+}
