@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/holdfast/holdfast/internal/backoff"
 	pa "github.com/holdfast/holdfast/producerapi"
@@ -87,6 +88,11 @@ func (c *Collector) setAssigned(ps []ProducerConfig, capped bool) error {
 		}
 		c.stopLocked(p)
 		delete(c.mu.producers, id)
+		if capped { // the registry's assignment (refreshAssignment)
+			c.departLocked(p, DepartedUnassigned)
+		} else {
+			c.departLocked(p, DepartedRemovedByAPI)
+		}
 		c.log.Info("producer unassigned", "producer", id)
 	}
 	for _, cfg := range norm {
@@ -128,6 +134,8 @@ func (c *Collector) Assigned() []ProducerConfig {
 // loops of producers added before it.
 func (c *Collector) startLocked(p *producer) {
 	c.m.initProducer(p.cfg.ID)
+	c.mm.drainLimited.WithLabelValues(p.cfg.ID)
+	delete(c.mu.departed, p.cfg.ID) // back
 	if c.mu.runCtx == nil || c.mu.runCtx.Err() != nil {
 		return
 	}
@@ -154,6 +162,7 @@ func (c *Collector) stopLocked(p *producer) {
 		_, again := c.mu.producers[id]
 		if !again {
 			c.m.deleteProducer(id)
+			c.mm.drainLimited.DeletePartialMatch(prometheus.Labels{"producer": id})
 		}
 		c.mu.Unlock()
 	}

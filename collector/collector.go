@@ -55,6 +55,8 @@ type Collector struct {
 		registry  RegistryStatus
 		walFull   bool
 		draining  bool
+		// departed producers' last status (departed.go)
+		departed map[string]DepartedProducer
 		// assigned producers not started because of MaxProducers
 		overCap    int
 		overCapMsg string
@@ -99,7 +101,7 @@ func Open(opts Options) (*Collector, error) {
 	if c.fwd, err = forwarder.New(c.wal, c.state, fo); err != nil {
 		return nil, err
 	}
-	if c.m, err = newMetrics(opts.Registerer, c.Checkpoint); err != nil {
+	if c.m, err = newMetrics(opts.Registerer, c.Checkpoint, func() float64 { return c.fwd.InsertInProgress().Seconds() }, c.readyGauge); err != nil {
 		return nil, err
 	}
 	if c.mm, err = newMemMetrics(opts.Registerer); err != nil {
@@ -251,17 +253,21 @@ func (c *Collector) Flush(ctx context.Context) error { return c.fwd.Flush(ctx) }
 
 // Checkpoint describes the WAL and the forwarder's progress through it.
 type Checkpoint struct {
-	WALFirstIndex      uint64    `json:"wal_first_index"`
-	WALLastIndex       uint64    `json:"wal_last_index"`
-	CheckpointIndex    uint64    `json:"checkpoint_index"`
-	BacklogRecords     uint64    `json:"backlog_records"`
-	BacklogBytes       int64     `json:"backlog_bytes"` // estimated from the average record size on disk
-	WALSizeBytes       int64     `json:"wal_size_bytes"`
-	WALBudgetBytes     int64     `json:"wal_budget_bytes"`
-	OldestUnforwarded  float64   `json:"oldest_unforwarded_age_seconds"` // 0 without a backlog
-	LastInsertTime     time.Time `json:"last_insert_time"`
-	LastInsertError    string    `json:"last_insert_error,omitempty"`
-	QuarantinedRecords uint64    `json:"quarantined_records"`
+	WALFirstIndex     uint64    `json:"wal_first_index"`
+	WALLastIndex      uint64    `json:"wal_last_index"`
+	CheckpointIndex   uint64    `json:"checkpoint_index"`
+	BacklogRecords    uint64    `json:"backlog_records"`
+	BacklogBytes      int64     `json:"backlog_bytes"` // estimated from the average record size on disk
+	WALSizeBytes      int64     `json:"wal_size_bytes"`
+	WALBudgetBytes    int64     `json:"wal_budget_bytes"`
+	OldestUnforwarded float64   `json:"oldest_unforwarded_age_seconds"` // 0 without a backlog
+	LastInsertTime    time.Time `json:"last_insert_time"`
+	LastInsertError   string    `json:"last_insert_error,omitempty"`
+	// InsertInProgress: how long the current ClickHouse insert has been
+	// running (0: none). A hung server shows here long before the insert
+	// times out and last_insert_error says anything.
+	InsertInProgress   float64 `json:"insert_in_progress_seconds"`
+	QuarantinedRecords uint64  `json:"quarantined_records"`
 }
 
 // Checkpoint returns the WAL's range and the forwarder's checkpoint.
@@ -269,7 +275,7 @@ func (c *Collector) Checkpoint() Checkpoint {
 	ws, fs := c.wal.Stats(), c.fwd.Status()
 	cp := Checkpoint{WALFirstIndex: ws.FirstIndex, WALLastIndex: ws.LastIndex, CheckpointIndex: fs.CheckpointIndex,
 		WALSizeBytes: ws.SizeBytes, WALBudgetBytes: ws.BudgetBytes, LastInsertTime: fs.LastInsertTime,
-		LastInsertError: fs.LastInsertError, QuarantinedRecords: fs.QuarantinedRecords}
+		LastInsertError: fs.LastInsertError, QuarantinedRecords: fs.QuarantinedRecords, InsertInProgress: c.fwd.InsertInProgress().Seconds()}
 	if ws.LastIndex > fs.CheckpointIndex {
 		cp.BacklogRecords = ws.LastIndex - fs.CheckpointIndex
 		if held := ws.LastIndex + 1 - ws.FirstIndex; held > 0 {
@@ -293,6 +299,9 @@ type Status struct {
 	Memory      MemoryStatus     `json:"memory"`
 	Quarantine  quarantine.Stats `json:"quarantine"`
 	Producers   []ProducerStatus `json:"producers"`
+	// Departed: producers that left, most recent first, with why
+	// (departed.go); kept for Options.DepartedRetention.
+	Departed []DepartedProducer `json:"departed,omitempty"`
 }
 
 // Status returns a snapshot.
@@ -308,6 +317,7 @@ func (c *Collector) Status() Status {
 	for _, p := range c.mu.producers {
 		st.Producers = append(st.Producers, p.status())
 	}
+	st.Departed = c.departedLocked()
 	if c.opts.RegistryURL != "" {
 		rs := c.mu.registry
 		st.Registry = &rs
@@ -352,6 +362,9 @@ func (c *Collector) Health() (bool, []string) {
 		// A wrong address does not heal by waiting: say so now, not after
 		// StallAfter. Collection into the WAL goes on meanwhile.
 		why = append(why, "ClickHouse address failed the start-up check (collecting into the WAL meanwhile): "+fs.StartupError)
+	}
+	if why1 := c.insertHung(); why1 != "" {
+		why = append(why, why1)
 	}
 	if ws.LastIndex > fs.CheckpointIndex && time.Since(fs.LastProgress) > c.opts.StallAfter {
 		msg := fmt.Sprintf("forwarder made no progress for %s with %d records waiting", time.Since(fs.LastProgress).Round(time.Second), ws.LastIndex-fs.CheckpointIndex)

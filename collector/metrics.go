@@ -18,17 +18,24 @@ type metrics struct {
 	rejected      *prometheus.CounterVec
 	up            *prometheus.GaugeVec
 	lastSuccess   *prometheus.GaugeVec
+	scrapeSecs    *prometheus.GaugeVec
 	walFull       prometheus.Gauge
 	walFullTotal  prometheus.Counter
 	producers     prometheus.Gauge
 	oldestAge     prometheus.GaugeFunc
 	backlogBytes  prometheus.GaugeFunc
+	inserting     prometheus.GaugeFunc
+	ready         prometheus.GaugeFunc
+	departed      *prometheus.CounterVec
 }
 
 // newMetrics registers the collector's metrics. checkpoint is read at every
 // scrape for the forwarding lag, which only the collector can tell (it
 // knows when each record was appended).
-func newMetrics(reg prometheus.Registerer, checkpoint func() Checkpoint) (*metrics, error) {
+//
+// inserting is read at every scrape too: a hung ClickHouse shows there
+// within a scrape, long before the insert's read timeout fails it.
+func newMetrics(reg prometheus.Registerer, checkpoint func() Checkpoint, inserting, ready func() float64) (*metrics, error) {
 	const ns = "holdfast_collector_"
 	byProducer := []string{"producer"}
 	m := &metrics{
@@ -41,18 +48,30 @@ func newMetrics(reg prometheus.Registerer, checkpoint func() Checkpoint) (*metri
 		rejected:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "rejected_samples_total", Help: "Samples refused (invalid, schema conflict, too large) and quarantined; the rest of their pages was taken."}, []string{"producer", "reason"}),
 		up:            prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: ns + "producer_up", Help: "1 after a successful collection from the producer, 0 after a failed one (absent before the first)."}, byProducer),
 		lastSuccess:   prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: ns + "producer_last_success_timestamp_seconds", Help: "Unix time of the last successful collection from the producer (absent before the first)."}, byProducer),
-		walFull:       prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "wal_full", Help: "1 while the WAL is over its budget and pages are not acknowledged."}),
-		walFullTotal:  prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "wal_full_refusals_total", Help: "Pages not taken because the WAL was over its budget."}),
-		producers:     prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "producers", Help: "Producers being collected."}),
+		scrapeSecs: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: ns + "producer_scrape_duration_seconds",
+			Help: "Duration of the last collection from the producer (all pages of one drain, failed ones included); 0 before the first."}, byProducer),
+		walFull:      prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "wal_full", Help: "1 while the WAL is over its budget and pages are not acknowledged."}),
+		walFullTotal: prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "wal_full_refusals_total", Help: "Pages not taken because the WAL was over its budget."}),
+		producers:    prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "producers", Help: "Producers being collected."}),
 		oldestAge: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "holdfast_forwarder_oldest_unforwarded_age_seconds",
 			Help: "Age of the oldest WAL record not yet in ClickHouse (0 without a backlog): the forwarding lag."},
 			func() float64 { return checkpoint().OldestUnforwarded }),
 		backlogBytes: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "holdfast_forwarder_backlog_bytes",
 			Help: "WAL bytes not yet in ClickHouse (estimated from the average record size)."},
 			func() float64 { return float64(checkpoint().BacklogBytes) }),
+		inserting: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "holdfast_forwarder_insert_in_progress_seconds",
+			Help: "How long the current ClickHouse insert has been running (0 when none is): a hung server shows here at once, long before the insert times out."},
+			inserting),
+		departed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "producers_departed_total",
+			Help: "Producers that left this collector, by reason (departed.go: moved, expired, deregistered, unassigned, removed_by_reload, removed_by_api); their last status is in /v1/status under departed."}, []string{"reason"}),
+		ready: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: ns + "ready",
+			Help: "1 when /-/ready answers 200, 0 when it answers 503 (the reasons are in its body and in /healthz)."}, ready),
 	}
 	var err error
-	m.set, err = promutil.Register(reg, m.samples, m.bytes, m.pages, m.errors, m.producerDrops, m.restarts, m.rejected, m.up, m.lastSuccess, m.walFull, m.walFullTotal, m.producers, m.oldestAge, m.backlogBytes)
+	m.set, err = promutil.Register(reg, m.samples, m.bytes, m.pages, m.errors, m.producerDrops, m.restarts, m.rejected, m.up, m.lastSuccess, m.scrapeSecs, m.walFull, m.walFullTotal, m.producers, m.oldestAge, m.backlogBytes, m.inserting, m.ready, m.departed)
+	for _, r := range departReasons {
+		m.departed.WithLabelValues(r)
+	}
 	return m, err
 }
 
@@ -75,6 +94,7 @@ func (m *metrics) initProducer(id string) {
 	for _, r := range rejectReasons {
 		m.rejected.WithLabelValues(id, r)
 	}
+	m.scrapeSecs.WithLabelValues(id)
 }
 
 // deleteProducer removes every series of a producer that left the
@@ -86,4 +106,5 @@ func (m *metrics) deleteProducer(id string) {
 	}
 	m.up.DeletePartialMatch(l)
 	m.lastSuccess.DeletePartialMatch(l)
+	m.scrapeSecs.DeletePartialMatch(l)
 }

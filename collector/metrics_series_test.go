@@ -26,6 +26,7 @@ var perProducer = []string{
 	"holdfast_collector_errors_total", "holdfast_collector_producer_dropped_samples_total",
 	"holdfast_collector_producer_restarts_total", "holdfast_collector_rejected_samples_total",
 	"holdfast_collector_producer_up", "holdfast_collector_producer_last_success_timestamp_seconds",
+	"holdfast_collector_producer_scrape_duration_seconds", "holdfast_collector_drain_limited_total",
 }
 
 func scrape(t *testing.T, url string) string {
@@ -141,6 +142,8 @@ func TestMetricsSeriesLifecycle(t *testing.T) {
 		`holdfast_collector_samples_total{producer="a"} 0`,
 		`holdfast_collector_errors_total{kind="fetch",producer="a"} 0`,
 		`holdfast_collector_rejected_samples_total{producer="a",reason="schema"} 0`,
+		`holdfast_collector_producer_scrape_duration_seconds{producer="a"} 0`,
+		`holdfast_collector_drain_limited_total{producer="a"} 0`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("no %s right after the PUT", want)
@@ -150,7 +153,8 @@ func TestMetricsSeriesLifecycle(t *testing.T) {
 		text := scrape(t, hs.URL)
 		return strings.Contains(text, `holdfast_collector_producer_up{producer="b"} 1`) &&
 			strings.Contains(text, `holdfast_collector_producer_last_success_timestamp_seconds{producer="b"}`) &&
-			strings.Contains(text, `holdfast_collector_samples_total{producer="b"} 30`), strings.Join(seriesOf(text, "b"), "\n")
+			strings.Contains(text, `holdfast_collector_samples_total{producer="b"} 30`) &&
+			!strings.Contains(text, "holdfast_collector_producer_scrape_duration_seconds{producer=\"b\"} 0\n"), strings.Join(seriesOf(text, "b"), "\n")
 	})
 	put(`[{"id":"a","url":"` + urls[0] + `","interval":"1h"}]`)
 	waitFor(t, 60*time.Second, "b's series gone", func() (bool, string) {

@@ -34,7 +34,11 @@ type Options struct {
 	BackoffMax      time.Duration // cap of the retry delay for a failing producer; default 1 min
 	StallAfter      time.Duration // unhealthy when the forwarder made no progress this long with a backlog; default 2 min
 	ReadyGrace      time.Duration // /-/ready waits this long after start for the forwarder to reach ClickHouse; default 30 s
-	DrainTimeout    time.Duration // on shutdown, how long to try delivering the backlog; default 10 s
+	InsertHungAfter time.Duration // /-/ready and /healthz fail while one ClickHouse insert runs longer; default 30 s
+	// DepartedRetention keeps a departed producer's last status, and why
+	// it left, in /v1/status (departed.go); default 1 h.
+	DepartedRetention time.Duration
+	DrainTimeout      time.Duration // on shutdown, how long to try delivering the backlog; default 10 s
 
 	// Memory bounds (see DESIGN.md, "Collector memory"). A producer's page is
 	// bounded by PageLimit samples and MaxPageBytes bytes (asked for as
@@ -89,6 +93,12 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.StallAfter == 0 {
 		o.StallAfter = 2 * time.Minute
+	}
+	if o.DepartedRetention <= 0 {
+		o.DepartedRetention = time.Hour
+	}
+	if o.InsertHungAfter == 0 {
+		o.InsertHungAfter = 30 * time.Second
 	}
 	if o.ReadyGrace == 0 {
 		o.ReadyGrace = 30 * time.Second

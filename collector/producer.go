@@ -115,7 +115,9 @@ func (c *Collector) runProducer(ctx context.Context, p *producer) {
 			return
 		case <-timer.C:
 		}
+		began := time.Now()
 		err := c.drain(ctx, p, client, &token, &page, &buf)
+		c.m.scrapeSecs.WithLabelValues(p.cfg.ID).Set(time.Since(began).Seconds())
 		interval := p.config().Interval
 		var delay time.Duration
 		switch {

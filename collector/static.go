@@ -37,6 +37,7 @@ func (c *Collector) SetStatic(ps []ProducerConfig) error {
 		if p.static && !ids[id] {
 			c.stopLocked(p)
 			delete(c.mu.producers, id)
+			c.departLocked(p, DepartedRemovedByReload)
 			c.log.Info("static producer removed by the configuration", "producer", id)
 		}
 	}

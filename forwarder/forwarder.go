@@ -162,6 +162,8 @@ type Forwarder struct {
 	m     *metrics
 	w     *writer
 	kick  chan struct{}
+	// inserting times the delivery attempt in progress (progress.go).
+	inserting insertClock
 
 	schemaReady bool              // touched by the Run goroutine only
 	modern      bool              // likewise: tokens on (modern.go)
@@ -510,7 +512,9 @@ func (f *Forwarder) flush(ctx context.Context, b *batch) error {
 	}
 	for attempt := 0; ; attempt++ {
 		began := time.Now()
+		f.inserting.start()
 		err := f.deliver(ctx, b.indexes, b.rows, b.refused)
+		f.inserting.stop()
 		if err == nil {
 			f.m.insertSeconds.Observe(time.Since(began).Seconds())
 			if b.rows.rows > 0 {

@@ -36,6 +36,9 @@ func newMetrics(reg prometheus.Registerer, backlog func() float64) (*metrics, er
 	m.transientErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "transient_errors_total", Help: "Failed deliveries that will be retried (ClickHouse unreachable, overloaded, timed out)."})
 	m.rejectedInserts = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "rejected_inserts_total", Help: "Inserts ClickHouse refused for their data; each starts a bisection."})
 	m.quarantined = prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "quarantined_records_total", Help: "WAL records moved to quarantine, by reason."}, []string{"reason"})
+	for _, r := range []string{"malformed", "unknown_type", "invalid", "corrupt", "rejected", "key_collision"} {
+		m.quarantined.WithLabelValues(r) // at 0 from start, for rate() and alerts
+	}
 	m.keyCollisions = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "key_collisions_total", Help: "Samples refused (quarantined) because their timeseries key is another timeseries' (FNV-1a 64 collision)."})
 	m.checkpoint = prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "checkpoint_index", Help: "Index of the last WAL record known to be in ClickHouse."})
 	m.backlogRecords = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: ns + "backlog_records", Help: "WAL records written but not yet checkpointed."}, backlog)

@@ -65,6 +65,7 @@ type cursor struct {
 	next     uint64    // first seq not served to this collector
 	page     *heldPage // outstanding page, if any
 	dropped  uint64    // drops since the last page was made
+	acked    uint64    // samples acknowledged by this collector (metrics.go)
 	lastSeen time.Time // last page request or acknowledgement
 	// pinned cursors (configured or registry-assigned) never expire.
 	pinned bool
@@ -237,6 +238,7 @@ func (b *buffer) ack(id, token string, now time.Time) bool {
 	if c.page == nil || token == "" || token != c.page.token {
 		return false
 	}
+	c.acked += uint64(len(c.page.page.Samples))
 	c.page = nil
 	b.release()
 	b.resolveLimbo()
@@ -261,6 +263,7 @@ func (b *buffer) serve(c *cursor, token string, lim serveLimits, now time.Time, 
 			b.recut(c, lim)
 			return c.page.page // stale, foreign or absent token: the same page again
 		}
+		c.acked += uint64(len(c.page.page.Samples))
 		c.page = nil
 		b.release()
 		b.resolveLimbo()

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/julienschmidt/httprouter"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/holdfast/holdfast/internal/httpserve"
 	"github.com/holdfast/holdfast/internal/ids"
@@ -66,6 +68,11 @@ type ServerOptions struct {
 	// Limits validate samples entering the buffer.
 	Limits Limits
 	Logger *slog.Logger
+	// Registerer, when set, takes the server's metrics (metrics.go: buffer
+	// counts, and pending/acknowledged samples per collector cursor), each
+	// labelled with ID; Gatherer, when set, is served on GET /metrics.
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
 }
 
 // Server buffers samples from registered producers and serves them to
@@ -123,6 +130,11 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	for _, c := range opts.Collectors {
 		s.configured[c] = true
 		s.buf.addCollector(c, s.now()).pinned = true
+	}
+	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(newServerMetrics(s)); err != nil {
+			return nil, fmt.Errorf("producerapi: registering metrics: %w", err)
+		}
 	}
 	return s, nil
 }
@@ -184,6 +196,7 @@ type ServerStats struct {
 type CollectorStats struct {
 	Outstanding int       `json:"outstanding"`  // samples in its unacknowledged page
 	Unserved    uint64    `json:"unserved"`     // samples not yet served to it
+	Acked       uint64    `json:"acked"`        // samples it acknowledged since its cursor was made
 	LastRequest time.Time `json:"last_request"` // its last page request or acknowledgement
 	Pinned      bool      `json:"pinned"`       // configured or assigned: never expires
 	Expires     time.Time `json:"expires,omitzero"`
@@ -206,7 +219,7 @@ func (s *Server) Stats() ServerStats {
 	}
 	slices.Sort(st.Assigned)
 	for id, c := range s.buf.cursors {
-		cs := CollectorStats{LastRequest: c.lastSeen, Pinned: c.pinned, Unserved: s.buf.tail() - max(c.next, s.buf.head)}
+		cs := CollectorStats{LastRequest: c.lastSeen, Pinned: c.pinned, Unserved: s.buf.tail() - max(c.next, s.buf.head), Acked: c.acked}
 		if !c.pinned && s.opts.CursorTTL > 0 {
 			cs.Expires = c.lastSeen.Add(s.opts.CursorTTL)
 		}
@@ -285,6 +298,7 @@ func (s *Server) Ack(collector, token string) bool {
 //	GET    /v1/stats                                                    ServerStats as JSON
 //	GET    /-/healthy                                                   liveness: 200 while it serves
 //	GET    /-/ready                                                     readiness: 200 while it serves (it holds no outside dependency)
+//	GET    /metrics                                                     Prometheus metrics, when ServerOptions.Gatherer is set
 //
 // Every /v1 route sits behind the bearer token when one is configured; the
 // health routes do not (probes carry no token, and they reveal nothing).
@@ -304,6 +318,9 @@ func (s *Server) Handler() http.Handler {
 	}
 	r.GET("/-/healthy", health("healthy"))
 	r.GET("/-/ready", health("ready"))
+	if s.opts.Gatherer != nil {
+		r.Handler(http.MethodGet, "/metrics", promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{}))
+	}
 	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		httpError(w, http.StatusNotFound, "no such endpoint; see /v1/collectors/{collector}/page, /v1/collectors/{collector}/ack, DELETE /v1/collectors/{collector}, /v1/stats, /-/healthy, /-/ready")
 	})

@@ -13,12 +13,16 @@ type metrics struct {
 	set           *promutil.Set
 	registrations *prometheus.CounterVec
 	expired       *prometheus.CounterVec
+	// producersExpired counts producers removed for their lease: the
+	// registry's "a producer died" signal (alert HoldfastProducerExpired).
+	producersExpired prometheus.Counter
 }
 
 var (
 	descProducers  = prometheus.NewDesc("holdfast_registry_producers", "Producers registered.", nil, nil)
 	descCollectors = prometheus.NewDesc("holdfast_registry_collectors", "Collectors registered (live or not yet expired).", nil, nil)
 	descAssigned   = prometheus.NewDesc("holdfast_registry_assigned_producers", "Producers assigned to each collector.", []string{"collector"}, nil)
+	descExpired    = prometheus.NewDesc("holdfast_registry_expired_producers", "Expired producers still listed (GET /v1/producers?state=expired), within the retention.", nil, nil)
 )
 
 // stateCollector reads the registry's state at each scrape.
@@ -28,11 +32,12 @@ func (s stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descProducers
 	ch <- descCollectors
 	ch <- descAssigned
+	ch <- descExpired
 }
 
 func (s stateCollector) Collect(ch chan<- prometheus.Metric) {
 	s.r.mu.Lock()
-	producers, collectors := len(s.r.producers), len(s.r.collectors)
+	producers, collectors, expired := len(s.r.producers), len(s.r.collectors), len(s.r.expired)
 	load := make(map[string]int, len(s.r.collectors))
 	for id := range s.r.collectors {
 		load[id] = s.r.load[id] // a collector with none shows 0
@@ -40,6 +45,7 @@ func (s stateCollector) Collect(ch chan<- prometheus.Metric) {
 	s.r.mu.Unlock()
 	ch <- prometheus.MustNewConstMetric(descProducers, prometheus.GaugeValue, float64(producers))
 	ch <- prometheus.MustNewConstMetric(descCollectors, prometheus.GaugeValue, float64(collectors))
+	ch <- prometheus.MustNewConstMetric(descExpired, prometheus.GaugeValue, float64(expired))
 	for id, n := range load {
 		ch <- prometheus.MustNewConstMetric(descAssigned, prometheus.GaugeValue, float64(n), id)
 	}
@@ -51,12 +57,14 @@ func newMetrics(reg prometheus.Registerer, r *Registry) (*metrics, error) {
 			Help: "New registrations (not renewals), by kind (producer, collector)."}, []string{"kind"}),
 		expired: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "holdfast_registry_leases_expired_total",
 			Help: "Leases that ran out (the producer or collector was removed), by kind (producer, collector)."}, []string{"kind"}),
+		producersExpired: prometheus.NewCounter(prometheus.CounterOpts{Name: "holdfast_registry_producers_expired_total",
+			Help: "Producers removed because their lease ran out (each is listed at GET /v1/producers?state=expired for the retention)."}),
 	}
 	for _, k := range []string{"producer", "collector"} {
 		m.registrations.WithLabelValues(k)
 		m.expired.WithLabelValues(k)
 	}
 	var err error
-	m.set, err = promutil.Register(reg, m.registrations, m.expired, stateCollector{r})
+	m.set, err = promutil.Register(reg, m.registrations, m.expired, m.producersExpired, stateCollector{r})
 	return m, err
 }

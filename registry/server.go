@@ -24,8 +24,9 @@ const maxBody = 64 << 10
 //
 //	GET    /                                  the status page (HTML, for people)
 //	POST   /v1/producers                      register or renew (ProducerRegistration) → ProducerAssignment
-//	GET    /v1/producers                      ?limit=N&page_token=T → ProducersPage (sorted by id)
-//	GET    /v1/producers/{id}                 the registration and its collectors
+//	GET    /v1/producers                      ?limit=N&page_token=T → ProducersPage (sorted by id);
+//	                                          &state=expired → ExpiredProducersPage (expired.go)
+//	GET    /v1/producers/{id}                 the registration and its collectors (?state=expired: its ExpiredProducer record)
 //	PATCH  /v1/producers/{id}                 change address or interval (ProducerUpdate)
 //	DELETE /v1/producers/{id}                 deregister
 //	POST   /v1/collectors                     register or renew (CollectorRegistration) → CollectorLease
@@ -50,8 +51,16 @@ func (r *Registry) Handler(log *slog.Logger) http.Handler {
 		if !ok {
 			return
 		}
-		page, err := r.ListProducers(token, limit)
-		reply(w, page, err)
+		switch st := req.URL.Query().Get("state"); st {
+		case "", "live":
+			page, err := r.ListProducers(token, limit)
+			reply(w, page, err)
+		case "expired": // expired.go
+			page, err := r.ListExpired(token, limit)
+			reply(w, page, err)
+		default:
+			reply(w, nil, invalid("state %q must be live or expired", st))
+		}
 	})
 	h.POST("/v1/producers", func(w http.ResponseWriter, req *http.Request, _ httprouter.Params) {
 		var reg ProducerRegistration
@@ -61,7 +70,12 @@ func (r *Registry) Handler(log *slog.Logger) http.Handler {
 		a, err := r.RegisterProducer(reg)
 		reply(w, a, err)
 	})
-	h.GET("/v1/producers/:id", func(w http.ResponseWriter, _ *http.Request, ps httprouter.Params) {
+	h.GET("/v1/producers/:id", func(w http.ResponseWriter, req *http.Request, ps httprouter.Params) {
+		if req.URL.Query().Get("state") == "expired" {
+			e, err := r.ExpiredProducer(ps.ByName("id"))
+			reply(w, e, err)
+			return
+		}
 		p, err := r.Producer(ps.ByName("id"))
 		reply(w, p, err)
 	})

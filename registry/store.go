@@ -50,6 +50,12 @@ type Options struct {
 	// RebalancePerMinute bounds the producers the rebalancer moves toward
 	// an even load (rebalance.go) in any minute; 0 turns it off.
 	RebalancePerMinute int
+	// ExpiredRetention keeps an expired producer's last registration
+	// listed (GET /v1/producers?state=expired) this long; default
+	// DefaultExpiredRetention, negative: not kept. MaxExpired bounds how
+	// many are kept (oldest dropped first); default DefaultMaxExpired.
+	ExpiredRetention time.Duration
+	MaxExpired       int
 	// Registerer takes the registry's metrics (nil: none); Gatherer, when
 	// set, is served on GET /metrics.
 	Registerer prometheus.Registerer
@@ -69,6 +75,12 @@ func (o Options) withDefaults() Options {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.ExpiredRetention == 0 {
+		o.ExpiredRetention = DefaultExpiredRetention
+	}
+	if o.MaxExpired <= 0 {
+		o.MaxExpired = DefaultMaxExpired
+	}
 	return o
 }
 
@@ -86,6 +98,7 @@ type Registry struct {
 	collectors map[string]*Collector
 	load       map[string]int // producers per collector
 	schemas    map[schemaKey]pa.TimeseriesSchema
+	expired    map[string]*ExpiredProducer // expired.go
 
 	// writeErr is the last failed synced write ("" after a good one):
 	// /-/ready says not ready while the store refuses writes.
@@ -98,7 +111,7 @@ type Registry struct {
 // Open loads the registry's state from db.
 func Open(db *pebble.DB, opts Options) (*Registry, error) {
 	r := &Registry{opts: opts.withDefaults(), db: db, producers: map[string]*Producer{}, collectors: map[string]*Collector{},
-		load: map[string]int{}, schemas: map[schemaKey]pa.TimeseriesSchema{}}
+		load: map[string]int{}, schemas: map[schemaKey]pa.TimeseriesSchema{}, expired: map[string]*ExpiredProducer{}}
 	if err := scan(db, prefixProducer, func(_, v []byte) error {
 		var p Producer
 		if err := json.Unmarshal(v, &p); err != nil {
@@ -121,6 +134,9 @@ func Open(db *pebble.DB, opts Options) (*Registry, error) {
 	}
 	if err := r.loadSchemas(); err != nil {
 		return nil, err
+	}
+	if err := r.loadExpired(); err != nil {
+		return nil, fmt.Errorf("registry: loading expired producers: %w", err)
 	}
 	m, err := newMetrics(opts.Registerer, r)
 	if err != nil {
@@ -299,6 +315,8 @@ func (r *Registry) RegisterProducer(reg ProducerRegistration) (ProducerAssignmen
 	if !ok || p.Address != old.Address || p.IntervalNs != old.IntervalNs || p.Kind != old.Kind {
 		t.putProducer(p)
 	}
+	// Registered again: no longer listed as expired.
+	again := r.unexpireLocked(t, reg.ID)
 	// A renewal that changes nothing else is not written: lease times are
 	// not trusted across a restart (Open gives everyone a lease from the
 	// start), and a synced write per renewal, under r.mu, queued renewals
@@ -310,6 +328,9 @@ func (r *Registry) RegisterProducer(reg ProducerRegistration) (ProducerAssignmen
 		return ProducerAssignment{}, err
 	}
 	r.producers[p.ID] = p
+	if again {
+		delete(r.expired, reg.ID)
+	}
 	if !ok {
 		r.m.registrations.WithLabelValues("producer").Inc()
 	}
@@ -389,15 +410,21 @@ func (r *Registry) UpdateProducer(id string, u ProducerUpdate) (Producer, error)
 func (r *Registry) DeleteProducer(id string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.deleteProducerLocked(id)
+	return r.deleteProducerLocked(id, time.Time{})
 }
 
-func (r *Registry) deleteProducerLocked(id string) error {
+// deleteProducerLocked removes a producer; with a non-zero expired time it
+// is recorded as expired then, in the same synced write (expired.go).
+func (r *Registry) deleteProducerLocked(id string, expired time.Time) error {
 	p, ok := r.producers[id]
 	if !ok {
 		return fmt.Errorf("%w: producer %q", ErrNotFound, id)
 	}
 	t := r.begin()
+	var rec *ExpiredProducer
+	if !expired.IsZero() {
+		rec = r.noteExpiredLocked(t, p, expired)
+	}
 	for _, c := range p.Collectors {
 		t.b.Delete(assignKey(c, id), nil)
 	}
@@ -409,6 +436,9 @@ func (r *Registry) deleteProducerLocked(id string) error {
 		r.load[c]--
 	}
 	delete(r.producers, id)
+	if rec != nil {
+		r.expired[id] = rec
+	}
 	return nil
 }
 
@@ -480,14 +510,16 @@ func (r *Registry) Expire() (producers, collectors []string, err error) {
 	now := r.opts.Now()
 	for id, p := range r.producers {
 		if !now.Before(p.LeaseExpires) {
-			if err := r.deleteProducerLocked(id); err != nil {
+			if err := r.deleteProducerLocked(id, now); err != nil {
 				return producers, collectors, err
 			}
 			producers = append(producers, id)
 			r.m.expired.WithLabelValues("producer").Inc()
+			r.m.producersExpired.Inc()
 		}
 	}
 	t := r.begin()
+	forgotten := r.forgetExpiredLocked(t, now)
 	for id, c := range r.collectors {
 		if !r.live(c, now) {
 			t.b.Delete([]byte(prefixCollector+id), nil)
@@ -499,7 +531,13 @@ func (r *Registry) Expire() (producers, collectors []string, err error) {
 	if len(collectors) > 0 {
 		r.fillAll(t, now)
 	}
-	return producers, collectors, t.commit()
+	if err := t.commit(); err != nil {
+		return producers, collectors, err
+	}
+	for _, id := range forgotten {
+		delete(r.expired, id)
+	}
+	return producers, collectors, nil
 }
 
 // pageToken is opaque to clients: base64 of the collector id and the last

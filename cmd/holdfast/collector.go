@@ -50,6 +50,7 @@ type collectorConfig struct {
 	MaxDrainTime     string   `json:"max_drain_time"`
 	MaxProducers     int      `json:"max_producers"`
 	ReadyGrace       string   `json:"ready_grace"`
+	InsertHungAfter  string   `json:"insert_hung_after"`
 	Cluster          string   `json:"cluster"`
 	LogLevel         string   `json:"log_level"`
 	LogFormat        string   `json:"log_format"`
@@ -105,6 +106,7 @@ func runCollector(args []string, stdout, stderr io.Writer) int {
 	maxDrainPages := fs.Int("max-drain-pages", 100, "pages taken from one producer per interval at most")
 	maxDrainTime := fs.Duration("max-drain-time", 0, "time spent draining one producer per interval at most (0: its interval)")
 	readyGrace := fs.Duration("ready-grace", 30*time.Second, "/-/ready waits this long after start for the forwarder to reach ClickHouse before saying not ready")
+	insertHung := fs.Duration("insert-hung-after", 30*time.Second, "/-/ready and /healthz fail while one ClickHouse insert has run longer than this (a hung server); the insert itself waits for the connection's 2 min read timeout")
 	logf := addLogFlags(fs)
 	maxProducers := fs.Int("max-producers", 10_000, "producers collected at most (static and assigned); above it PUT /v1/producers is refused and assigned extras are not started")
 	if err := fs.Parse(args); err != nil {
@@ -138,7 +140,7 @@ func runCollector(args []string, stdout, stderr io.Writer) int {
 		DataDir: *dataDir, CollectorID: *id, WALBudgetBytes: int64(walBudget), QuarantineBudgetBytes: int64(quarantineBudget), DefaultInterval: *interval,
 		PageLimit: *pageLimit, Registerer: reg, Logger: log, Limits: limits.Limits,
 		MaxPageBytes: int64(maxPageBytes), MaxInflightBytes: int64(maxInflight), MaxDrainPages: *maxDrainPages,
-		MaxDrainTime: *maxDrainTime, MaxProducers: *maxProducers, ReadyGrace: *readyGrace,
+		MaxDrainTime: *maxDrainTime, MaxProducers: *maxProducers, ReadyGrace: *readyGrace, InsertHungAfter: *insertHung,
 		Forwarder: forwarder.Options{Addr: *ch, Database: *db, Cluster: *cluster, BatchRows: *batchRows, FlushAge: *flushAge, Limits: limits.Limits},
 	}
 	if err := chClient.apply(&opts.Forwarder); err != nil {
@@ -229,7 +231,7 @@ func applyConfigFile(path string, set map[string]bool, fs *flag.FlagSet) error {
 		"memory-limit": cfg.MemoryLimit, "producer-token": cfg.ProducerToken,
 		"registry": cfg.Registry, "registry-token": cfg.RegistryToken, "advertise": cfg.Advertise, "refresh": cfg.Refresh,
 		"max-page-bytes": cfg.MaxPageBytes, "max-inflight-bytes": cfg.MaxInflightBytes, "max-drain-time": cfg.MaxDrainTime,
-		"ready-grace":       cfg.ReadyGrace,
+		"ready-grace": cfg.ReadyGrace, "insert-hung-after": cfg.InsertHungAfter,
 		"quarantine-budget": cfg.QuarantineBudget, "sample-limits": cfg.SampleLimits,
 		"cluster": cfg.Cluster, "log.level": cfg.LogLevel, "log.format": cfg.LogFormat, "clickhouse-user": cfg.ClickHouseUser, "clickhouse-password-file": cfg.ClickHousePasswordFile,
 		"clickhouse-ca-file": cfg.ClickHouseCAFile, "clickhouse-cert-file": cfg.ClickHouseCertFile,

@@ -14,6 +14,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
 	"github.com/holdfast/holdfast/internal/sampletest"
 	pa "github.com/holdfast/holdfast/producerapi"
 )
@@ -63,8 +66,12 @@ func runProducer(args []string, stdout, stderr io.Writer) int {
 	if *id == "" {
 		*id = "demo-" + ln.Addr().String()
 	}
+	reg := prometheus.NewRegistry() // served on /metrics
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerBuildInfo(reg)
 	srv, err := pa.NewServer(pa.ServerOptions{ID: *id, MaxSamples: *maxSamples, MaxBytes: int(maxBytes),
-		Collectors: collectorIDs, AuthToken: *token, CursorTTL: ttlOption(*cursorTTL), MaxCollectors: *maxCollectors, Logger: log})
+		Collectors: collectorIDs, AuthToken: *token, CursorTTL: ttlOption(*cursorTTL), MaxCollectors: *maxCollectors, Logger: log,
+		Registerer: reg, Gatherer: reg})
 	if err != nil {
 		fmt.Fprintf(stderr, "holdfast producer: %v\n", err)
 		return 1

@@ -39,6 +39,7 @@ func serveRegistry(ctx context.Context, args []string, stdout, stderr io.Writer)
 	rebalance := fs.Int("rebalance-moves-per-minute", 60, "producers moved at most per minute from more to less loaded collectors (a collector that joins or comes back gets its share gradually); 0: never move a producer off a live collector")
 	logf := addLogFlags(fs)
 	maxSchemas := fs.Int("max-schemas", registry.DefaultMaxSchemas, "timeseries schema versions kept; reports past it are refused (409) and the schemas logged, so a producer inventing field sets cannot grow the registry forever")
+	expiredRetention := fs.Duration("expired-retention", registry.DefaultExpiredRetention, "keep an expired producer's last registration listed (GET /v1/producers?state=expired) this long; negative: not kept")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
 		return 2
 	}
@@ -65,7 +66,7 @@ func serveRegistry(ctx context.Context, args []string, stdout, stderr io.Writer)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerBuildInfo(reg)
 	r, err := registry.Open(db, registry.Options{Replicas: *replicas, ProducerLease: *plase, CollectorLease: *clase, AuthToken: *token, MaxSchemas: *maxSchemas,
-		RebalancePerMinute: *rebalance, Registerer: reg, Gatherer: reg})
+		ExpiredRetention: *expiredRetention, RebalancePerMinute: *rebalance, Registerer: reg, Gatherer: reg})
 	if err != nil {
 		fmt.Fprintf(stderr, "holdfast registry: %v\n", err)
 		return 1

@@ -152,3 +152,12 @@ func (s *Server) Stop() {
 		<-s.done
 	}
 }
+
+// Signal sends sig to the running server: tests SIGSTOP it to make a
+// server that accepts connections and never answers, and SIGCONT it.
+func (s *Server) Signal(sig os.Signal) error {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return errors.New("chserver: not running")
+	}
+	return s.cmd.Process.Signal(sig)
+}
