@@ -103,8 +103,18 @@ func distributedDDL(db, name, cluster string) string {
 }
 
 // ClusterSchemaDDL returns every statement of the current schema on cluster
-// (`holdfast schema --cluster`), in the order they must run.
+// (`holdfast schema --cluster`), in the order they must run: the tables',
+// then the views' (views.go).
 func ClusterSchemaDDL(db, cluster string) ([]string, error) {
+	out, err := clusterTablesDDL(db, cluster)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, ViewsDDL(db, cluster)...), nil
+}
+
+// clusterTablesDDL is ClusterSchemaDDL without the views.
+func clusterTablesDDL(db, cluster string) ([]string, error) {
 	if err := ValidateDatabase(db); err != nil {
 		return nil, err
 	}
@@ -139,7 +149,7 @@ func ensureClusterSchema(ctx context.Context, conn driver.Conn, db string, opts 
 	if err := ValidateCluster(opts.Cluster); err != nil {
 		return 0, err
 	}
-	stmts, err := ClusterSchemaDDL(db, opts.Cluster)
+	stmts, err := clusterTablesDDL(db, opts.Cluster)
 	if err != nil {
 		return 0, err
 	}
@@ -205,6 +215,7 @@ func ensureClusterSchema(ctx context.Context, conn driver.Conn, db string, opts 
 			return int(current), err
 		}
 	}
+	ensureViews(ctx, conn, db, opts.Cluster, opts.StatementTimeout)
 	return int(current), nil
 }
 

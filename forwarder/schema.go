@@ -179,7 +179,7 @@ func SchemaDDL(db string) []string {
 	for _, t := range layout(db) {
 		out = append(out, t.ddl(t.name))
 	}
-	return out
+	return append(out, ViewsDDL(db, "")...)
 }
 
 func versionTableDDL(db string) string {
@@ -266,6 +266,7 @@ func EnsureSchemaWith(ctx context.Context, conn driver.Conn, db string, opts Sch
 	if err := migrate(ctx, conn, db, opts); err != nil {
 		return int(current), err
 	}
+	ensureViews(ctx, conn, db, "", timeout)
 	return int(current), nil
 }
 

@@ -5,7 +5,8 @@
 # committed), then scripts/modern_check.py runs, through python3 ctypes,
 # every DDL statement `holdfast schema` prints (single-server and, adapted,
 # cluster), the v1->v2 migration's statements, and the queries README.md,
-# DESIGN.md and scripts/demo.sh give users, asserting their answers.
+# DESIGN.md, scripts/demo.sh and docs/queries.md give users, asserting
+# their answers.
 #
 #   scripts/modern-check.sh          exit 0 on PASS, 1 on FAIL, 2 if chDB
 #                                    cannot be fetched (npm missing/offline)

@@ -28,6 +28,12 @@ Checked, each a PASS/FAIL line:
            one copy without FINAL, another token keeping its rows
   query    every query README.md, DESIGN.md and scripts/demo.sh tell users to
            run, on rows with known values, answers asserted
+  views    a WHERE on the sorting key is pushed into samples_<type> on 26.5
+           (a max_rows_to_read budget one name fits in and all rows exceed)
+  docs     docs/queries.md: the rows the forwarder wrote for its example
+           data on 18.16 (forwarder/testdata/queries_example.sql), then every
+           query of the document, the modern-only ones included, each answer
+           compared with the table the document shows under it
 Exit status 1 on any FAIL.
 """
 
@@ -174,7 +180,8 @@ def cluster(ch, binary, db):
     # (clusterTableCurrent compares it with the single-server key), the
     # version column's type of timeseries_schema_local, max(version) through
     # the Distributed schema_version.
-    single_keys = {r[0]: r[1] for r in tsv(ch, "SELECT name, sorting_key FROM system.tables WHERE database = 'holdfast'")}
+    # Tables only: the views (views.go) have no _local twin.
+    single_keys = {r[0]: r[1] for r in tsv(ch, "SELECT name, sorting_key FROM system.tables WHERE database = 'holdfast' AND engine != 'View'")}
     cluster_keys = {r[0]: r[1] for r in tsv(ch, "SELECT name, sorting_key FROM system.tables WHERE database = '%s'" % db)}
     check("cluster", "system.tables sorting_key of every T_local equals the single-server T's",
           lambda: expect({t + "_local": k for t, k in single_keys.items()},
@@ -474,6 +481,105 @@ def queries(ch, db, repo):
           lambda: expect(scalar(ch, "SELECT count() FROM holdfast_cluster.measurements_f64 FINAL"), "8"))
 
 
+# ---------------------------------------------------------------- docs
+
+def parse_queries_doc(text):
+    """docs/queries.md's ```sql blocks and the result table under each, as
+    forwarder.parseQueriesDoc reads them: (line, modern, sql, header, rows)."""
+    lines = text.split("\n")
+    out, i = [], 0
+
+    def cells(row):
+        row = row.strip()
+        row = row[1:] if row.startswith("|") else row
+        row = row[:-1] if row.endswith("|") else row
+        out = []
+        for c in row.replace("\\|", "\0").split("|"):
+            c = c.replace("\0", "|").strip()
+            if len(c) >= 2 and c[0] == "`" and c[-1] == "`":
+                c = c[1:-1]
+            out.append(c)
+        return out
+
+    while i < len(lines):
+        fence = lines[i].strip()
+        if not fence.startswith("```sql"):
+            i += 1
+            continue
+        line, modern = i + 1, fence[len("```sql"):].strip() == "modern"
+        body = []
+        i += 1
+        while i < len(lines) and lines[i].strip() != "```":
+            body.append(lines[i])
+            i += 1
+        i += 1
+        while i < len(lines) and lines[i].strip() == "":
+            i += 1
+        if i + 1 >= len(lines) or not lines[i].startswith("|") or not re.fullmatch(r"\|(\s*:?-+:?\s*\|)+", lines[i + 1].strip()):
+            raise ValueError("line %d: the ```sql block is not followed by its result table" % line)
+        header, rows = cells(lines[i]), []
+        i += 2
+        while i < len(lines) and lines[i].startswith("|"):
+            rows.append(cells(lines[i]))
+            i += 1
+        out.append((line, modern, "\n".join(body).strip(), header, rows))
+    return out
+
+
+def docs(ch, binary, repo):
+    """docs/queries.md on 26.5: the example rows the Go test wrote through
+    the forwarder on 18.16 (forwarder/testdata/queries_example.sql, kept
+    equal to them by forwarder.TestQueriesDocAnswers), then every query of
+    the document, the modern ones included, answers compared with its
+    table."""
+    db = "holdfast_docs"
+    for q in statements(holdfast_schema(binary, "--database", db)):
+        check("docs", "schema: " + first_line(q), lambda q=q: ch.query(q))
+    t0 = int(scalar(ch, "SELECT toInt64(now())"))
+    with open(os.path.join(repo, "forwarder", "testdata", "queries_example.sql")) as f:
+        fixture = f.read()
+    for q in statements(fixture):
+        q = re.sub(r"\{T-(\d+)\}", lambda m: str(t0 * 10**9 - int(m.group(1))), q).replace("holdfast.", db + ".")
+        check("docs", "example rows: " + first_line(q), lambda q=q: ch.query(q))
+    with open(os.path.join(repo, "docs", "queries.md")) as f:
+        text = f.read()
+    times = {}
+    for n in set(re.findall(r"<T-(\d+)>", text)):
+        times["<T-%s>" % n] = scalar(ch, "SELECT toString(toDateTime(%d))" % (t0 - int(n)))
+    blocks = []
+    check("docs", "docs/queries.md: every sql block has its result table", lambda: blocks.extend(parse_queries_doc(text)) or len(blocks) > 0)
+    for line, modern, sql, header, rows in blocks:
+        want = [header] + [[re.sub(r"<T-\d+>", lambda m: times[m.group(0)], c) for c in r] for r in rows]
+        q = sql.replace("holdfast.", db + ".")
+        name = "docs/queries.md:%d%s %s" % (line, " (modern)" if modern else "", " ".join(sql.split())[:90])
+        check("docs", name, lambda q=q, want=want: expect([l.split("\t") for l in ch.query(q, fmt="TSVWithNames").splitlines()], want))
+
+
+def views_pushdown(ch, binary):
+    """DESIGN.md, Views for readers: 26.5 pushes a WHERE on the sorting key
+    into samples_<type> (18.16 does not: it reads the table whole). 200,000
+    rows over 100 names; one name's 2,000 rows are read within a 50,000-row
+    budget, while a filter that cannot use the key exceeds it (the control
+    that shows the budget bites)."""
+    db = "holdfast_push"
+    for q in statements(holdfast_schema(binary, "--database", db)):
+        check("views", "schema: " + first_line(q), lambda q=q: ch.query(q))
+    check("views", "INSERT 200,000 rows into measurements_f64 (100 names)", lambda: ch.query(
+        "INSERT INTO %s.measurements_f64 (timeseries_name, timeseries_key, timestamp_ns, datum) "
+        "SELECT concat('m', toString(number %% 100)), number %% 1000, number, 1 FROM system.numbers LIMIT 200000" % db))
+    budget = " SETTINGS max_rows_to_read = 50000"
+    check("views", "samples_f64 WHERE timeseries_name = ... reads under 50,000 rows: the filter is pushed into the view",
+          lambda: expect(scalar(ch, "SELECT count() FROM %s.samples_f64 WHERE timeseries_name = 'm7'%s" % (db, budget)), "2000"))
+
+    def exceeds():
+        try:
+            ch.query("SELECT count() FROM %s.samples_f64 WHERE datum = 1%s" % (db, budget))
+        except RuntimeError as e:
+            return expect("max_rows_to_read" in str(e) or "Limit for rows" in str(e), True)
+        raise AssertionError("a read of every row stayed within max_rows_to_read")
+    check("views", "control: samples_f64 WHERE datum = 1 exceeds the same budget", exceeds)
+
+
 def main():
     lib, binary, v1_sql, work = sys.argv[1:5]
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -499,6 +605,8 @@ def main():
     migrate_v1(ch, binary, v1_sql)
     modern(ch, binary, "holdfast_modern", repo)
     queries(ch, "holdfast", repo)
+    docs(ch, binary, repo)
+    views_pushdown(ch, binary)
     ch.close()
     failed = [r for r in results if not r[2]]
     by = {}
