@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -39,7 +40,11 @@ type procs struct {
 
 func (p *procs) start(bin string, args ...string) (*exec.Cmd, error) {
 	cmd := exec.Command(bin, args...)
-	log, err := os.Create(filepath.Join(p.logDir, fmt.Sprintf("%s-%d.log", args[0], len(p.cmds))))
+	name := args[0]
+	if strings.HasPrefix(name, "-") {
+		name = filepath.Base(bin)
+	}
+	log, err := os.Create(filepath.Join(p.logDir, fmt.Sprintf("%s-%d.log", name, len(p.cmds))))
 	if err != nil {
 		return nil, err
 	}
@@ -103,11 +108,15 @@ type sustained struct {
 	series                         map[string][]Point
 }
 
+// errFellBehind: a load step's producers dropped samples to their buffer
+// bounds, the collector being too far behind.
+var errFellBehind = errors.New("bench: the collector fell behind")
+
 // runSustained runs vms simulated VMs over producer processes for periods of
 // 10 s into one collector process, and measures until everything produced is
 // in ClickHouse; then it checks that ClickHouse holds exactly that.
 func runSustained(ctx context.Context, env Env, conn driver.Conn, vms, periods int) (*sustained, error) {
-	const period = 10 * time.Second
+	period := env.period()
 	producers := max(1, vms/10_000)
 	perProducerVMs := vms / producers
 	perProducer := perProducerVMs * 22 * periods
@@ -150,6 +159,7 @@ func runSustained(ctx context.Context, env Env, conn driver.Conn, vms, periods i
 	if err != nil {
 		return nil, err
 	}
+	saveProfile(ctx, env, "http://"+admin, filepath.Join(logDir, "cpu-collector.pprof"), periods)
 	began := time.Now()
 	var latencies []float64 // one entry per 1,000 samples
 	prev := map[int64]uint64{}
@@ -214,11 +224,20 @@ func runSustained(ctx context.Context, env Env, conn driver.Conn, vms, periods i
 		pr.say("rfd125 N=%d: %5.0fs collected %.0f of %d samples, backlog %d records, collector RSS %.0f MiB",
 			vms/1000, t, collected, s.total, st.Checkpoint.BacklogRecords, float64(rss)/(1<<20))
 		released := 0
+		var dropped uint64
 		for _, p := range paddrs {
 			var ps pa.ServerStats
-			if getJSON("http://"+p+"/v1/stats", &ps) == nil && ps.Released == uint64(perProducer) {
-				released++
+			if getJSON("http://"+p+"/v1/stats", &ps) == nil {
+				if ps.Released == uint64(perProducer) {
+					released++
+				}
+				dropped += ps.Dropped
 			}
+		}
+		if dropped > 0 {
+			// The collector fell so far behind that the producers' buffer
+			// bounds forced samples out: the step cannot complete.
+			return nil, fmt.Errorf("%w: load step of %d VMs: producers dropped %d samples to their buffer bounds (logs in %s)", errFellBehind, vms, dropped, logDir)
 		}
 		if released == producers && len(latencies) > 0 && st.Checkpoint.BacklogRecords == 0 && collected == float64(s.total) {
 			break
@@ -283,16 +302,24 @@ func checkPerSeries(ctx context.Context, conn driver.Conn, db string, series, pe
 	return nil
 }
 
-// directCeiling inserts n samples of a fleet of vms VMs from memory in
-// 100,000-row batches. Give it the fleet the scenario loads: the share of new
-// timeseries (whose fields are written once) changes the rate.
+// directCeiling inserts n samples of a fleet of vms VMs in 100,000-sample
+// batches the way a careful user of the same client would (direct.go) and
+// returns the rate, timing only the inserts. Give it the fleet the scenario
+// loads: the share of new timeseries (whose fields are written once)
+// changes the rate.
 func directCeiling(ctx context.Context, conn driver.Conn, n, vms int) (float64, error) {
+	st, err := directCeilingStats(ctx, conn, n, vms)
+	return st.rate(), err
+}
+
+// directCeilingStats is directCeiling with the details of the run.
+func directCeilingStats(ctx context.Context, conn driver.Conn, n, vms int) (directStats, error) {
 	db, drop, err := freshDB(ctx, conn, "ceiling")
 	if err != nil {
-		return 0, err
+		return directStats{}, err
 	}
 	defer drop()
-	return timedInserts(ctx, forwarder.NewInserter(conn, db), sampletest.NewFleet(vms), n, 100_000, 0)
+	return directInsertFleet(ctx, conn, db, sampletest.NewFleet(vms), n, 100_000, 0)
 }
 
 // timedInserts inserts n fleet samples in batches of batchRows and returns

@@ -15,6 +15,19 @@ type Env struct {
 	Binary     string        // the holdfast binary, for scenarios that start processes
 	ClickHouse string        // native address
 	VMsPerSled []int         // rfd125 load steps
+	PeerVMs    int           // peer: VMs (default 20,000)
+	Period     time.Duration // measurement period of the load scenarios; default 10 s (tests shorten it)
+	// Profile: save a CPU profile of the measured process (collector,
+	// Prometheus agent) over the load's second period and after, as
+	// cpu-*.pprof in its log directory.
+	Profile bool
+}
+
+func (e Env) period() time.Duration {
+	if e.Period > 0 {
+		return e.Period
+	}
+	return 10 * time.Second
 }
 
 // Run runs one scenario by name.
@@ -35,6 +48,8 @@ func Run(ctx context.Context, scenario string, env Env) (*Result, error) {
 		return RunInsert(ctx, env)
 	case "rfd125":
 		return RunRFD125(ctx, env)
+	case "peer":
+		return RunPeer(ctx, env)
 	}
 	return nil, fmt.Errorf("unknown scenario %q", scenario)
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make bench: the standard benchmark set, with real processes, on this machine.
 #
-#   scripts/bench.sh                 holdfast bench all (wal, insert, rfd125); JSON, tables
+#   scripts/bench.sh                 holdfast bench all (wal, insert, rfd125, max, outage, recovery,
+#                                    peer); JSON, tables
 #                                    and the rfd125 chart in bench/results/
 #   scripts/bench.sh go [PATTERN]    the Go benchmarks in bench/ (go test -bench PATTERN)
 #
@@ -14,6 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 scripts/clickhouse.sh install
+scripts/prometheus.sh install # the peer scenario's Prometheus agent
 go build -o bin/holdfast ./cmd/holdfast
 
 if [ "${1:-}" = go ]; then

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -16,11 +17,14 @@ import (
 	"github.com/holdfast/holdfast/internal/chserver"
 )
 
-var scenarios = []string{"wal", "insert", "rfd125", "max", "outage", "recovery"}
+var scenarios = []string{"wal", "insert", "rfd125", "max", "outage", "recovery", "peer"}
 
 // runBench runs benchmark scenarios with real processes and writes a table
 // and, with --out, JSON (every ratio under a key ending in _ratio).
 func runBench(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "target" { // hidden: the peer scenario's exposition target
+		return runBenchTarget(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	duration := fs.Duration("duration", 2*time.Minute, "time budget of each scenario (approximate)")
@@ -28,6 +32,8 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	ch := fs.String("clickhouse", "", "ClickHouse native address; default: start a private server")
 	dir := fs.String("dir", "", "working directory for WALs and the private ClickHouse (default: a temporary one)")
 	vms := fs.String("vms", "10,20,50,100", "rfd125: VMs per sled (10 projects x 10 teams x 10 sleds x N)")
+	profile := fs.Bool("profile", false, "save CPU profiles of the measured processes (collector, Prometheus agent) in the working directory (with --dir to keep them)")
+	peerVMs := fs.Int("peer-vms", 20_000, "peer: VMs (22 samples each every 10 s) for both holdfast and the Prometheus agent")
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		fmt.Fprintf(stderr, "holdfast bench: want a scenario: %s or all\n", strings.Join(scenarios, ", "))
 		return 2
@@ -56,7 +62,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	}
 	self, _ := os.Executable()
 	env := bench.Env{Dir: work, Duration: *duration, Progress: stdout, Binary: self, ClickHouse: *ch}
-	if *ch == "" && (contains(run, "insert") || contains(run, "rfd125") || contains(run, "max")) { // outage and recovery start their own
+	if *ch == "" && (contains(run, "insert") || contains(run, "rfd125") || contains(run, "max") || contains(run, "peer")) { // outage and recovery start their own
 		srv, err := chserver.Start(ctx, filepath.Join(work, "clickhouse"))
 		if err != nil {
 			fmt.Fprintf(stderr, "holdfast bench: %v\n", err)
@@ -67,6 +73,8 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "bench: private ClickHouse at %s\n", srv.Addr)
 	}
 	env.VMsPerSled = parseInts(*vms)
+	env.PeerVMs = *peerVMs
+	env.Profile = *profile
 	failed := false
 	for _, s := range run {
 		fmt.Fprintf(stdout, "bench: %s (budget %v)\n", s, *duration)
@@ -129,4 +137,32 @@ func parseInts(s string) []int {
 		}
 	}
 	return out
+}
+
+// runBenchTarget serves the fleet as Prometheus text exposition, for the
+// agent the peer scenario runs (bench.ServeTarget).
+func runBenchTarget(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bench target", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:0", "address to serve /metrics/SHARD on")
+	vms := fs.Int("vms", 10_000, "simulated VMs in all")
+	shardVMs := fs.Int("shard-vms", 10_000, "VMs per scrape target (/metrics/0, /metrics/1, ...)")
+	period := fs.Duration("period", 10*time.Second, "values change every period")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || *vms < 1 || *shardVMs < 1 || *period <= 0 {
+		fmt.Fprintln(stderr, "holdfast bench target: --vms and --shard-vms must be positive, --period a positive duration; no arguments")
+		return 2
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fmt.Fprintf(stderr, "holdfast bench target: %v\n", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	fmt.Fprintf(stdout, "holdfast bench target on %s: %d VMs, %d per target, every %v\n", ln.Addr(), *vms, *shardVMs, *period)
+	if err := bench.ServeTarget(ctx, ln, bench.TargetOptions{VMs: *vms, ShardVMs: *shardVMs, Period: *period}); err != nil && ctx.Err() == nil {
+		fmt.Fprintf(stderr, "holdfast bench target: %v\n", err)
+		return 1
+	}
+	return 0
 }

@@ -31,7 +31,7 @@ Usage:
   holdfast producer [--listen ADDR] [--vms N] [--interval D] [--total-samples N] [--registry URL]
                                                a demo producer: simulated VMs (RFD 125's load shape)
   holdfast bench SCENARIO|all [--duration D] [--out FILE] [--clickhouse HOST:PORT]
-                                               benchmarks with real processes (wal, insert, rfd125, max, outage, recovery)
+                                               benchmarks with real processes (wal, insert, rfd125, max, outage, recovery, peer)
   holdfast status [--registry URL] [COLLECTOR ...] [--format text|json]
                                                the fleet: collectors, producers, lag, errors; exit 1 unless healthy
   holdfast status [--admin ADDR] --watch D [--until-samples N]

@@ -1,0 +1,335 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/holdfast/holdfast/forwarder"
+	"github.com/holdfast/holdfast/internal/sampletest"
+	pa "github.com/holdfast/holdfast/producerapi"
+)
+
+// The direct-insert ceiling: the rows holdfast writes for a fleet, inserted
+// the way a careful user of the same client (clickhouse-go/v2, native
+// protocol, LZ4) would, in the same batch size.
+//
+// It replaced forwarder.Inserter as the ceiling because that measured
+// something else at large fleets (BENCHMARKS.md, `max`): the Inserter
+// remembers at most 262,144 timeseries whose fields it wrote, so with a
+// 100,000-VM fleet (2.2 M timeseries) it forgot them every few batches and
+// wrote five fields rows for every sample (22 M fields rows for 4.4 M
+// samples in system.query_log): the "ceiling" was mostly fields inserts.
+// Here, as a user who knows the fleet would, fields and schemas are written
+// once per timeseries, rows are built into reused typed column buffers
+// outside the timed section, and the timed section is only PrepareBatch,
+// one columnar Append per column and Send, table after table.
+
+// directRows is one batch of rows in typed columns, reused batch after batch.
+type directRows struct {
+	meas    [pa.DatumHistogramF64 + 1]*directMeas
+	fields  [pa.FieldUUID + 1]*directFields
+	schemas []pa.TimeseriesSchema
+}
+
+// directMeas is one measurements table's columns. Datums are never
+// missing in the fleet, so the Nullable value columns take plain slices.
+type directMeas struct {
+	names  []string
+	keys   []uint64
+	ts     []int64
+	start  []int64
+	f64    []float64
+	i64    []int64
+	u64    []uint64
+	bins   [][]float64
+	counts [][]uint64
+	min    []float64
+	max    []float64
+	sum    []float64
+}
+
+func (m *directMeas) reset() {
+	*m = directMeas{names: m.names[:0], keys: m.keys[:0], ts: m.ts[:0], start: m.start[:0], f64: m.f64[:0], i64: m.i64[:0], u64: m.u64[:0],
+		bins: m.bins[:0], counts: m.counts[:0], min: m.min[:0], max: m.max[:0], sum: m.sum[:0]}
+}
+
+// directFields is one fields table's columns.
+type directFields struct {
+	names  []string
+	keys   []uint64
+	fields []string
+	str    []string
+	u8     []uint8
+	u32    []uint32
+	u64    []uint64
+	i64    []int64
+}
+
+func (f *directFields) reset() {
+	*f = directFields{names: f.names[:0], keys: f.keys[:0], fields: f.fields[:0], str: f.str[:0], u8: f.u8[:0], u32: f.u32[:0], u64: f.u64[:0], i64: f.i64[:0]}
+}
+
+// directInserter builds and inserts directRows into one database.
+type directInserter struct {
+	conn        driver.Conn
+	db          string
+	seen        map[uint64]struct{} // timeseries whose fields are written: the whole fleet, no bound
+	seenSchemas map[pa.SchemaKey]struct{}
+	names       map[[2]string]string
+	scratch     []byte
+	rows        directRows
+	// Rows inserted, for the notes: measurements and fields.
+	measRows, fieldRows int
+	// Time spent in schema and fields inserts, and in measurements inserts.
+	tookFields, tookMeas time.Duration
+}
+
+func newDirectInserter(conn driver.Conn, db string) *directInserter {
+	return &directInserter{conn: conn, db: db, seen: map[uint64]struct{}{}, seenSchemas: map[pa.SchemaKey]struct{}{}, names: map[[2]string]string{}}
+}
+
+func (d *directInserter) name(s *pa.Sample) string {
+	k := [2]string{s.Target.Name, s.Metric.Name}
+	n, ok := d.names[k]
+	if !ok {
+		n = s.Target.Name + ":" + s.Metric.Name
+		d.names[k] = n
+	}
+	return n
+}
+
+// build turns samples into column rows: untimed, the "rows ready in
+// memory" part. It marks their timeseries as written, so the insert that
+// follows must succeed (the benchmark stops otherwise).
+func (d *directInserter) build(samples []pa.Sample) error {
+	r := &d.rows
+	for _, m := range r.meas {
+		if m != nil {
+			m.reset()
+		}
+	}
+	for _, f := range r.fields {
+		if f != nil {
+			f.reset()
+		}
+	}
+	r.schemas = r.schemas[:0]
+	for i := range samples {
+		s := &samples[i]
+		if s.Datum.Missing {
+			return fmt.Errorf("direct baseline: missing datums are not supported")
+		}
+		name := d.name(s)
+		d.scratch = pa.AppendTimeseriesKeyBytes(d.scratch[:0], s)
+		key := pa.HashTimeseriesKeyBytes(d.scratch)
+		t := s.Datum.Type
+		if r.meas[t] == nil {
+			r.meas[t] = &directMeas{}
+		}
+		m := r.meas[t]
+		m.names, m.keys, m.ts = append(m.names, name), append(m.keys, key), append(m.ts, s.TimestampNs)
+		if t.HasStartTime() {
+			m.start = append(m.start, s.Datum.StartTimeNs)
+		}
+		switch t {
+		case pa.DatumF64, pa.DatumCumulativeF64:
+			m.f64 = append(m.f64, s.Datum.F64)
+		case pa.DatumI64, pa.DatumCumulativeI64:
+			m.i64 = append(m.i64, s.Datum.Int)
+		case pa.DatumU64, pa.DatumCumulativeU64:
+			m.u64 = append(m.u64, s.Datum.Uint)
+		case pa.DatumHistogramF64:
+			h := s.Datum.HistF64
+			m.bins, m.counts = append(m.bins, h.Bins), append(m.counts, h.Counts)
+			m.min, m.max, m.sum = append(m.min, h.Min), append(m.max, h.Max), append(m.sum, h.Sum)
+		default:
+			return fmt.Errorf("direct baseline: datum type %s is not supported", t)
+		}
+		if _, ok := d.seen[key]; ok {
+			continue
+		}
+		d.seen[key] = struct{}{}
+		for _, group := range [2][]pa.Field{s.Target.Fields, s.Metric.Fields} {
+			for fi := range group {
+				fv := &group[fi]
+				ft := fv.Value.Type
+				if r.fields[ft] == nil {
+					r.fields[ft] = &directFields{}
+				}
+				f := r.fields[ft]
+				f.names, f.keys, f.fields = append(f.names, name), append(f.keys, key), append(f.fields, fv.Name)
+				switch ft {
+				case pa.FieldString:
+					f.str = append(f.str, fv.Value.Str)
+				case pa.FieldU8:
+					f.u8 = append(f.u8, uint8(fv.Value.Uint))
+				case pa.FieldU32:
+					f.u32 = append(f.u32, uint32(fv.Value.Uint))
+				case pa.FieldU64:
+					f.u64 = append(f.u64, fv.Value.Uint)
+				case pa.FieldI64:
+					f.i64 = append(f.i64, fv.Value.Int)
+				default:
+					return fmt.Errorf("direct baseline: field type %s is not supported", ft)
+				}
+			}
+		}
+		sk := pa.SchemaKey{Name: name, Version: pa.SchemaVersionOf(s)}
+		if _, ok := d.seenSchemas[sk]; !ok {
+			d.seenSchemas[sk] = struct{}{}
+			r.schemas = append(r.schemas, pa.SchemaOf(s))
+		}
+	}
+	return nil
+}
+
+// insert sends the built rows: schemas, fields, then measurements, as the
+// forwarder orders them. This is the timed part.
+func (d *directInserter) insert(ctx context.Context) error {
+	r := &d.rows
+	start := time.Now()
+	if len(r.schemas) > 0 {
+		if err := d.send(ctx, "timeseries_schema", schemaData(r.schemas)...); err != nil {
+			return err
+		}
+	}
+	for ft, f := range r.fields {
+		if f == nil || len(f.names) == 0 {
+			continue
+		}
+		var v any
+		switch pa.FieldType(ft) {
+		case pa.FieldString:
+			v = f.str
+		case pa.FieldU8:
+			v = f.u8
+		case pa.FieldU32:
+			v = f.u32
+		case pa.FieldU64:
+			v = f.u64
+		case pa.FieldI64:
+			v = f.i64
+		}
+		if err := d.send(ctx, forwarder.FieldsTable(pa.FieldType(ft)),
+			col{"timeseries_name", f.names}, col{"timeseries_key", f.keys}, col{"field_name", f.fields}, col{"field_value", v}); err != nil {
+			return err
+		}
+		d.fieldRows += len(f.names)
+	}
+	d.tookFields += time.Since(start)
+	start = time.Now()
+	defer func() { d.tookMeas += time.Since(start) }()
+	for dt, m := range r.meas {
+		if m == nil || len(m.names) == 0 {
+			continue
+		}
+		t := pa.DatumType(dt)
+		cols := []col{{"timeseries_name", m.names}, {"timeseries_key", m.keys}, {"timestamp_ns", m.ts}}
+		if t.HasStartTime() {
+			cols = append(cols, col{"start_time_ns", m.start})
+		}
+		switch t {
+		case pa.DatumF64, pa.DatumCumulativeF64:
+			cols = append(cols, col{"datum", m.f64})
+		case pa.DatumI64, pa.DatumCumulativeI64:
+			cols = append(cols, col{"datum", m.i64})
+		case pa.DatumU64, pa.DatumCumulativeU64:
+			cols = append(cols, col{"datum", m.u64})
+		case pa.DatumHistogramF64:
+			cols = append(cols, col{"bins", m.bins}, col{"counts", m.counts}, col{"min", m.min}, col{"max", m.max}, col{"sum_of_samples", m.sum})
+		}
+		if err := d.send(ctx, forwarder.MeasurementsTable(t), cols...); err != nil {
+			return err
+		}
+		d.measRows += len(m.names)
+	}
+	return nil
+}
+
+// col is one column of an INSERT: its name and a typed slice.
+type col struct {
+	name string
+	data any
+}
+
+// send runs one INSERT with one columnar Append per column.
+func (d *directInserter) send(ctx context.Context, table string, cols ...col) error {
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		names[i] = c.name
+	}
+	b, err := d.conn.PrepareBatch(ctx, fmt.Sprintf("INSERT INTO %s.%s (%s)", d.db, table, strings.Join(names, ", ")))
+	if err != nil {
+		return fmt.Errorf("direct baseline: preparing insert into %s: %w", table, err)
+	}
+	defer b.Close()
+	for i, c := range cols {
+		if err := b.Column(i).Append(c.data); err != nil {
+			return fmt.Errorf("direct baseline: column %s of %s: %w", c.name, table, err)
+		}
+	}
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("direct baseline: inserting into %s: %w", table, err)
+	}
+	return nil
+}
+
+// schemaData is timeseries_schema's columns for schemas.
+func schemaData(schemas []pa.TimeseriesSchema) []col {
+	n := len(schemas)
+	names, dtypes := make([]string, n), make([]string, n)
+	fnames, ftypes, fsources := make([][]string, n), make([][]string, n), make([][]string, n)
+	versions, created := make([]uint32, n), make([]int64, n)
+	now := time.Now().UnixNano()
+	for i, sc := range schemas {
+		names[i], dtypes[i], versions[i], created[i] = sc.Name, sc.DatumType.String(), sc.Version, now
+		fnames[i], ftypes[i], fsources[i] = []string{}, []string{}, []string{}
+		for _, f := range sc.Fields {
+			fnames[i] = append(fnames[i], f.Name)
+			ftypes[i] = append(ftypes[i], f.Type.String())
+			fsources[i] = append(fsources[i], f.Source.String())
+		}
+	}
+	return []col{{"timeseries_name", names}, {"fields_name", fnames}, {"fields_type", ftypes}, {"fields_source", fsources},
+		{"datum_type", dtypes}, {"version", versions}, {"created_ns", created}}
+}
+
+// directStats is a direct-insert run.
+type directStats struct {
+	samples, measRows, fieldRows int
+	took                         time.Duration // the timed inserts only
+	tookFields, tookMeas         time.Duration // of took: schemas and fields, measurements
+}
+
+// rate is samples per second with every row the fleet needs.
+func (s directStats) rate() float64 { return float64(s.samples) / s.took.Seconds() }
+
+// measurementsRate is samples per second counting only the measurements
+// inserts: the rate once every timeseries' fields are written (a fleet
+// that has been running).
+func (s directStats) measurementsRate() float64 { return float64(s.samples) / s.tookMeas.Seconds() }
+
+// directInsertFleet inserts n samples of fleet, from timestamp ts on, in
+// batches of batchRows samples into db, timing only the inserts.
+func directInsertFleet(ctx context.Context, conn driver.Conn, db string, fleet *sampletest.Fleet, n, batchRows int, ts int64) (directStats, error) {
+	d := newDirectInserter(conn, db)
+	batch := make([]pa.Sample, 0, batchRows)
+	st := directStats{samples: n}
+	for done := 0; done < n; done += batchRows {
+		batch = fleet.Append(batch[:0], min(batchRows, n-done), ts+int64(done))
+		if err := d.build(batch); err != nil {
+			return st, err
+		}
+		start := time.Now()
+		if err := d.insert(ctx); err != nil {
+			return st, err
+		}
+		st.took += time.Since(start)
+	}
+	st.measRows, st.fieldRows, st.tookFields, st.tookMeas = d.measRows, d.fieldRows, d.tookFields, d.tookMeas
+	return st, nil
+}
