@@ -8,12 +8,33 @@ REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
 BUILD_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS := -X main.version=$(VERSION) -X main.revision=$(REVISION) -X main.buildDate=$(BUILD_DATE)
 
-.PHONY: all build test test-short vet fmt bench demo clean clickhouse-start clickhouse-stop
+# make install PREFIX=/usr/local [DESTDIR=...]: the binary, the systemd
+# units (collector, registry) and the example configs; a config file
+# already in SYSCONFDIR/holdfast is never overwritten.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+EXAMPLEDIR ?= $(PREFIX)/share/doc/holdfast/examples
+
+.PHONY: all build test test-short vet fmt bench demo clean clickhouse-start clickhouse-stop install
 
 all: build
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/holdfast
+
+install: build
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(EXAMPLEDIR) $(DESTDIR)$(SYSCONFDIR)/holdfast
+	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/holdfast
+	for d in collector registry; do \
+	  sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' packaging/systemd/holdfast-$$d.service >$(DESTDIR)$(UNITDIR)/holdfast-$$d.service && \
+	  chmod 0644 $(DESTDIR)$(UNITDIR)/holdfast-$$d.service; \
+	done
+	install -m 0644 packaging/examples/collector.yml packaging/examples/registry.yml packaging/examples/producer.yml $(DESTDIR)$(EXAMPLEDIR)/
+	for d in collector registry; do \
+	  [ -e $(DESTDIR)$(SYSCONFDIR)/holdfast/$$d.yml ] || install -m 0640 packaging/examples/$$d.yml $(DESTDIR)$(SYSCONFDIR)/holdfast/$$d.yml; \
+	done
 
 # Installs ClickHouse if missing, starts a private server, runs go test -race ./...
 test:

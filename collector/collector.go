@@ -201,18 +201,24 @@ func (c *Collector) Run(ctx context.Context) error {
 		fdone <- err // for the drain below
 		c.log.Error("forwarder stopped; stopping collection", "err", err)
 	}
+	c.log.Info("shutdown: stopping collection loops")
 	stopProducers()
 	<-regDone
 	c.assignMu.Lock() // no loop starts after this
 	c.loops.Wait()
 	c.assignMu.Unlock()
+	c.log.Info("shutdown: collection loops stopped; every page in the WAL is acknowledged")
+	c.deregister()
 	c.mu.Lock()
 	c.mu.draining = true
 	c.mu.Unlock()
 	if err == nil {
+		c.log.Info("shutdown: flushing the backlog to ClickHouse", "backlog_records", c.Checkpoint().BacklogRecords, "timeout", c.opts.DrainTimeout)
 		dctx, cancel := context.WithTimeout(context.Background(), c.opts.DrainTimeout)
 		if ferr := c.fwd.Flush(dctx); ferr != nil {
 			c.log.Warn("shutdown: backlog not fully delivered; it stays in the WAL", "err", ferr, "backlog_records", c.Checkpoint().BacklogRecords)
+		} else {
+			c.log.Info("shutdown: backlog delivered")
 		}
 		cancel()
 	}

@@ -32,6 +32,7 @@ const maxBody = 64 << 10
 //	POST   /v1/collectors                     register or renew (CollectorRegistration) → CollectorLease
 //	GET    /v1/collectors                     ?limit=N&page_token=T → CollectorsPage (sorted by id, with their load);
 //	                                          without either parameter, every collector as a bare array (the form before pagination)
+//	DELETE /v1/collectors/{id}                deregister (a clean shutdown): its producers move now (deregister.go)
 //	GET    /v1/collectors/{id}/producers      ?limit=N&page_token=T → ProducerPage (sorted by id)
 //	GET    /v1/timeseries-schema              ?limit=N&page_token=T → SchemaPage (every version, by name and version)
 //	POST   /v1/timeseries-schema              report schemas ([]TimeseriesSchema, at most 10,000 and 64 KiB)
@@ -143,6 +144,7 @@ func (r *Registry) Handler(log *slog.Logger) http.Handler {
 		reply(w, map[string]int{"received": len(schemas)}, err)
 	})
 	r.addHealthRoutes(h)
+	r.addDeregisterRoutes(h)
 	h.NotFound = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such endpoint"})
 	})

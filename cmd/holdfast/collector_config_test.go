@@ -45,7 +45,7 @@ func TestCollectorConfigClickHouseClientKeys(t *testing.T) {
 		}
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		if err := applyConfigFile(cfg, set, fs); err != nil {
+		if err := collectorFile.applyConfigFile(cfg, set, fs); err != nil {
 			return forwarder.Options{}, err
 		}
 		o := forwarder.Options{Cluster: *cluster}

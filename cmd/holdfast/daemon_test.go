@@ -61,8 +61,25 @@ type daemon struct {
 	exitErr        error
 }
 
-// startDaemon runs holdfast args and waits for its stdout to match up; the
-// first group of up is returned (the address it listens on).
+// The start-up log lines of the daemons (logfmt or JSON); the first group
+// is the address each listens on.
+const (
+	collectorUp = `collector started.*?admin"?[=:]"?http://([^\s",]+)`
+	registryUp  = `registry started.*?url"?[=:]"?http://([^\s",]+)`
+	producerUp  = `producer started.*?listen"?[=:]"?([^\s",]+)`
+)
+
+// legacyUp maps the patterns of the stdout lines the daemons printed before
+// their start-up summaries became log lines, for tests written against them.
+var legacyUp = map[string]string{
+	`admin API on http://(\S+),`: collectorUp,
+	`registry on http://(\S+) `:  registryUp,
+	`listening on (\S+):`:        producerUp,
+}
+
+// startDaemon runs holdfast args and waits for its output (the start-up
+// summary is a log line on stderr) to match up; the first group of up is
+// returned (the address it listens on).
 func startDaemon(t *testing.T, up string, args ...string) (*daemon, string) {
 	t.Helper()
 	d := &daemon{cmd: exec.Command(holdfastBinary(t), args...), done: make(chan struct{})}
@@ -80,10 +97,13 @@ func startDaemon(t *testing.T, up string, args ...string) (*daemon, string) {
 			<-d.done
 		}
 	})
+	if now, ok := legacyUp[up]; ok {
+		up = now
+	}
 	re := regexp.MustCompile(up)
 	var addr string
 	d.waitFor(t, "start-up line "+up, func() bool {
-		m := re.FindStringSubmatch(d.stdout.String())
+		m := re.FindStringSubmatch(d.stdout.String() + d.stderr.String())
 		if m != nil {
 			addr = m[1]
 		}
@@ -210,7 +230,6 @@ func collectorProducers(t *testing.T, admin string) map[string]statusProducer {
 // with a log line, the collector stays up with the same producers, still
 // collecting. Fails on a binary without SIGHUP handling (exit 129).
 func TestCollectorSIGHUPReload(t *testing.T) {
-	const producerUp = `listening on (\S+):`
 	_, a := startDaemon(t, producerUp, "producer", "--listen", "127.0.0.1:0", "--vms", "1", "--interval", "50ms")
 	_, b := startDaemon(t, producerUp, "producer", "--listen", "127.0.0.1:0", "--vms", "1", "--interval", "50ms")
 	dir := t.TempDir()
@@ -227,7 +246,7 @@ func TestCollectorSIGHUPReload(t *testing.T) {
 	}
 	urlA, urlB := "http://"+a, "http://"+b
 	writeCfg(cfg("info", urlA))
-	c, admin := startDaemon(t, `admin API on http://(\S+),`, "collector", "--config", cfgPath, "--listen", "127.0.0.1:0")
+	c, admin := startDaemon(t, collectorUp, "collector", "--config", cfgPath, "--listen", "127.0.0.1:0")
 
 	_, metrics := httpGet(t, "http://"+admin+"/metrics")
 	want := fmt.Sprintf(`holdfast_build_info{goversion=%q,revision=%q,version=%q} 1`, runtime.Version(), testRevision, testVersion)
@@ -272,9 +291,9 @@ func TestCollectorSIGHUPReload(t *testing.T) {
 // TestDaemonsSurviveSIGHUP: a registry, a producer and a collector without
 // --config log a SIGHUP and keep serving (today's Go default would exit 129).
 func TestDaemonsSurviveSIGHUP(t *testing.T) {
-	reg, raddr := startDaemon(t, `registry on http://(\S+) `, "registry", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir())
-	prod, paddr := startDaemon(t, `listening on (\S+):`, "producer", "--listen", "127.0.0.1:0", "--vms", "1", "--log.format", "json")
-	col, caddr := startDaemon(t, `admin API on http://(\S+),`, "collector", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--clickhouse", "127.0.0.1:1")
+	reg, raddr := startDaemon(t, registryUp, "registry", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir())
+	prod, paddr := startDaemon(t, producerUp, "producer", "--listen", "127.0.0.1:0", "--vms", "1", "--log.format", "json")
+	col, caddr := startDaemon(t, collectorUp, "collector", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--clickhouse", "127.0.0.1:1")
 	for _, d := range []struct {
 		d    *daemon
 		url  string

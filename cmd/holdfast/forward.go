@@ -29,14 +29,15 @@ func runForward(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("forward", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dataDir := fs.String("data-dir", "", "collector data directory (holds wal/ and state/)")
-	addr := fs.String("clickhouse", "127.0.0.1:9000", "ClickHouse native protocol address host:port, or several separated by commas (tried in order)")
+	addr := clickHouseFlag(fs, "clickhouse", "127.0.0.1:9000", "ClickHouse native protocol address host:port (no scheme), or several separated by commas (tried in order)")
 	chClient := addCHClientFlags(fs)
 	db := fs.String("database", "holdfast", "ClickHouse database")
 	cluster := fs.String("cluster", "", "ClickHouse cluster name (<remote_servers>): replicated, sharded schema ON CLUSTER; --clickhouse is one of its servers")
 	generate := fs.Int("generate", 0, "append this many simulated fleet samples to the WAL first")
 	vms := fs.Int("vms", 1000, "simulated VMs for --generate")
 	drained := fs.Bool("exit-when-drained", false, "exit once everything in the WAL is in ClickHouse")
-	budget := fs.Int64("wal-budget", 0, "WAL disk budget in bytes (0: none)")
+	var budget byteSize
+	fs.Var(&budget, "wal-budget", "WAL disk budget (0: none)"+sizeFlag)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -52,7 +53,7 @@ func runForward(args []string, stdout, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := forward(ctx, log, stdout, forwardConfig{dataDir: *dataDir, addr: *addr, db: *db, cluster: *cluster, client: fwdOpts, generate: *generate, vms: *vms, exitWhenDrained: *drained, budget: *budget}); err != nil {
+	if err := forward(ctx, log, stdout, forwardConfig{dataDir: *dataDir, addr: *addr, db: *db, cluster: *cluster, client: fwdOpts, generate: *generate, vms: *vms, exitWhenDrained: *drained, budget: int64(budget)}); err != nil {
 		fmt.Fprintf(stderr, "holdfast forward: %v\n", err)
 		return 1
 	}

@@ -18,16 +18,16 @@ import (
 // other; the registry's /metrics carries holdfast_build_info and its
 // counters at 0.
 func TestDaemonHealthEndpoints(t *testing.T) {
-	_, raddr := startDaemon(t, `registry on http://(\S+) `, "registry", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir())
-	_, paddr := startDaemon(t, `listening on (\S+):`, "producer", "--listen", "127.0.0.1:0", "--vms", "1")
-	_, c1 := startDaemon(t, `admin API on http://(\S+),`, "collector", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--clickhouse", "127.0.0.1:1", "--ready-grace", "1h")
+	_, raddr := startDaemon(t, registryUp, "registry", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir())
+	_, paddr := startDaemon(t, producerUp, "producer", "--listen", "127.0.0.1:0", "--vms", "1")
+	_, c1 := startDaemon(t, collectorUp, "collector", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--clickhouse", "127.0.0.1:1", "--ready-grace", "1h")
 	// The other's grace comes from its config file's ready_grace.
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "collector.json")
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`{"data_dir": %q, "clickhouse": "127.0.0.1:1", "ready_grace": "1ns"}`, filepath.Join(dir, "data"))), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, c2 := startDaemon(t, `admin API on http://(\S+),`, "collector", "--listen", "127.0.0.1:0", "--config", cfg)
+	_, c2 := startDaemon(t, collectorUp, "collector", "--listen", "127.0.0.1:0", "--config", cfg)
 	for _, c := range []struct {
 		url  string
 		code int

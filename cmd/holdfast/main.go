@@ -51,10 +51,15 @@ Usage:
   holdfast version | --version                 version, revision, Go version and build date
   holdfast help                                this text
 
-Daemons (collector, registry, producer) take --log.level debug|info|warn|error and
---log.format logfmt|json, serve holdfast_build_info on /metrics where they serve /metrics,
-and survive SIGHUP (the collector reloads its --config file's producers, intervals and
-log level; the others log it).
+Daemons (collector, registry, producer) take --config FILE (YAML or JSON: one key per
+flag, --wal-budget is wal_budget; flags win over it) and --print-config (the effective
+configuration as YAML), --log.level debug|info|warn|error and --log.format logfmt|json,
+log their start-up summary and every shutdown step, serve holdfast_build_info on /metrics
+where they serve /metrics, and survive SIGHUP (the collector reloads its --config file's
+producers, intervals and log level; the registry and the producer their log level). Sizes: KB MB GB are powers of
+ten, KiB MiB GiB powers of two. Addresses: host:port to listen on and for ClickHouse,
+http://host:port for producers and the registry. packaging/ has systemd units and
+example configs (make install PREFIX=...).
 
 Exit status: 0 on success, 1 when a check finds a problem, 2 on bad usage.
 `

@@ -8,10 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
-	"os/signal"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,12 +20,16 @@ import (
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
 
+// producerFile maps the demo producer's flags to its config file's keys.
+var producerFile = daemonConfig{name: "holdfast producer", aliases: map[string]string{"collector": "collectors"}}
+
 // runProducer runs the demo producer: simulated VMs in the shape of RFD 125's
 // load test, 22 measurements each per interval.
 func runProducer(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("producer", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	listen := fs.String("listen", "127.0.0.1:9500", "address to serve collectors on")
+	cf := addConfigFlags(fs)
+	listen := hostPortFlag(fs, "listen", "127.0.0.1:9500", "address host:port to serve collectors on")
 	id := fs.String("id", "", "producer id (default: demo-<listen address>)")
 	vms := fs.Int("vms", 100, "simulated virtual machines (10 projects x 10 teams x sleds of 100 VMs)")
 	vmOffset := fs.Int("vm-offset", 0, "id of the first simulated VM (VMs OFFSET to OFFSET+vms-1): give producers that run side by side disjoint ranges")
@@ -36,24 +37,33 @@ func runProducer(args []string, stdout, stderr io.Writer) int {
 	total := fs.Int64("total-samples", 0, "stop generating after this many samples (0: never)")
 	maxSamples := fs.Int("max-samples", 1_000_000, "buffer bound in samples; the oldest are dropped (and reported) above it")
 	maxBytes := byteSize(256 << 20)
-	fs.Var(&maxBytes, "max-bytes", "buffer bound in bytes (approximate)")
+	fs.Var(&maxBytes, "max-bytes", "buffer bound in bytes, approximate"+sizeFlag)
 	token := fs.String("auth-token", "", "require this bearer token from collectors (every route: page, ack, DELETE, stats)")
 	cursorTTL := fs.Duration("cursor-ttl", 15*time.Minute, "expire the cursor of a collector idle this long (what only it held counts as dropped); 0 keeps cursors forever; assigned and --collector cursors never expire")
 	maxCollectors := fs.Int("max-collectors", 16, "cap on collector cursors; a new collector id above it is refused (429)")
 	registryToken := fs.String("registry-token", "", "bearer token sent to the registry (its --auth-token)")
-	registryURL := fs.String("registry", "", "registry URL to register with (and renew); collectors come from its assignment")
-	advertise := fs.String("advertise", "", "URL collectors reach this producer at (default http://LISTEN)")
+	registryURL := urlFlag(fs, "registry", "registry URL to register with (and renew), e.g. http://127.0.0.1:9400; collectors come from its assignment")
+	advertise := urlFlag(fs, "advertise", "URL collectors reach this producer at (default http://LISTEN)")
 	logf := addLogFlags(fs)
 	var collectorIDs stringList
-	fs.Var(&collectorIDs, "collector", "collector id to hold samples for from the start (repeatable)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	fs.Var(&collectorIDs, "collector", "collector id to hold samples for from the start (repeatable; in a config file: collectors, a list)")
+	if _, err := producerFile.parse(fs, args); err != nil {
+		return reportParseError("holdfast producer", err, stderr)
 	}
-	if fs.NArg() != 0 || *vms < 1 || *vmOffset < 0 || *interval <= 0 || *cursorTTL < 0 || *maxCollectors < 1 {
+	started := flagSnapshot(fs) // before --id and --advertise get their defaults
+	if *vms < 1 || *vmOffset < 0 || *interval <= 0 || *cursorTTL < 0 || *maxCollectors < 1 {
 		fmt.Fprintln(stderr, "holdfast producer: --vms and --max-collectors must be positive, --vm-offset and --cursor-ttl not negative, --interval a positive duration; no arguments")
 		return 2
 	}
-	log, err := logf.logger(stderr, new(slog.LevelVar))
+	if *cf.print {
+		if err := producerFile.printConfig(stdout, fs); err != nil {
+			fmt.Fprintf(stderr, "holdfast producer: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+	var logLevel slog.LevelVar
+	log, err := logf.logger(stderr, &logLevel)
 	if err != nil {
 		fmt.Fprintf(stderr, "holdfast producer: %v\n", err)
 		return 2
@@ -76,22 +86,38 @@ func runProducer(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "holdfast producer: %v\n", err)
 		return 1
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signalContext(log)
 	defer stop()
-	ignoreHUP(ctx, log, "producer")
-	fmt.Fprintf(stdout, "holdfast producer %s (incarnation %s) listening on %s: %d VMs (ids %d-%d) x 22 measurements every %v\n",
-		*id, srv.Incarnation(), ln.Addr(), *vms, *vmOffset, *vmOffset+*vms-1, *interval)
+	producerFile.reloadLevelOnHUP(ctx, log, &logLevel, fs, args, started)
+	log.Info("producer started", "id", *id, "incarnation", srv.Incarnation(), "listen", ln.Addr().String(),
+		"vms", *vms, "first_vm", *vmOffset, "last_vm", *vmOffset+*vms-1, "measurements_per_vm", 22, "interval", *interval,
+		"registry", *registryURL, "config", *cf.file)
 	var generated atomic.Int64
 	go generateFleet(ctx, srv, *vms, *vmOffset, *interval, *total, &generated)
+	registered := make(chan struct{})
 	if *registryURL != "" {
 		if *advertise == "" {
 			*advertise = "http://" + ln.Addr().String()
 		}
-		go srv.RunRegistration(ctx, pa.RegistrationOptions{RegistryURL: *registryURL, Address: *advertise,
-			Interval: *interval, Kind: "demo", Deregister: true, Token: *registryToken})
+		go func() {
+			defer close(registered)
+			srv.RunRegistration(ctx, pa.RegistrationOptions{RegistryURL: *registryURL, Address: *advertise,
+				Interval: *interval, Kind: "demo", Deregister: true, Token: *registryToken})
+		}()
+	} else {
+		close(registered)
 	}
-	if err := srv.Serve(ctx, ln); err != nil {
-		fmt.Fprintf(stderr, "holdfast producer: %v\n", err)
+	serveErr := srv.Serve(ctx, ln)
+	<-registered // on shutdown, RunRegistration deregisters (2 s at most) before it returns
+	if *registryURL != "" {
+		log.Info("shutdown: deregistered from the registry (best effort); collectors stop asking for this producer", "registry", *registryURL)
+	}
+	st := srv.Stats()
+	// The demo producer keeps samples in memory: what no collector
+	// acknowledged yet goes with the process, and the line says how much.
+	log.Info("shutdown: producer stopped", "produced", st.Produced, "released", st.Released, "dropped", st.Dropped, "pending_lost", st.Pending)
+	if serveErr != nil {
+		fmt.Fprintf(stderr, "holdfast producer: %v\n", serveErr)
 		return 1
 	}
 	return 0

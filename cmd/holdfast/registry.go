@@ -26,12 +26,16 @@ func runRegistry(args []string, stdout, stderr io.Writer) int {
 	return serveRegistry(ctx, args, stdout, stderr)
 }
 
+// registryFile maps the registry's flags to its config file's keys.
+var registryFile = daemonConfig{name: "holdfast registry"}
+
 // serveRegistry is the registry command until ctx ends (tests cancel it).
 func serveRegistry(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("registry", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	listen := fs.String("listen", "127.0.0.1:9400", "HTTP address")
-	dataDir := fs.String("data-dir", "holdfast-registry", "state directory (Pebble)")
+	cf := addConfigFlags(fs)
+	listen := hostPortFlag(fs, "listen", "127.0.0.1:9400", "HTTP address host:port")
+	dataDir := fs.String("data-dir", "holdfast-registry", "state directory (Pebble); a relative one is under $STATE_DIRECTORY when systemd sets it, and refused when the working directory is /")
 	replicas := fs.Int("replicas", 1, "collectors per producer")
 	plase := fs.Duration("producer-lease", 30*time.Second, "producer lease; producers renew at a third of it")
 	clase := fs.Duration("collector-lease", 30*time.Second, "collector lease; collectors renew at a third of it")
@@ -40,9 +44,10 @@ func serveRegistry(ctx context.Context, args []string, stdout, stderr io.Writer)
 	logf := addLogFlags(fs)
 	maxSchemas := fs.Int("max-schemas", registry.DefaultMaxSchemas, "timeseries schema versions kept; reports past it are refused (409) and the schemas logged, so a producer inventing field sets cannot grow the registry forever")
 	expiredRetention := fs.Duration("expired-retention", registry.DefaultExpiredRetention, "keep an expired producer's last registration listed (GET /v1/producers?state=expired) this long; negative: not kept")
-	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
-		return 2
+	if _, err := registryFile.parse(fs, args); err != nil {
+		return reportParseError("holdfast registry", err, stderr)
 	}
+	started := flagSnapshot(fs) // before placeDataDir: a reload compares like with like
 	if *rebalance < 0 {
 		fmt.Fprintln(stderr, "holdfast registry: --rebalance-moves-per-minute must be 0 or more")
 		return 2
@@ -51,7 +56,20 @@ func serveRegistry(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintln(stderr, "holdfast registry: --max-schemas must be at least 1")
 		return 2
 	}
-	log, err := logf.logger(stderr, new(slog.LevelVar))
+	var err error
+	if *dataDir, err = placeDataDir(*dataDir); err != nil {
+		fmt.Fprintf(stderr, "holdfast registry: %v\n", err)
+		return 2
+	}
+	if *cf.print {
+		if err := registryFile.printConfig(stdout, fs); err != nil {
+			fmt.Fprintf(stderr, "holdfast registry: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+	var logLevel slog.LevelVar
+	log, err := logf.logger(stderr, &logLevel)
 	if err != nil {
 		fmt.Fprintf(stderr, "holdfast registry: %v\n", err)
 		return 2
@@ -80,11 +98,33 @@ func serveRegistry(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if *token != "" {
 		writes = "need the bearer token"
 	}
-	ignoreHUP(ctx, log, "registry")
-	fmt.Fprintf(stdout, "holdfast registry on http://%s (replicas %d, leases %v/%v, writes %s), state in %s\n", ln.Addr(), *replicas, *plase, *clase, writes, *dataDir)
+	registryFile.reloadLevelOnHUP(ctx, log, &logLevel, fs, args, started)
+	log.Info("registry started", "url", "http://"+ln.Addr().String(), "replicas", *replicas, "producer_lease", *plase,
+		"collector_lease", *clase, "writes", writes, "data_dir", *dataDir, "max_schemas", *maxSchemas, "config", *cf.file,
+		"producers", countProducers(r), "collectors", len(r.Collectors()), "schemas", len(r.Schemas()))
+	go func() {
+		<-ctx.Done()
+		log.Info("shutdown: stopping the registry")
+	}()
 	if err := r.Serve(ctx, ln, log); err != nil {
 		fmt.Fprintf(stderr, "holdfast registry: %v\n", err)
 		return 1
 	}
 	return 0
+}
+
+// countProducers counts the registered producers (the state the registry
+// opened), for the start-up summary; -1 if the listing fails.
+func countProducers(r *registry.Registry) int {
+	n := 0
+	for token := ""; ; {
+		page, err := r.ListProducers(token, 1000)
+		if err != nil {
+			return -1
+		}
+		n += len(page.Items)
+		if token = page.NextPageToken; token == "" {
+			return n
+		}
+	}
 }

@@ -47,10 +47,10 @@ func TestRegistryMaxSchemasFlag(t *testing.T) {
 	go func() {
 		done <- serveRegistry(ctx, []string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--max-schemas", "3"}, &stdout, &stderr)
 	}()
-	addr := regexp.MustCompile(`http://(\S+)`)
+	addr := regexp.MustCompile(registryUp)
 	var base string
 	for deadline := time.Now().Add(30 * time.Second); base == ""; time.Sleep(20 * time.Millisecond) {
-		if m := addr.FindStringSubmatch(stdout.String()); m != nil {
+		if m := addr.FindStringSubmatch(stderr.String()); m != nil {
 			base = "http://" + m[1]
 		} else if time.Now().After(deadline) {
 			t.Fatalf("registry did not start: %s %s", stdout.String(), stderr.String())

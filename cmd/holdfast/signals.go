@@ -26,9 +26,26 @@ func onHUP(ctx context.Context, reload func()) {
 	}()
 }
 
-// ignoreHUP is onHUP for daemons with nothing to reload yet: they log it.
-func ignoreHUP(ctx context.Context, log *slog.Logger, daemon string) {
-	onHUP(ctx, func() {
-		log.Info("SIGHUP received; the " + daemon + " has no configuration file to reload, nothing changed")
-	})
+// signalContext is canceled by the first SIGTERM or SIGINT, which it logs
+// by name, so a daemon's log says why it began to shut down. A second
+// signal kills at once (Go's default once stop is called), for the
+// operator who does not want to wait for a drain.
+func signalContext(log *slog.Logger) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		select {
+		case s := <-sig:
+			// Stop before anything else: from here on the default
+			// (exit) applies, so a second signal sent after any later
+			// step (the drain included) cannot be swallowed by sig.
+			signal.Stop(sig)
+			log.Info("shutdown: " + s.String() + " received; stopping (a second one exits at once)")
+			cancel()
+		case <-ctx.Done():
+			signal.Stop(sig)
+		}
+	}()
+	return ctx, cancel
 }

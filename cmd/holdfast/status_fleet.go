@@ -20,10 +20,8 @@ import (
 	"github.com/holdfast/holdfast/registry"
 )
 
-// errBadAddress is wrapped by normalizeBase's errors (a usage error).
-var errBadAddress = errors.New("not an address")
-
-// normalizeBase turns what an operator types for a daemon (http://h:p,
+// normalizeBase (its errors wrap addr.go's errBadAddress: a usage error)
+// turns what an operator types for a daemon (http://h:p,
 // https://h:p/prefix/, or plain h:p) into one base URL without a trailing
 // slash, so `holdfast status 127.0.0.1:9464` and `holdfast status
 // http://127.0.0.1:9464/` mean the same thing everywhere in this command.
