@@ -40,6 +40,7 @@ type Collector struct {
 	mm      *memMetrics
 	mem     *inflight // bytes of pages in flight, all producer loops together
 	schemas *pa.SchemaRegistry
+	series  seriesCache // series of version 2 pages that passed the checks
 	http    *http.Client
 	started time.Time
 	appends appendTimes

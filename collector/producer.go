@@ -10,6 +10,7 @@ import (
 
 	"github.com/holdfast/holdfast/internal/backoff"
 	pa "github.com/holdfast/holdfast/producerapi"
+	"github.com/holdfast/holdfast/quarantine"
 	"github.com/holdfast/holdfast/wal"
 )
 
@@ -171,7 +172,7 @@ func (c *Collector) drain(ctx context.Context, p *producer, client *pa.Client, t
 		}
 		rctx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout)
 		req := c.pageRequest(p, client, *token)
-		n, err := client.Fetch(rctx, req, page)
+		n, block, err := client.FetchRaw(rctx, req, page)
 		cancel()
 		if tl := (*pa.PageTooLargeError)(nil); errors.As(err, &tl) {
 			// The producer answered: it took the token we sent.
@@ -190,14 +191,18 @@ func (c *Collector) drain(ctx context.Context, p *producer, client *pa.Client, t
 		// page, or the token was stale and it served its outstanding page.
 		*token = ""
 		c.noteIncarnation(p, page)
-		if len(page.Samples) == 0 {
+		// Valid samples go to the WAL, refused ones to the quarantine; the
+		// page is acknowledged once both are durable.
+		idx, written, rejected, empty, err := c.takePage(ctx, p, client, page, block, buf)
+		if empty {
 			c.succeeded(p, 0, 0, false)
 			return nil
 		}
-		// Valid samples go to the WAL, refused ones to the quarantine; the
-		// page is acknowledged once both are durable.
-		valid, rejected := c.sortPage(page)
-		idx, written, err := c.appendSamples(ctx, p, page.Incarnation, page.Samples[:valid], buf, &rejected)
+		var malformed *pageError
+		if errors.As(err, &malformed) {
+			c.m.errors.WithLabelValues(p.cfg.ID, fetchErrorKind(malformed.err)).Inc()
+			return fmt.Errorf("fetching a page: %w", malformed.err)
+		}
 		if errors.Is(err, wal.ErrFull) {
 			c.m.walFullTotal.Inc()
 			c.setWALFull(true)
@@ -281,4 +286,46 @@ func (c *Collector) ackNow(ctx context.Context, client *pa.Client, token *string
 	if err == nil && acked {
 		*token = ""
 	}
+}
+
+// pageError is a version 2 page that does not check (malformed, or over
+// the limits asked for): the page's fault, reported as a fetch error (as
+// Fetch reports a page it cannot decode).
+type pageError struct{ err error }
+
+func (e *pageError) Error() string { return e.err.Error() }
+
+// takePage writes a fetched page's valid samples to the WAL and returns
+// the last index written (0: none), the samples written and the refused
+// ones; empty says the page held no samples. A version 2 page (block not
+// nil) is verified in place and written as received (verify.go); a
+// version 1 or JSON page, decoded by the client, is validated sample by
+// sample and converted once into a version 2 record.
+func (c *Collector) takePage(ctx context.Context, p *producer, client *pa.Client, page *pa.Page, block []byte, buf *[]byte) (idx uint64, written int, rejected []quarantine.Entry, empty bool, err error) {
+	if block == nil {
+		if len(page.Samples) == 0 {
+			return 0, 0, nil, true, nil
+		}
+		valid, rejected := c.sortPage(page)
+		idx, written, err := c.appendSamples(ctx, p, page.Incarnation, page.Samples[:valid], buf, &rejected)
+		return idx, written, rejected, false, err
+	}
+	var lim *pa.PageLimits
+	if client.Decoder != nil {
+		lim = client.Decoder.Limits
+	}
+	w := pageWorkPool.Get().(*pageWork)
+	defer w.release()
+	rejected, err = c.verifyPage2(w, block, lim)
+	if err != nil {
+		return 0, 0, nil, false, &pageError{err}
+	}
+	if len(w.spans) == 0 {
+		return 0, 0, nil, true, nil
+	}
+	if page.Token == "" {
+		return 0, 0, nil, false, &pageError{fmt.Errorf("%w: page with %d samples has no token", pa.ErrMalformed, len(w.spans))}
+	}
+	idx, written, err = c.appendPage2(ctx, p, page.Incarnation, w, block, buf, &rejected)
+	return idx, written, rejected, false, err
 }

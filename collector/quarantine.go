@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"sync"
 	"time"
 
 	pa "github.com/holdfast/holdfast/producerapi"
@@ -44,7 +45,8 @@ func (c *Collector) sortPage(page *pa.Page) (int, []quarantine.Entry) {
 	return w, rejected
 }
 
-// appendSamples writes samples to the WAL as one page record, or, when that
+// appendSamples writes samples to the WAL as one page record (version 2,
+// verified), or, when that
 // record would exceed what the WAL takes, as several (halving), and returns
 // the last index written (0: none) and the samples written. A single sample
 // too large for any record joins rejected. Records written before an error
@@ -54,7 +56,11 @@ func (c *Collector) appendSamples(ctx context.Context, p *producer, incarnation 
 	if len(samples) == 0 {
 		return 0, 0, nil
 	}
-	*buf = pa.AppendPageRecord((*buf)[:0], p.cfg.ID, incarnation, samples)
+	// Converted once into a version 2 record; every sample here passed
+	// Validate and the schema check (sortPage).
+	enc := block2Encoders.Get().(*pa.Block2Encoder)
+	*buf = enc.Append(pa.AppendPageRecord2Head((*buf)[:0], p.cfg.ID, incarnation, true), samples)
+	block2Encoders.Put(enc)
 	if len(*buf) <= c.maxRec {
 		idx, err := c.wal.Append(ctx, wal.Record{Type: wal.TypePage, Payload: *buf})
 		if err != nil {
@@ -79,6 +85,10 @@ func (c *Collector) appendSamples(ctx context.Context, p *producer, incarnation 
 	}
 	return max(i1, i2), n1 + n2, nil
 }
+
+// block2Encoders keep the series index and buffers of the version 1 and
+// JSON pages' conversion from page to page.
+var block2Encoders = sync.Pool{New: func() any { return new(pa.Block2Encoder) }}
 
 // keepRejected stores refused samples in the quarantine (synced) and counts
 // them. A sample the full quarantine cannot keep is counted and logged, and

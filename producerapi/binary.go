@@ -118,6 +118,13 @@ func appendDatum(dst []byte, d *Datum) []byte {
 		flags |= 1
 	}
 	dst = append(dst, byte(d.Type), flags)
+	return appendDatumTail(dst, d)
+}
+
+// appendDatumTail appends what follows a datum's flags in both block
+// versions: the start time (for types that have one) and the value
+// (unless missing).
+func appendDatumTail(dst []byte, d *Datum) []byte {
 	if d.Type.HasStartTime() {
 		dst = binary.LittleEndian.AppendUint64(dst, uint64(d.StartTimeNs))
 	}
@@ -185,6 +192,9 @@ type decoder struct {
 	in     *interner   // nil: allocate every string
 	arena  []Field     // field slices are carved from here
 	lim    *pageLimits // nil: counts are bounded by the bytes left only
+	// exact: allocate field slices of exactly the size needed instead of
+	// carving them from a 1,024-field arena (for one-off decodes).
+	exact bool
 	// fieldsLeft is what the current sample may still hold of
 	// lim.maxFields (target and metric fields together, as Validate counts).
 	fieldsLeft int
@@ -224,6 +234,9 @@ func (in *interner) get(b []byte) string {
 // concurrent use; keep one per goroutine.
 type SampleDecoder struct {
 	in interner
+	// series decodes series entries (DecodeSeries): it keeps the field
+	// arena from call to call.
+	series decoder
 	// Limits, when set, bound the pages DecodePage and UnmarshalPageJSON
 	// accept (see PageLimits); a collector sets them to what it asks
 	// producers for. They do not apply to DecodeSamples and
@@ -233,7 +246,9 @@ type SampleDecoder struct {
 
 // NewSampleDecoder returns a decoder that interns up to 65,536 strings.
 func NewSampleDecoder() *SampleDecoder {
-	return &SampleDecoder{in: interner{max: 1 << 16, m: make(map[string]string)}}
+	sd := &SampleDecoder{in: interner{max: 1 << 16, m: make(map[string]string)}}
+	sd.series.in = &sd.in
+	return sd
 }
 
 // DecodeSamples is like the package function DecodeSamples.
@@ -243,12 +258,15 @@ func (sd *SampleDecoder) DecodeSamples(block []byte, dst []Sample) ([]Sample, er
 
 // DecodePage is like the package function DecodePage.
 func (sd *SampleDecoder) DecodePage(b []byte, p *Page) error {
-	return decodePage(b, p, &sd.in, sd.Limits.resolve())
+	return decodePage(b, p, &sd.in, sd.Limits.resolve(), sd.Limits)
 }
 
 // Release drops what the decoder keeps between pages (interned strings) so
 // an idle collector loop pins no memory; the decoder stays usable.
-func (sd *SampleDecoder) Release() { sd.in.m = make(map[string]string) }
+func (sd *SampleDecoder) Release() {
+	sd.in.m = make(map[string]string)
+	sd.series.arena = nil
+}
 
 // DecodePageRecord is like the package function DecodePageRecord.
 func (sd *SampleDecoder) DecodePageRecord(b []byte, rec *PageRecord) error {
@@ -266,7 +284,7 @@ func (d *decoder) name() string {
 
 // takeFields returns a slice of n fields carved from the arena.
 func (d *decoder) takeFields(n int) []Field {
-	if n > 64 {
+	if n > 64 || d.exact {
 		return make([]Field, n)
 	}
 	if len(d.arena) < n {
@@ -319,6 +337,12 @@ func (d *decoder) u64() uint64 {
 func (d *decoder) uvarint() uint64 {
 	if d.err != nil {
 		return 0
+	}
+	// Most lengths and counts are one byte: skip the general loop.
+	if d.off < len(d.b) && d.b[d.off] < 0x80 {
+		v := d.b[d.off]
+		d.off++
+		return uint64(v)
 	}
 	v, n := binary.Uvarint(d.b[d.off:])
 	if n <= 0 {

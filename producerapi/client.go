@@ -24,6 +24,9 @@ type Client struct {
 	MaxPageBytes int64
 	// JSON asks for JSON pages instead of binary ones.
 	JSON bool
+	// BinaryVersion 1 asks for binary pages of version 1 only (as
+	// collectors did before version 2); 0 asks for version 2 first.
+	BinaryVersion int
 	// Decoder, if set, decodes binary pages with less garbage (see
 	// SampleDecoder); the Client must then not Fetch concurrently.
 	Decoder *SampleDecoder
@@ -118,10 +121,32 @@ func (c *Client) PageByteLimit() int64 {
 	return c.MaxPageBytes
 }
 
+// Accept headers of a page request. A collector prefers binary version 2,
+// takes version 1 from producers that predate it, and JSON from anything.
+const (
+	acceptPages   = ContentTypeBinaryV2 + ", " + ContentTypeBinary + ";q=0.9, " + ContentTypeJSON + ";q=0.5"
+	acceptPagesV1 = ContentTypeBinary + ", " + ContentTypeJSON + ";q=0.5"
+)
+
 // Fetch asks for a page. The page is decoded into p (its Samples slice is
 // reused); the raw body size is returned. A body over the limit is a
 // *PageTooLargeError.
 func (c *Client) Fetch(ctx context.Context, req FetchRequest, p *Page) (int, error) {
+	n, _, err := c.fetch(ctx, req, p, false)
+	return n, err
+}
+
+// FetchRaw is Fetch that leaves a binary version 2 page undecoded: it reads
+// the page's head into p (p.Samples is emptied) and returns its block
+// (aliasing the body) for the caller to check with a BlockScanner (bounded
+// by the Decoder's limits) and to check that a page with samples has a
+// token. Pages of other encodings are decoded into p as Fetch does, and
+// block is nil.
+func (c *Client) FetchRaw(ctx context.Context, req FetchRequest, p *Page) (n int, block []byte, err error) {
+	return c.fetch(ctx, req, p, true)
+}
+
+func (c *Client) fetch(ctx context.Context, req FetchRequest, p *Page, raw bool) (int, []byte, error) {
 	q := url.Values{}
 	if req.Token != "" {
 		q.Set("token", req.Token)
@@ -134,13 +159,16 @@ func (c *Client) Fetch(ctx context.Context, req FetchRequest, p *Page) (int, err
 		max = int64(req.MaxBytes)
 	}
 	q.Set("max_bytes", strconv.FormatInt(max, 10))
-	accept := ContentTypeBinary + ", " + ContentTypeJSON + ";q=0.5"
-	if c.JSON {
+	accept := acceptPages
+	switch {
+	case c.JSON:
 		accept = ContentTypeJSON
+	case c.BinaryVersion == 1:
+		accept = acceptPagesV1
 	}
 	resp, err := c.do(ctx, http.MethodGet, "/v1/collectors/"+url.PathEscape(c.CollectorID)+"/page", q, accept)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
 	// The body limit is the client's, not the request's: a page over what
@@ -151,13 +179,13 @@ func (c *Client) Fetch(ctx context.Context, req FetchRequest, p *Page) (int, err
 	limit := c.PageByteLimit()
 	body, err := readPageBody(resp, limit)
 	if err != nil && !errors.Is(err, ErrPageLimit) {
-		return len(body), err
+		return len(body), nil, err
 	}
 	ct, _, _ := strings.Cut(resp.Header.Get("Content-Type"), ";")
 	ct = strings.TrimSpace(ct)
 	if err != nil { // over the limit: body holds at most its head
 		e := &PageTooLargeError{Limit: limit, Samples: -1}
-		if ct == ContentTypeBinary {
+		if ct == ContentTypeBinary || ct == ContentTypeBinaryV2 {
 			var head Page
 			if n, err := decodePageHead(body, &head); err == nil {
 				e.Producer, e.Incarnation, e.Token, e.Samples = head.Producer, head.Incarnation, head.Token, n
@@ -172,9 +200,20 @@ func (c *Client) Fetch(ctx context.Context, req FetchRequest, p *Page) (int, err
 				e.Incarnation = inc
 			}
 		}
-		return int(min(limit+1, math.MaxInt32)), e
+		return int(min(limit+1, math.MaxInt32)), nil, e
 	}
 	switch ct {
+	case ContentTypeBinaryV2:
+		if raw {
+			var lim *PageLimits
+			if c.Decoder != nil {
+				lim = c.Decoder.Limits
+			}
+			block, _, err := ScanPageHead(body, p, lim)
+			p.Samples = p.Samples[:0]
+			return len(body), block, err
+		}
+		fallthrough
 	case ContentTypeBinary:
 		if c.Decoder != nil {
 			err = c.Decoder.DecodePage(body, p)
@@ -190,12 +229,25 @@ func (c *Client) Fetch(ctx context.Context, req FetchRequest, p *Page) (int, err
 	default:
 		err = fmt.Errorf("%w: page with content type %q", ErrMalformed, ct)
 	}
-	return len(body), err
+	return len(body), nil, err
 }
 
 // decodePageHead reads a binary page's fields before its samples and the
 // sample count at the head of its block.
+// For version 2 the sample count follows the series table, which the head
+// may not hold: it is -1 then unless the whole table is there.
 func decodePageHead(b []byte, p *Page) (int, error) {
+	if len(b) >= 5 && [4]byte(b[:4]) == pageMagic && b[4] == PageVersion2 {
+		off, err := scanPageHead(b, p, nil)
+		if err != nil {
+			return 0, err
+		}
+		var sc BlockScanner
+		if sc.Reset(b[off:], nil) != nil {
+			return -1, nil
+		}
+		return sc.NumSamples(), nil
+	}
 	if len(b) < 5 || [4]byte(b[:4]) != pageMagic || b[4] != PageVersion {
 		return 0, fmt.Errorf("%w: not a binary page of version %d", ErrMalformed, PageVersion)
 	}

@@ -64,8 +64,14 @@ func (l *PageLimits) resolve() *pageLimits {
 	if l == nil {
 		return nil
 	}
+	r := l.resolved()
+	return &r
+}
+
+// resolved is resolve without the allocation, for l != nil.
+func (l *PageLimits) resolved() pageLimits {
 	s := l.Sample.withDefaults()
-	return &pageLimits{maxSamples: l.MaxSamples, maxBytes: l.MaxBytes, maxFields: s.MaxFields, maxBins: s.MaxHistogramBins}
+	return pageLimits{maxSamples: l.MaxSamples, maxBytes: l.MaxBytes, maxFields: s.MaxFields, maxBins: s.MaxHistogramBins}
 }
 
 // checkPageBytes refuses a page longer than MaxBytes before any decoding.

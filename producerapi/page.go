@@ -18,13 +18,19 @@ type Page struct {
 	Samples     []Sample `json:"-"`           // JSON: see json.go
 }
 
-// PageVersion is the version of both page encodings.
+// PageVersion is the version of the JSON page encoding and of binary page
+// version 1.
 const PageVersion = 1
 
-// Media types of the two page encodings.
+// PageVersion2 is the version of the binary page that carries a version 2
+// block (a series dictionary).
+const PageVersion2 = 2
+
+// Media types of the page encodings.
 const (
-	ContentTypeJSON   = "application/json"
-	ContentTypeBinary = "application/vnd.holdfast.page.v1+binary"
+	ContentTypeJSON     = "application/json"
+	ContentTypeBinary   = "application/vnd.holdfast.page.v1+binary"
+	ContentTypeBinaryV2 = "application/vnd.holdfast.page.v2+binary"
 )
 
 var pageMagic = [4]byte{'H', 'F', 'P', 'G'}
@@ -36,10 +42,30 @@ var pageMagic = [4]byte{'H', 'F', 'P', 'G'}
 //
 // The sample block is the one AppendSamples writes.
 
-// AppendPage appends the binary encoding of p to dst.
+// Binary page, version 2: the same head with version 2, then a version 2
+// block (block2.go):
+//
+//	page2 := "HFPG" | u8 version(=2) | str producer | str incarnation | str token |
+//	         uvarint dropped | u8 flags (bit 0: more) | block2
+
+// AppendPage appends the binary encoding (version 1) of p to dst.
 func AppendPage(dst []byte, p *Page) []byte {
+	return AppendSamples(appendPageHead(dst, p, PageVersion), p.Samples)
+}
+
+// AppendPage2 appends the binary encoding version 2 of p to dst.
+func AppendPage2(dst []byte, p *Page) []byte {
+	return AppendBlock2(appendPageHead(dst, p, PageVersion2), p.Samples)
+}
+
+// AppendPage2With is AppendPage2 with a reusable encoder.
+func AppendPage2With(e *Block2Encoder, dst []byte, p *Page) []byte {
+	return e.Append(appendPageHead(dst, p, PageVersion2), p.Samples)
+}
+
+func appendPageHead(dst []byte, p *Page, version byte) []byte {
 	dst = append(dst, pageMagic[:]...)
-	dst = append(dst, PageVersion)
+	dst = append(dst, version)
 	dst = appendStr(dst, p.Producer)
 	dst = appendStr(dst, p.Incarnation)
 	dst = appendStr(dst, p.Token)
@@ -48,44 +74,73 @@ func AppendPage(dst []byte, p *Page) []byte {
 	if p.More {
 		flags |= 1
 	}
-	dst = append(dst, flags)
-	return AppendSamples(dst, p.Samples)
+	return append(dst, flags)
 }
 
-// DecodePage decodes a binary page. Samples are appended to p.Samples[:0].
-// It checks structure only; validate samples with Validate.
-func DecodePage(b []byte, p *Page) error { return decodePage(b, p, nil, nil) }
+// DecodePage decodes a binary page of version 1 or 2. Samples are appended
+// to p.Samples[:0]. It checks structure only; validate samples with
+// Validate.
+func DecodePage(b []byte, p *Page) error { return decodePage(b, p, nil, nil, nil) }
 
-func decodePage(b []byte, p *Page, in *interner, lim *pageLimits) error {
-	if err := lim.checkPageBytes(len(b)); err != nil {
-		return err
+// ScanPageHead reads a binary page's head (version 1 or 2) into p, leaving
+// p.Samples alone, and returns its block undecoded (version p.Version) and
+// the block's offset in b. With lim, a page longer than lim.MaxBytes is
+// refused (*LimitError). The caller checks the block (BlockScanner for
+// version 2) and that a page with samples has a token.
+func ScanPageHead(b []byte, p *Page, lim *PageLimits) (block []byte, off int, err error) {
+	if err := lim.resolve().checkPageBytes(len(b)); err != nil {
+		return nil, 0, err
 	}
+	off, err = scanPageHead(b, p, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	return b[off:], off, nil
+}
+
+func scanPageHead(b []byte, p *Page, in *interner) (int, error) {
 	if len(b) < 5 || [4]byte(b[:4]) != pageMagic {
-		return fmt.Errorf("%w: not a binary page (bad magic)", ErrMalformed)
+		return 0, fmt.Errorf("%w: not a binary page (bad magic)", ErrMalformed)
 	}
-	if b[4] != PageVersion {
-		return fmt.Errorf("%w: unsupported page version %d (this build reads %d)", ErrMalformed, b[4], PageVersion)
+	if b[4] != PageVersion && b[4] != PageVersion2 {
+		return 0, fmt.Errorf("%w: unsupported page version %d (this build reads %d and %d)", ErrMalformed, b[4], PageVersion, PageVersion2)
 	}
 	d := &decoder{b: b, off: 5, sample: -1, in: in}
-	p.Version = PageVersion
+	p.Version = int(b[4])
 	p.Producer = d.str()
 	p.Incarnation = d.str()
 	p.Token = d.str()
 	p.Dropped = d.uvarint()
 	flags := d.u8()
 	if d.err != nil {
-		return d.err
+		return 0, d.err
 	}
 	if flags&^1 != 0 {
-		return fmt.Errorf("%w: unknown page flags %#x", ErrMalformed, flags)
+		return 0, fmt.Errorf("%w: unknown page flags %#x", ErrMalformed, flags)
 	}
 	p.More = flags&1 != 0
-	samples, err := decodeSamples(&decoder{b: b[d.off:], sample: -1, in: in, lim: lim}, p.Samples[:0])
+	return d.off, nil
+}
+
+func decodePage(b []byte, p *Page, in *interner, lim *pageLimits, plim *PageLimits) error {
+	if err := lim.checkPageBytes(len(b)); err != nil {
+		return err
+	}
+	off, err := scanPageHead(b, p, in)
+	if err != nil {
+		return err
+	}
+	var samples []Sample
+	if p.Version == PageVersion2 {
+		samples, err = decodeBlock2(b[off:], p.Samples[:0], plim, in)
+	} else {
+		samples, err = decodeSamples(&decoder{b: b[off:], sample: -1, in: in, lim: lim}, p.Samples[:0])
+	}
 	p.Samples = samples
 	if err != nil {
 		var de *DecodeError
 		if errors.As(err, &de) {
-			de.Offset += d.off
+			de.Offset += off
 		}
 		return err
 	}

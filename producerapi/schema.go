@@ -169,7 +169,8 @@ type SchemaRegistry struct {
 	max        int
 	mu         sync.RWMutex
 	schemas    map[SchemaKey]*TimeseriesSchema
-	overflowed uint64 // guarded by mu
+	byKey      map[string]*TimeseriesSchema // the same by schemaByteKey, for SeriesKnownValid's allocation-free lookup
+	overflowed uint64                       // guarded by mu
 }
 
 // SchemaKey is a schema version's identity, (timeseries name, version):
@@ -194,7 +195,7 @@ func NewSchemaRegistrySize(max int) *SchemaRegistry {
 	if max < 1 {
 		max = DefaultMaxSchemas
 	}
-	return &SchemaRegistry{max: max, schemas: make(map[SchemaKey]*TimeseriesSchema)}
+	return &SchemaRegistry{max: max, schemas: make(map[SchemaKey]*TimeseriesSchema), byKey: make(map[string]*TimeseriesSchema)}
 }
 
 // Check admits a sample whose schema matches the known one for its name and
@@ -231,6 +232,7 @@ func (r *SchemaRegistry) Check(s *Sample) (added bool, err error) {
 		return false, nil
 	}
 	r.schemas[id] = &got
+	r.byKey[schemaByteKey(id)] = &got
 	return true, nil
 }
 

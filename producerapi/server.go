@@ -258,6 +258,9 @@ type PageRequest struct {
 	// Binary selects); a single sample larger than it is served alone.
 	MaxBytes int
 	Binary   bool
+	// Version is the binary page version served (with Binary): 2 for a
+	// series dictionary, else 1.
+	Version int
 }
 
 // ServePage serves a collector as the HTTP endpoint does (for embedding and
@@ -278,7 +281,7 @@ func (s *Server) ServePage(ctx context.Context, req PageRequest) (Page, error) {
 	if c.page == nil || req.Token == c.page.token {
 		s.collect(ctx) // only when a new page will be made
 	}
-	lim := serveLimits{samples: limit, bytes: req.MaxBytes, sizer: &pageSizer{binary: req.Binary}}
+	lim := serveLimits{samples: limit, bytes: req.MaxBytes, sizer: &pageSizer{binary: req.Binary, v2: req.Version == PageVersion2}}
 	return s.buf.serve(c, req.Token, lim, s.now(), s.opts.ID), nil
 }
 
@@ -292,7 +295,7 @@ func (s *Server) Ack(collector, token string) bool {
 
 // HTTP API (see DESIGN.md for an example exchange):
 //
-//	GET    /v1/collectors/:collector/page?token=T&limit=N&max_bytes=B   serve a page (Accept: JSON or binary)
+//	GET    /v1/collectors/:collector/page?token=T&limit=N&max_bytes=B   serve a page (Accept: JSON, binary v1 or v2)
 //	POST   /v1/collectors/:collector/ack?token=T                        release the outstanding page
 //	DELETE /v1/collectors/:collector                                    remove a collector's cursor
 //	GET    /v1/stats                                                    ServerStats as JSON
@@ -407,14 +410,25 @@ func (s *Server) handlePage(w http.ResponseWriter, r *http.Request, ps httproute
 	if !ok {
 		return
 	}
-	binary := wantsBinary(r.Header.Get("Accept"))
-	p, err := s.ServePage(r.Context(), PageRequest{Collector: id, Token: token, Limit: limit, MaxBytes: maxBytes, Binary: binary})
+	ct := negotiatePage(r.Header.Get("Accept"))
+	req := PageRequest{Collector: id, Token: token, Limit: limit, MaxBytes: maxBytes, Binary: ct != ContentTypeJSON, Version: PageVersion}
+	if ct == ContentTypeBinaryV2 {
+		req.Version = PageVersion2
+	}
+	p, err := s.ServePage(r.Context(), req)
 	if err != nil {
 		refusal(w, err)
 		return
 	}
 	setPageHeaders(w.Header(), &p)
-	if binary {
+	switch ct {
+	case ContentTypeBinaryV2:
+		w.Header().Set("Content-Type", ContentTypeBinaryV2)
+		enc := page2Encoders.Get().(*Block2Encoder)
+		w.Write(AppendPage2With(enc, nil, &p))
+		page2Encoders.Put(enc)
+		return
+	case ContentTypeBinary:
 		w.Header().Set("Content-Type", ContentTypeBinary)
 		w.Write(AppendPage(nil, &p))
 		return
@@ -447,14 +461,47 @@ func setPageHeaders(h http.Header, p *Page) {
 	h.Set(HeaderIncarnation, p.Incarnation)
 }
 
-func wantsBinary(accept string) bool {
+// page2Encoders keep the series index and buffers of v2 pages from page to
+// page.
+var page2Encoders = sync.Pool{New: func() any { return new(Block2Encoder) }}
+
+// negotiatePage picks the page encoding for an Accept header: the
+// acceptable one (q > 0) with the highest q-value, ties going to binary
+// version 2, then version 1, then JSON. JSON is the default (no Accept, or
+// nothing known in it), so a person with curl gets something readable.
+func negotiatePage(accept string) string {
+	best, bestQ, bestRank := ContentTypeJSON, -1.0, 0
 	for _, part := range strings.Split(accept, ",") {
-		mt, _, _ := strings.Cut(strings.TrimSpace(part), ";")
-		if mt == ContentTypeBinary {
-			return true
+		mt, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		mt = strings.ToLower(strings.TrimSpace(mt))
+		rank := 0
+		switch mt {
+		case ContentTypeBinaryV2:
+			rank = 3
+		case ContentTypeBinary:
+			rank = 2
+		case ContentTypeJSON:
+			rank = 1
+		default:
+			continue
+		}
+		q := 1.0
+		for _, p := range strings.Split(params, ";") {
+			k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
+			if strings.EqualFold(strings.TrimSpace(k), "q") {
+				if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil && f >= 0 && f <= 1 {
+					q = f
+				}
+			}
+		}
+		if q == 0 {
+			continue
+		}
+		if q > bestQ || (q == bestQ && rank > bestRank) {
+			best, bestQ, bestRank = mt, q, rank
 		}
 	}
-	return false
+	return best
 }
 
 func (s *Server) handleAck(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {

@@ -413,8 +413,10 @@ func getFrame(n int) []byte {
 }
 
 func putFrame(b []byte) {
-	if cap(b) > 1<<20 {
-		return // do not keep rare huge buffers alive
+	// A 10,000-sample page record is ~1.1 MB: keep frames of that size
+	// (the common case, not a rare one), not the rare huge ones.
+	if cap(b) > 4<<20 {
+		return
 	}
 	framePool.Put(&b)
 }
