@@ -135,6 +135,9 @@ func (c *Collector) Assigned() []ProducerConfig {
 func (c *Collector) startLocked(p *producer) {
 	c.m.initProducer(p.cfg.ID)
 	c.mm.drainLimited.WithLabelValues(p.cfg.ID)
+	if c.q != nil {
+		c.q.TrackProducer(p.cfg.ID)
+	}
 	delete(c.mu.departed, p.cfg.ID) // back
 	if c.mu.runCtx == nil || c.mu.runCtx.Err() != nil {
 		return
@@ -163,6 +166,9 @@ func (c *Collector) stopLocked(p *producer) {
 		if !again {
 			c.m.deleteProducer(id)
 			c.mm.drainLimited.DeletePartialMatch(prometheus.Labels{"producer": id})
+			if c.q != nil {
+				c.q.ForgetProducer(id)
+			}
 		}
 		c.mu.Unlock()
 	}

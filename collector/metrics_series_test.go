@@ -27,6 +27,7 @@ var perProducer = []string{
 	"holdfast_collector_producer_restarts_total", "holdfast_collector_rejected_samples_total",
 	"holdfast_collector_producer_up", "holdfast_collector_producer_last_success_timestamp_seconds",
 	"holdfast_collector_producer_scrape_duration_seconds", "holdfast_collector_drain_limited_total",
+	"holdfast_quarantine_overflow_total",
 }
 
 func scrape(t *testing.T, url string) string {
@@ -109,6 +110,15 @@ func TestMetricsSeriesLifecycle(t *testing.T) {
 			t.Errorf("%s not at 0 on a fresh collector", name)
 		}
 	}
+	// A labelled counter with no series has no TYPE line either: name them.
+	for _, want := range []string{
+		`holdfast_quarantine_stored_total{kind="sample",reason="invalid"} 0`,
+		`holdfast_quarantine_stored_total{kind="record",reason="rejected"} 0`,
+	} {
+		if !strings.Contains(fresh, "\n"+want+"\n") {
+			t.Errorf("no %s on a fresh collector", want)
+		}
+	}
 
 	var urls []string
 	for _, id := range []string{"a", "b"} {
@@ -144,6 +154,7 @@ func TestMetricsSeriesLifecycle(t *testing.T) {
 		`holdfast_collector_rejected_samples_total{producer="a",reason="schema"} 0`,
 		`holdfast_collector_producer_scrape_duration_seconds{producer="a"} 0`,
 		`holdfast_collector_drain_limited_total{producer="a"} 0`,
+		`holdfast_quarantine_overflow_total{producer="a",reason="invalid"} 0`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("no %s right after the PUT", want)

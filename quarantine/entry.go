@@ -39,6 +39,13 @@ const (
 	CodeUnknownType = "unknown_type" // a WAL record type this build does not know
 )
 
+// The reason codes of each kind: the collector refuses samples, the
+// forwarder records.
+var (
+	sampleCodes = []string{CodeInvalid, CodeSchema, CodeTooLarge}
+	recordCodes = []string{CodeRejected, CodeMalformed, CodeCorrupt, CodeUnknownType}
+)
+
 // Entry is one quarantined sample or record.
 type Entry struct {
 	ID          uint64 // assigned by Put

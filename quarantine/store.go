@@ -525,7 +525,30 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		stored:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "stored_total", Help: "Entries stored, by kind and reason."}, []string{"kind", "reason"}),
 		overflow: prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "overflow_total", Help: "Rejected samples or records not kept because the quarantine was full, by producer and reason."}, []string{"producer", "reason"}),
 	}
+	// Every counter exists from start-up at 0, so rate() and absent() work
+	// before the first refusal.
+	for _, c := range sampleCodes {
+		m.stored.WithLabelValues(KindSample.String(), c)
+	}
+	for _, c := range recordCodes {
+		m.stored.WithLabelValues(KindRecord.String(), c)
+	}
 	var err error
 	m.set, err = promutil.Register(reg, m.bytes, m.entries, m.budget, m.full, m.stored, m.overflow)
 	return m, err
+}
+
+// TrackProducer creates a producer's overflow counters at 0 (a collector
+// calls it when it starts collecting from the producer); ForgetProducer
+// deletes them when the producer leaves, so /metrics does not grow with
+// every producer ever seen.
+func (s *Store) TrackProducer(id string) {
+	for _, c := range append(sampleCodes[:len(sampleCodes):len(sampleCodes)], recordCodes...) {
+		s.m.overflow.WithLabelValues(id, c)
+	}
+}
+
+// ForgetProducer: see TrackProducer.
+func (s *Store) ForgetProducer(id string) {
+	s.m.overflow.DeletePartialMatch(prometheus.Labels{"producer": id})
 }
