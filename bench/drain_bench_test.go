@@ -2,8 +2,10 @@ package bench
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -77,11 +79,23 @@ func BenchmarkDrainPeakHeap(b *testing.B) {
 		l.Close()
 		runtime.GC()
 		var peakInuse, peakSys atomic.Uint64
+		// HOLDFAST_BENCH_HEAP_PROFILE=FILE keeps the heap profile taken
+		// after the GC that follows the highest peak seen: what is live
+		// when the heap is at its largest (go tool pprof -sample_index=inuse_space).
+		profile := os.Getenv("HOLDFAST_BENCH_HEAP_PROFILE")
+		var lastProfile time.Time
 		sample := func() {
 			var ms runtime.MemStats
 			runtime.ReadMemStats(&ms)
 			if ms.HeapInuse > peakInuse.Load() {
 				peakInuse.Store(ms.HeapInuse)
+				if profile != "" && time.Since(lastProfile) > time.Second {
+					lastProfile = time.Now()
+					if f, err := os.Create(profile); err == nil {
+						pprof.Lookup("heap").WriteTo(f, 0)
+						f.Close()
+					}
+				}
 			}
 			if ms.HeapSys-ms.HeapReleased > peakSys.Load() {
 				peakSys.Store(ms.HeapSys - ms.HeapReleased)
@@ -92,7 +106,10 @@ func BenchmarkDrainPeakHeap(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer drop()
-		took, err := drainDir(context.Background(), addr, db, dir, forwarder.Options{}, sample)
+		// HOLDFAST_BENCH_SERIAL_DELIVERY=1: one batch at a time (less
+		// memory, slower), as forwarder.Options.SerialDelivery.
+		opts := forwarder.Options{SerialDelivery: os.Getenv("HOLDFAST_BENCH_SERIAL_DELIVERY") == "1"}
+		took, err := drainDir(context.Background(), addr, db, dir, opts, sample)
 		if err != nil {
 			b.Fatal(err)
 		}

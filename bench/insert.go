@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"runtime"
 	"time"
@@ -31,19 +32,37 @@ func freshDB(ctx context.Context, conn driver.Conn, prefix string) (string, func
 	return db, func() { conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db) }, nil
 }
 
-// fillWAL appends n fleet samples in pages of pageSamples.
+// fillWAL appends n fleet samples in pages of pageSamples, as page
+// records of version recordVersion(): 2 (block v2, flagged verified) as
+// the collector writes them, or 1 as builds before block v2 wrote them.
 func fillWAL(l *wal.Log, n, vms int, ts int64) error {
 	fleet := sampletest.NewFleet(vms)
 	page := make([]pa.Sample, 0, pageSamples)
-	var buf []byte
+	var buf, block []byte
+	var enc pa.Block2Encoder
+	v1 := recordVersion() == 1
 	for done := 0; done < n; done += pageSamples {
 		page = fleet.Append(page[:0], min(pageSamples, n-done), ts+int64(done))
-		buf = pa.AppendPageRecord(buf[:0], "bench", "1", page)
+		if v1 {
+			buf = pa.AppendPageRecord(buf[:0], "bench", "1", page)
+		} else {
+			block = enc.Append(block[:0], page)
+			buf = pa.AppendPageRecord2(buf[:0], "bench", "1", true, block)
+		}
 		if _, err := l.Append(context.Background(), wal.Record{Type: wal.TypePage, Payload: buf}); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// recordVersion is the page record version the benchmarks write to the
+// WAL: HOLDFAST_BENCH_RECORD_VERSION, default 2.
+func recordVersion() int {
+	if v := os.Getenv("HOLDFAST_BENCH_RECORD_VERSION"); v == "1" {
+		return 1
+	}
+	return 2
 }
 
 // drainDir forwards everything in dir's WAL into db and returns the time it
@@ -146,6 +165,7 @@ func RunInsert(ctx context.Context, env Env) (*Result, error) {
 	n := int(env.Duration.Seconds() / float64(len(batchSizes)*rounds*4) * 400_000)
 	n = min(4_000_000, max(200_000, n/pageSamples*pageSamples))
 	r.Params["samples_per_run"], r.Params["batch_rows"], r.Params["rounds"] = n, batchSizes, rounds
+	r.Params["record_version"] = recordVersion()
 	t := Table{Title: "Forwarder drain vs direct insert of the same rows (samples/s, medians)",
 		Columns: []string{"batch rows", "drain", "direct", "ratio"}}
 	p := &progress{w: env.Progress}
@@ -169,7 +189,7 @@ func RunInsert(ctx context.Context, env Env) (*Result, error) {
 	}
 	r.Tables = append(r.Tables, t)
 	r.Metrics["drain_vs_direct_ratio"] = r.Metrics["drain_vs_direct_100k_ratio"]
-	r.target("drain_vs_direct_ratio", ">=", 0.8)
+	r.target("drain_vs_direct_ratio", ">=", 0.9) // issue 9
 	return r.finish(), nil
 }
 

@@ -1,6 +1,9 @@
 package forwarder
 
 import (
+	"math"
+	"sync/atomic"
+
 	"github.com/google/uuid"
 
 	pa "github.com/holdfast/holdfast/producerapi"
@@ -10,6 +13,8 @@ import (
 // rows per datum type, and the fields and schemas of timeseries not written
 // before. Values are copied out of the decoded samples, which can then be
 // dropped: a batch of 100,000 rows costs a few MiB, not the decoded pages.
+// The forwarder keeps one rowSet for its batches and resets it after each
+// delivery, so its column arrays are allocated once, not per batch.
 type rowSet struct {
 	meas       [pa.DatumHistogramF64 + 1]*measurementRows
 	fields     [pa.FieldUUID + 1]*fieldRows
@@ -17,10 +22,39 @@ type rowSet struct {
 	newKeys    map[uint64]uint64 // key -> fingerprint of its timeseries
 	newSchemas map[pa.SchemaKey]struct{}
 	rows       int
+	// gen identifies this batch's contents to the series cache
+	// (series.go): a cache entry whose gen equals it was admitted into this
+	// row set already. It changes on every reset.
+	gen uint64
 }
 
+// rowSetGen numbers row sets and their resets; 0 is never used, so a zero
+// cache entry matches no row set. Touched by one goroutine per writer, but
+// row sets of different writers (tests, Inserters) may be made concurrently.
+var rowSetGen atomic.Uint64
+
 func newRowSet() *rowSet {
-	return &rowSet{newKeys: map[uint64]uint64{}, newSchemas: map[pa.SchemaKey]struct{}{}}
+	return &rowSet{newKeys: map[uint64]uint64{}, newSchemas: map[pa.SchemaKey]struct{}{}, gen: rowSetGen.Add(1)}
+}
+
+// reset empties rs for the next batch, keeping its arrays.
+func (rs *rowSet) reset() {
+	for _, m := range rs.meas {
+		if m != nil {
+			m.reset()
+		}
+	}
+	for _, f := range rs.fields {
+		if f != nil {
+			f.reset()
+		}
+	}
+	clear(rs.schemas)
+	rs.schemas = rs.schemas[:0]
+	clear(rs.newKeys)
+	clear(rs.newSchemas)
+	rs.rows = 0
+	rs.gen = rowSetGen.Add(1)
 }
 
 // add appends one validated sample whose timeseries has key and fingerprint
@@ -29,6 +63,9 @@ func newRowSet() *rowSet {
 // writer remembers: then it adds nothing and returns false, so two
 // timeseries are never merged under one key.
 func (rs *rowSet) add(name string, key, fp uint64, s *pa.Sample, w *writer) bool {
+	if known, ok := w.inflight[key]; ok && known != fp {
+		return false // the batch being delivered has another timeseries under key
+	}
 	known, seen := w.seenKeys[key]
 	if !seen {
 		known, seen = rs.newKeys[key]
@@ -81,9 +118,21 @@ type measurementRows struct {
 	f32     []float32 // f32, cumulative_f32
 	f64     []float64 // f64, cumulative_f64
 	strs    []string  // string, bytes
-	histI   []*pa.Histogram[int64]
-	histU   []*pa.Histogram[uint64]
-	histF   []*pa.Histogram[float64]
+	// Histograms, flat: every row's bins and counts one after the other
+	// (binEnd[i] and histEnd[i] are where row i's end: a histogram that
+	// did not validate may have more bins than counts, and the Inserter
+	// validates nothing), min/max/sum as 64-bit patterns
+	// (int64 and float64 bits, uint64 as is). No allocation per row.
+	binsI     []int64
+	binsU     []uint64
+	binsF     []float64
+	counts    []uint64
+	histEnd   []int
+	binEnd    []int
+	histStats [3][]uint64
+
+	cols  []any  // what columns returns, reused
+	slots [5]any // reusable arrays of the value columns (nullBufs, histogram arrays)
 }
 
 func (m *measurementRows) add(name string, key uint64, s *pa.Sample) {
@@ -115,146 +164,271 @@ func (m *measurementRows) add(name string, key uint64, s *pa.Sample) {
 	case pa.DatumBytes:
 		m.strs = append(m.strs, string(d.Bytes))
 	case pa.DatumHistogramI64:
-		m.histI = append(m.histI, d.HistI64)
+		if h := d.HistI64; h != nil && !d.Missing {
+			m.binsI = append(m.binsI, h.Bins...)
+			m.addHist(h.Counts, uint64(h.Min), uint64(h.Max), uint64(h.Sum))
+		} else {
+			m.addHist(nil, 0, 0, 0)
+		}
 	case pa.DatumHistogramU64:
-		m.histU = append(m.histU, d.HistU64)
+		if h := d.HistU64; h != nil && !d.Missing {
+			m.binsU = append(m.binsU, h.Bins...)
+			m.addHist(h.Counts, h.Min, h.Max, h.Sum)
+		} else {
+			m.addHist(nil, 0, 0, 0)
+		}
 	case pa.DatumHistogramF64:
-		m.histF = append(m.histF, d.HistF64)
+		if h := d.HistF64; h != nil && !d.Missing {
+			m.binsF = append(m.binsF, h.Bins...)
+			m.addHist(h.Counts, math.Float64bits(h.Min), math.Float64bits(h.Max), math.Float64bits(h.Sum))
+		} else {
+			m.addHist(nil, 0, 0, 0)
+		}
 	}
 }
 
-// nullable builds a Nullable column from values: one value array and one
-// pointer array, no allocation per row.
-func nullable[S, T any](missing []bool, vals []S, conv func(S) T) []*T {
-	out := make([]T, len(missing))
-	ptrs := make([]*T, len(missing))
+// addHist ends a histogram row whose bins were appended: its counts and
+// statistics.
+func (m *measurementRows) addHist(counts []uint64, lo, hi, sum uint64) {
+	m.binEnd = append(m.binEnd, max(len(m.binsI), len(m.binsU), len(m.binsF)))
+	m.counts = append(m.counts, counts...)
+	m.histEnd = append(m.histEnd, len(m.counts))
+	m.histStats[0] = append(m.histStats[0], lo)
+	m.histStats[1] = append(m.histStats[1], hi)
+	m.histStats[2] = append(m.histStats[2], sum)
+}
+
+// nullable builds a Nullable column from values into bufs' reusable value
+// and pointer arrays: no allocation per row, and none per batch once the
+// arrays have grown to the batch size. The pointers aim into bufs.out, so
+// the result is valid until the next call with the same bufs.
+func nullable[S, T any](missing []bool, vals []S, conv func(S) T, bufs *nullBufs[T]) []*T {
+	n := len(missing)
+	if cap(bufs.out) < n {
+		bufs.out, bufs.ptrs = make([]T, n), make([]*T, n)
+	}
+	out, ptrs := bufs.out[:n], bufs.ptrs[:n]
 	for i, miss := range missing {
-		if !miss {
-			out[i] = conv(vals[i])
-			ptrs[i] = &out[i]
+		if miss {
+			ptrs[i] = nil
+			continue
 		}
+		out[i] = conv(vals[i])
+		ptrs[i] = &out[i]
 	}
 	return ptrs
 }
 
+// nullBufs are the arrays nullable reuses for one column.
+type nullBufs[T any] struct {
+	out  []T
+	ptrs []*T
+}
+
+// slotBufs returns the buffers of type T kept in slot, making them on first
+// use (a measurements table's value type never changes).
+func slotBufs[T any](slot *any) *nullBufs[T] {
+	if b, ok := (*slot).(*nullBufs[T]); ok {
+		return b
+	}
+	b := &nullBufs[T]{}
+	*slot = b
+	return b
+}
+
 func same[T any](v T) T { return v }
 
-func histColumns[T int64 | uint64 | float64](missing []bool, hs []*pa.Histogram[T]) []any {
-	bins := make([][]T, len(hs))
-	counts := make([][]uint64, len(hs))
+// histColumns builds the histogram columns from m's flat arrays; bins
+// holds the rows' bins (binsI, binsU or binsF) and conv turns a statistic's
+// bit pattern into T. slots keep the reusable arrays (bins, counts, min,
+// max, sum).
+func histColumns[T int64 | uint64 | float64](m *measurementRows, bins []T, conv func(uint64) T) []any {
+	n := len(m.histEnd)
+	binCol := reuse[[][]T](&m.slots[0], n)
+	countCol := reuse[[][]uint64](&m.slots[1], n)
 	empty, emptyCounts := []T{}, []uint64{}
-	for i, h := range hs {
-		if !missing[i] && h != nil {
-			bins[i], counts[i] = h.Bins, h.Counts
+	bstart, cstart := 0, 0
+	for i, cend := range m.histEnd {
+		bend := m.binEnd[i]
+		if m.missing[i] {
+			binCol[i], countCol[i] = empty, emptyCounts
 		} else {
-			bins[i], counts[i] = empty, emptyCounts
+			binCol[i], countCol[i] = bins[bstart:bend:bend], m.counts[cstart:cend:cend]
 		}
+		bstart, cstart = bend, cend
 	}
-	return []any{bins, counts,
-		nullable(missing, hs, func(h *pa.Histogram[T]) T { return h.Min }),
-		nullable(missing, hs, func(h *pa.Histogram[T]) T { return h.Max }),
-		nullable(missing, hs, func(h *pa.Histogram[T]) T { return h.Sum }),
+	return []any{binCol, countCol,
+		nullable(m.missing, m.histStats[0], conv, slotBufs[T](&m.slots[2])),
+		nullable(m.missing, m.histStats[1], conv, slotBufs[T](&m.slots[3])),
+		nullable(m.missing, m.histStats[2], conv, slotBufs[T](&m.slots[4])),
 	}
 }
 
-// columns returns the column slices in measurementColumns order.
+// reuse returns a slice of length n kept in slot, grown when too small.
+func reuse[S ~[]E, E any](slot *any, n int) S {
+	s, _ := (*slot).(S)
+	if cap(s) < n {
+		s = make(S, n)
+		*slot = s
+	}
+	return s[:n]
+}
+
+// columns returns the column slices in measurementColumns order. The slices
+// alias m's reusable buffers: valid until the next columns or reset.
 func (m *measurementRows) columns() []any {
-	cols := []any{m.names, m.keys, m.ts}
+	cols := append(m.cols[:0], m.names, m.keys, m.ts)
 	if m.t.HasStartTime() {
 		cols = append(cols, m.start)
 	}
 	var v any
+	slot := &m.slots[0]
 	switch m.t {
 	case pa.DatumBool, pa.DatumU8:
-		v = nullable(m.missing, m.uints, func(x uint64) uint8 { return uint8(x) })
+		v = nullable(m.missing, m.uints, func(x uint64) uint8 { return uint8(x) }, slotBufs[uint8](slot))
 	case pa.DatumI8:
-		v = nullable(m.missing, m.ints, func(x int64) int8 { return int8(x) })
+		v = nullable(m.missing, m.ints, func(x int64) int8 { return int8(x) }, slotBufs[int8](slot))
 	case pa.DatumI16:
-		v = nullable(m.missing, m.ints, func(x int64) int16 { return int16(x) })
+		v = nullable(m.missing, m.ints, func(x int64) int16 { return int16(x) }, slotBufs[int16](slot))
 	case pa.DatumI32:
-		v = nullable(m.missing, m.ints, func(x int64) int32 { return int32(x) })
+		v = nullable(m.missing, m.ints, func(x int64) int32 { return int32(x) }, slotBufs[int32](slot))
 	case pa.DatumI64, pa.DatumCumulativeI64:
-		v = nullable(m.missing, m.ints, same[int64])
+		v = nullable(m.missing, m.ints, same[int64], slotBufs[int64](slot))
 	case pa.DatumU16:
-		v = nullable(m.missing, m.uints, func(x uint64) uint16 { return uint16(x) })
+		v = nullable(m.missing, m.uints, func(x uint64) uint16 { return uint16(x) }, slotBufs[uint16](slot))
 	case pa.DatumU32:
-		v = nullable(m.missing, m.uints, func(x uint64) uint32 { return uint32(x) })
+		v = nullable(m.missing, m.uints, func(x uint64) uint32 { return uint32(x) }, slotBufs[uint32](slot))
 	case pa.DatumU64, pa.DatumCumulativeU64:
-		v = nullable(m.missing, m.uints, same[uint64])
+		v = nullable(m.missing, m.uints, same[uint64], slotBufs[uint64](slot))
 	case pa.DatumF32, pa.DatumCumulativeF32:
-		v = nullable(m.missing, m.f32, same[float32])
+		v = nullable(m.missing, m.f32, same[float32], slotBufs[float32](slot))
 	case pa.DatumF64, pa.DatumCumulativeF64:
-		v = nullable(m.missing, m.f64, same[float64])
+		v = nullable(m.missing, m.f64, same[float64], slotBufs[float64](slot))
 	case pa.DatumString, pa.DatumBytes:
-		v = nullable(m.missing, m.strs, same[string])
+		v = nullable(m.missing, m.strs, same[string], slotBufs[string](slot))
 	case pa.DatumHistogramI64:
-		return append(cols, histColumns(m.missing, m.histI)...)
+		m.cols = append(cols, histColumns(m, m.binsI, func(b uint64) int64 { return int64(b) })...)
+		return m.cols
 	case pa.DatumHistogramU64:
-		return append(cols, histColumns(m.missing, m.histU)...)
+		m.cols = append(cols, histColumns(m, m.binsU, same[uint64])...)
+		return m.cols
 	case pa.DatumHistogramF64:
-		return append(cols, histColumns(m.missing, m.histF)...)
+		m.cols = append(cols, histColumns(m, m.binsF, math.Float64frombits)...)
+		return m.cols
 	}
-	return append(cols, v)
+	m.cols = append(cols, v)
+	return m.cols
 }
 
-// fieldRows holds the rows of one fields table.
+// reset empties m for the next batch, keeping its arrays. Pointers (names,
+// strings, histograms) are cleared so the previous batch's values can be
+// collected.
+func (m *measurementRows) reset() {
+	clear(m.names)
+	clear(m.strs)
+	m.names, m.keys, m.ts, m.start, m.missing = m.names[:0], m.keys[:0], m.ts[:0], m.start[:0], m.missing[:0]
+	m.ints, m.uints, m.f32, m.f64, m.strs = m.ints[:0], m.uints[:0], m.f32[:0], m.f64[:0], m.strs[:0]
+	m.binsI, m.binsU, m.binsF, m.counts, m.histEnd = m.binsI[:0], m.binsU[:0], m.binsF[:0], m.counts[:0], m.histEnd[:0]
+	m.binEnd = m.binEnd[:0]
+	for i := range m.histStats {
+		m.histStats[i] = m.histStats[i][:0]
+	}
+}
+
+// fieldRows holds the rows of one fields table, the value in the column
+// type of the table (one of the typed slices, by t), so building the INSERT
+// copies nothing.
 type fieldRows struct {
 	t      pa.FieldType
 	names  []string
 	keys   []uint64
 	fields []string
-	values []pa.FieldValue
+	strs   []string // string, ip_addr (canonical text)
+	u8     []uint8  // bool, u8
+	i8     []int8
+	i16    []int16
+	i32    []int32
+	i64    []int64
+	u16    []uint16
+	u32    []uint32
+	u64    []uint64
+	uuids  []uuid.UUID
 }
 
 func (f *fieldRows) add(name string, key uint64, field *pa.Field) {
 	f.names = append(f.names, name)
 	f.keys = append(f.keys, key)
 	f.fields = append(f.fields, field.Name)
-	f.values = append(f.values, field.Value)
-}
-
-func column[T any](vals []pa.FieldValue, get func(v *pa.FieldValue) T) []T {
-	out := make([]T, len(vals))
-	for i := range vals {
-		out[i] = get(&vals[i])
+	v := &field.Value
+	switch f.t {
+	case pa.FieldString:
+		f.strs = append(f.strs, v.Str)
+	case pa.FieldIPAddr:
+		f.strs = append(f.strs, v.IP.String())
+	case pa.FieldBool:
+		var b uint8
+		if v.Bool {
+			b = 1
+		}
+		f.u8 = append(f.u8, b)
+	case pa.FieldI8:
+		f.i8 = append(f.i8, int8(v.Int))
+	case pa.FieldI16:
+		f.i16 = append(f.i16, int16(v.Int))
+	case pa.FieldI32:
+		f.i32 = append(f.i32, int32(v.Int))
+	case pa.FieldI64:
+		f.i64 = append(f.i64, v.Int)
+	case pa.FieldU8:
+		f.u8 = append(f.u8, uint8(v.Uint))
+	case pa.FieldU16:
+		f.u16 = append(f.u16, uint16(v.Uint))
+	case pa.FieldU32:
+		f.u32 = append(f.u32, uint32(v.Uint))
+	case pa.FieldU64:
+		f.u64 = append(f.u64, v.Uint)
+	case pa.FieldUUID:
+		f.uuids = append(f.uuids, uuid.UUID(v.UUID))
 	}
-	return out
 }
 
 func (f *fieldRows) columns() []any {
 	var v any
 	switch f.t {
-	case pa.FieldString:
-		v = column(f.values, func(v *pa.FieldValue) string { return v.Str })
-	case pa.FieldIPAddr:
-		v = column(f.values, func(v *pa.FieldValue) string { return v.IP.String() })
-	case pa.FieldBool:
-		v = column(f.values, func(v *pa.FieldValue) uint8 {
-			if v.Bool {
-				return 1
-			}
-			return 0
-		})
+	case pa.FieldString, pa.FieldIPAddr:
+		v = f.strs
+	case pa.FieldBool, pa.FieldU8:
+		v = f.u8
 	case pa.FieldI8:
-		v = column(f.values, func(v *pa.FieldValue) int8 { return int8(v.Int) })
+		v = f.i8
 	case pa.FieldI16:
-		v = column(f.values, func(v *pa.FieldValue) int16 { return int16(v.Int) })
+		v = f.i16
 	case pa.FieldI32:
-		v = column(f.values, func(v *pa.FieldValue) int32 { return int32(v.Int) })
+		v = f.i32
 	case pa.FieldI64:
-		v = column(f.values, func(v *pa.FieldValue) int64 { return v.Int })
-	case pa.FieldU8:
-		v = column(f.values, func(v *pa.FieldValue) uint8 { return uint8(v.Uint) })
+		v = f.i64
 	case pa.FieldU16:
-		v = column(f.values, func(v *pa.FieldValue) uint16 { return uint16(v.Uint) })
+		v = f.u16
 	case pa.FieldU32:
-		v = column(f.values, func(v *pa.FieldValue) uint32 { return uint32(v.Uint) })
+		v = f.u32
 	case pa.FieldU64:
-		v = column(f.values, func(v *pa.FieldValue) uint64 { return v.Uint })
+		v = f.u64
 	case pa.FieldUUID:
-		v = column(f.values, func(v *pa.FieldValue) uuid.UUID { return uuid.UUID(v.UUID) })
+		v = f.uuids
 	}
 	return []any{f.names, f.keys, f.fields, v}
+}
+
+func (f *fieldRows) len() int { return len(f.keys) }
+
+// reset empties f for the next batch, keeping its arrays.
+func (f *fieldRows) reset() {
+	clear(f.names)
+	clear(f.fields)
+	clear(f.strs)
+	f.names, f.keys, f.fields, f.strs = f.names[:0], f.keys[:0], f.fields[:0], f.strs[:0]
+	f.u8, f.i8, f.i16, f.i32, f.i64 = f.u8[:0], f.i8[:0], f.i16[:0], f.i32[:0], f.i64[:0]
+	f.u16, f.u32, f.u64, f.uuids = f.u16[:0], f.u32[:0], f.u64[:0], f.uuids[:0]
 }
 
 // schemaColumns builds the timeseries_schema columns.
@@ -279,3 +453,13 @@ func schemaColumnData(schemas []pa.TimeseriesSchema, created int64) []any {
 
 var schemaColumns = []string{"timeseries_name", "fields_name", "fields_type", "fields_source", "datum_type", "version", "created_ns"}
 var fieldColumns = []string{"timeseries_name", "timeseries_key", "field_name", "field_value"}
+
+// columns builds every measurement table's columns (benchmarks: the work
+// an insert does before handing them to the client).
+func (rs *rowSet) columns() {
+	for _, m := range rs.meas {
+		if m != nil && len(m.keys) > 0 {
+			m.columns()
+		}
+	}
+}

@@ -60,6 +60,11 @@ type Options struct {
 	// Conn, when set, is used instead of dialing Addr (tests, benchmarks).
 	Conn driver.Conn
 
+	// SerialDelivery delivers each batch before reading the next, instead
+	// of beside it (pipeline.go): half the batch memory (one batch's
+	// columns and client buffers instead of two), a slower drain.
+	SerialDelivery bool
+
 	// Portable forces the path every server takes (18.16 on) even on a
 	// server that offers insert_deduplication_token (modern.go).
 	Portable bool
@@ -165,12 +170,16 @@ type Forwarder struct {
 	// inserting times the delivery attempt in progress (progress.go).
 	inserting insertClock
 
-	schemaReady bool              // touched by the Run goroutine only
+	schemaReady bool              // touched by deliveries only, one at a time (pipeline.go)
 	modern      bool              // likewise: tokens on (modern.go)
 	pathChosen  bool              // likewise: choosePath ran once
 	epoch       string            // this WAL's id in deduplication tokens
 	holder      string            // this forwarder's id in the schema upgrade lock
 	decoder     *pa.SampleDecoder // likewise
+	series      *seriesCache      // likewise: version 2 series entries (series.go)
+	scan        *scan2            // likewise: addRecord2's scratch space
+	flight      *flight           // likewise: the delivery in flight (pipeline.go)
+	spare       *batch            // likewise: the batch to fill next
 
 	// afterInsert, when set by tests, runs after a batch is in ClickHouse
 	// and before its checkpoint is written.
@@ -237,7 +246,10 @@ func New(log *wal.Log, state *pebble.DB, opts Options) (*Forwarder, error) {
 	}
 	f.w = newWriter(f.conn, opts.Database, opts.MaxSeenKeys)
 	f.w.cluster = opts.Cluster
+	f.w.fieldChunk = opts.BatchRows
+	f.w.deferSeen = true // the Run goroutine marks keys seen (pipeline.go)
 	f.decoder = pa.NewSampleDecoder()
+	f.series, f.scan = newSeriesCache(opts.MaxSeenKeys), &scan2{}
 	f.mu.status.CheckpointIndex = ckpt
 	f.mu.status.QuarantinedRecords = f.q.Stats().Records
 	f.mu.status.LastProgress = time.Now()
@@ -312,7 +324,12 @@ type batch struct {
 }
 
 func (b *batch) reset() {
-	b.rows, b.indexes, b.bytes = newRowSet(), b.indexes[:0], 0
+	if b.rows == nil {
+		b.rows = newRowSet()
+	} else {
+		b.rows.reset()
+	}
+	b.indexes, b.bytes = b.indexes[:0], 0
 	clear(b.refused)
 }
 
@@ -344,6 +361,16 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	}
 	var page pa.PageRecord
 	var timer *time.Timer
+	// Deliveries run beside reading (pipeline.go); whatever Run returns,
+	// the one in flight ends first.
+	dctx, dcancel := context.WithCancel(ctx)
+	defer func() {
+		dcancel()
+		if f.flight != nil {
+			<-f.flight.done
+			f.flight, f.w.inflight = nil, nil
+		}
+	}()
 	for {
 		if ctx.Err() != nil {
 			return nil
@@ -385,7 +412,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 				return err
 			}
 			if b.rows.rows >= f.opts.BatchRows || b.bytes >= f.opts.BatchBytes || (cut != 0 && b.last >= cut) {
-				if err := f.flush(ctx, b); err != nil {
+				if err := f.startFlush(dctx, &b); err != nil {
 					return err
 				}
 				cut = 0
@@ -397,8 +424,16 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		if r.Position() <= last {
 			continue
 		}
+		if f.flight != nil {
+			// Nothing to read: wait for the delivery in flight, then
+			// decide on the batch with the checkpoint it left.
+			if err := f.join(); err != nil {
+				return err
+			}
+			continue
+		}
 		if b.last > f.Status().CheckpointIndex && (len(b.indexes) == 0 || f.flushWanted() || time.Since(b.started) >= f.opts.FlushAge) {
-			if err := f.flush(ctx, b); err != nil {
+			if err := f.startFlush(dctx, &b); err != nil {
 				return err
 			}
 			continue
@@ -455,6 +490,21 @@ func (f *Forwarder) flushWanted() bool {
 // across records.
 func (f *Forwarder) add(ctx context.Context, b *batch, idx uint64, rec wal.Record, page *pa.PageRecord) error {
 	b.last = idx
+	handled, err := f.addRecord2(ctx, b, idx, rec)
+	if !handled {
+		handled, err = f.addRecord1(ctx, b, idx, rec)
+	}
+	if handled {
+		if err != nil {
+			return err
+		}
+		if len(b.indexes) == 0 {
+			b.started = time.Now()
+		}
+		b.indexes = append(b.indexes, idx)
+		b.bytes += len(rec.Payload)
+		return nil
+	}
 	if err := f.decode(rec, page); err != nil {
 		reason := "malformed"
 		switch {
@@ -481,11 +531,16 @@ func (f *Forwarder) add(ctx context.Context, b *batch, idx uint64, rec wal.Recor
 
 // decode opens a page record and validates every sample in it.
 func (f *Forwarder) decode(rec wal.Record, page *pa.PageRecord) error {
+	return f.decodeWith(f.decoder, rec, page)
+}
+
+// decodeWith is decode with the given decoder (a delivery has its own).
+func (f *Forwarder) decodeWith(dec *pa.SampleDecoder, rec wal.Record, page *pa.PageRecord) error {
 	if rec.Type != wal.TypePage {
 		return fmt.Errorf("unknown record type %d", rec.Type)
 	}
 	clear(page.Samples) // drop references to the previous page's values
-	if err := f.decoder.DecodePageRecord(rec.Payload, page); err != nil {
+	if err := dec.DecodePageRecord(rec.Payload, page); err != nil {
 		return err
 	}
 	for i := range page.Samples {
@@ -496,10 +551,11 @@ func (f *Forwarder) decode(rec wal.Record, page *pa.PageRecord) error {
 	return nil
 }
 
-// flush delivers the batch, retrying transient failures forever (with capped,
-// jittered exponential backoff) until ctx ends, then checkpoints and
-// truncates the WAL.
-func (f *Forwarder) flush(ctx context.Context, b *batch) error {
+// flushWith delivers the batch, retrying transient failures forever (with
+// capped, jittered exponential backoff) until ctx ends, then checkpoints and
+// truncates the WAL. It runs as a delivery beside the Run goroutine, with
+// fl's writer and decoder (pipeline.go); whoever joins it resets the batch.
+func (f *Forwarder) flushWith(ctx context.Context, b *batch, fl *flight) error {
 	f.mu.Lock()
 	f.mu.status.BatchRecords, f.mu.status.BatchRows = len(b.indexes), b.rows.rows
 	f.mu.Unlock()
@@ -513,7 +569,7 @@ func (f *Forwarder) flush(ctx context.Context, b *batch) error {
 	for attempt := 0; ; attempt++ {
 		began := time.Now()
 		f.inserting.start()
-		err := f.deliver(ctx, b.indexes, b.rows, b.refused)
+		err := f.deliver(ctx, fl, b.indexes, b.rows, b.refused)
 		f.inserting.stop()
 		if err == nil {
 			f.m.insertSeconds.Observe(time.Since(began).Seconds())
@@ -574,7 +630,6 @@ func (f *Forwarder) flush(ctx context.Context, b *batch) error {
 	close(f.mu.progressed)
 	f.mu.progressed = make(chan struct{})
 	f.mu.Unlock()
-	b.reset()
 	if _, err := f.wal.TruncateThrough(b.last); err != nil {
 		return fmt.Errorf("forwarder: truncating WAL through %d: %w", b.last, err)
 	}
@@ -592,7 +647,7 @@ func (f *Forwarder) backoff(attempt int) time.Duration {
 // quarantined and the rest delivered. A transient error ends it (the caller
 // retries the whole batch; rows already inserted are deduplicated by the
 // tables).
-func (f *Forwarder) deliver(ctx context.Context, indexes []uint64, rows *rowSet, refused map[uint64][]int) error {
+func (f *Forwarder) deliver(ctx context.Context, fl *flight, indexes []uint64, rows *rowSet, refused map[uint64][]int) error {
 	if len(indexes) == 0 {
 		return nil
 	}
@@ -609,7 +664,7 @@ func (f *Forwarder) deliver(ctx context.Context, indexes []uint64, rows *rowSet,
 	}
 	if rows == nil {
 		var err error
-		if rows, err = f.rebuild(indexes, refused); err != nil {
+		if rows, err = f.rebuild(fl, indexes, refused); err != nil {
 			return err
 		}
 	}
@@ -617,10 +672,11 @@ func (f *Forwarder) deliver(ctx context.Context, indexes []uint64, rows *rowSet,
 	if f.modern {
 		token = dedupToken(f.epoch, indexes, "")
 	}
-	err := f.w.insertTokened(ctx, rows, token)
+	err := fl.dw.insertTokened(ctx, rows, token)
 	if err == nil || !IsRejected(err) {
 		return err
 	}
+	fl.dw.bisected = true
 	f.m.rejectedInserts.Inc()
 	if len(indexes) == 1 {
 		payload, rerr := f.reread(indexes[0])
@@ -631,15 +687,15 @@ func (f *Forwarder) deliver(ctx context.Context, indexes []uint64, rows *rowSet,
 			Reason: "rejected by ClickHouse: " + err.Error()}, "rejected")
 	}
 	mid := len(indexes) / 2
-	if err := f.deliver(ctx, indexes[:mid], nil, refused); err != nil {
+	if err := f.deliver(ctx, fl, indexes[:mid], nil, refused); err != nil {
 		return err
 	}
-	return f.deliver(ctx, indexes[mid:], nil, refused)
+	return f.deliver(ctx, fl, indexes[mid:], nil, refused)
 }
 
 // rebuild decodes records again from the WAL (they are there until the
 // checkpoint passes them) into a fresh row set.
-func (f *Forwarder) rebuild(indexes []uint64, refused map[uint64][]int) (*rowSet, error) {
+func (f *Forwarder) rebuild(fl *flight, indexes []uint64, refused map[uint64][]int) (*rowSet, error) {
 	rs := newRowSet()
 	var page pa.PageRecord
 	for _, idx := range indexes {
@@ -647,13 +703,13 @@ func (f *Forwarder) rebuild(indexes []uint64, refused map[uint64][]int) (*rowSet
 		if err != nil {
 			return nil, err
 		}
-		if err := f.decode(wal.Record{Type: wal.TypePage, Payload: payload}, &page); err != nil {
+		if err := f.decodeWith(fl.dec, wal.Record{Type: wal.TypePage, Payload: payload}, &page); err != nil {
 			return nil, fmt.Errorf("forwarder: record %d decoded before but not now: %w", idx, err)
 		}
 		// Collisions were decided and quarantined when the record was
 		// first read; the key cache may have changed since (a sub-insert
 		// cleared it, a quarantined half never registered its keys).
-		f.w.addSamplesExcept(rs, page.Samples, refused[idx])
+		fl.dw.addSamplesExcept(rs, page.Samples, refused[idx])
 	}
 	return rs, nil
 }

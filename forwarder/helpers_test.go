@@ -32,6 +32,9 @@ type env struct {
 	conn  driver.Conn
 	// cluster, when set, makes options() forward to that cluster.
 	cluster string
+	// record2, when set, makes appendPages write version 2 page records
+	// (block v2), flagged verified when verified is set.
+	record2, verified bool
 }
 
 func newEnv(t *testing.T, addr string) *env {
@@ -89,7 +92,11 @@ func (e *env) appendPages(samples []pa.Sample, pageSize int) {
 	e.t.Helper()
 	for i := 0; i < len(samples); i += pageSize {
 		page := samples[i:min(i+pageSize, len(samples))]
-		if _, err := e.wal.Append(context.Background(), wal.Record{Type: wal.TypePage, Payload: pa.AppendPageRecord(nil, "test", "inc-1", page)}); err != nil {
+		payload := pa.AppendPageRecord(nil, "test", "inc-1", page)
+		if e.record2 {
+			payload = pa.AppendPageRecord2(nil, "test", "inc-1", e.verified, pa.AppendBlock2(nil, page))
+		}
+		if _, err := e.wal.Append(context.Background(), wal.Record{Type: wal.TypePage, Payload: payload}); err != nil {
 			e.t.Fatal(err)
 		}
 	}

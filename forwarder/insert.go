@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"reflect"
 	"strings"
 	"time"
 
@@ -94,6 +95,24 @@ type writer struct {
 	// keyOf hashes a timeseries' key bytes into its key:
 	// pa.HashTimeseriesKeyBytes. Tests replace it to force collisions.
 	keyOf func([]byte) uint64
+	// deferSeen, when set, makes insertTokened leave seenKeys and
+	// seenSchemas alone: the forwarder's delivery runs beside the Run
+	// goroutine, which reads them, and marks a batch seen itself once the
+	// delivery is joined (pipeline.go).
+	deferSeen bool
+	// bisected is set on a delivery's writer when ClickHouse rejected its
+	// batch and it was split (pipeline.go).
+	bisected bool
+	// inflight holds, while a batch is being delivered, that batch's new
+	// keys (read-only meanwhile): a timeseries of the next batch whose key
+	// is there with another fingerprint is a collision.
+	inflight map[uint64]uint64
+	// fieldChunk bounds the rows of one INSERT into a fields table (the
+	// forwarder's BatchRows; 0: no bound). A batch of new timeseries has
+	// several fields rows per sample, and clickhouse-go copies an INSERT's
+	// rows into columns it grows from empty: one INSERT of them all is the
+	// largest transient allocation of a delivery.
+	fieldChunk int
 }
 
 func newWriter(conn driver.Conn, db string, maxSeen int) *writer {
@@ -141,14 +160,22 @@ func (w *writer) insertTokened(ctx context.Context, rs *rowSet, token string) er
 		}
 	}
 	for _, f := range rs.fields {
-		if f != nil {
-			if err := w.send(ctx, FieldsTable(f.t), fieldColumns, f.columns()); err != nil {
+		if f == nil || f.len() == 0 {
+			continue
+		}
+		cols, n := f.columns(), f.len()
+		step := n
+		if w.fieldChunk > 0 {
+			step = w.fieldChunk
+		}
+		for lo := 0; lo < n; lo += step {
+			if err := w.send(ctx, FieldsTable(f.t), fieldColumns, sliceColumns(cols, lo, min(lo+step, n))); err != nil {
 				return err
 			}
 		}
 	}
 	for _, m := range rs.meas {
-		if m != nil {
+		if m != nil && len(m.keys) > 0 {
 			table, tok := MeasurementsTable(m.t), ""
 			if token != "" {
 				tok = token + table
@@ -158,6 +185,14 @@ func (w *writer) insertTokened(ctx context.Context, rs *rowSet, token string) er
 			}
 		}
 	}
+	if !w.deferSeen {
+		w.markSeen(rs)
+	}
+	return nil
+}
+
+// markSeen remembers rs's keys and schemas as written.
+func (w *writer) markSeen(rs *rowSet) {
 	if len(w.seenKeys)+len(rs.newKeys) > w.maxSeen {
 		// Bounded memory: forget everything rather than grow. The cost is
 		// one more fields row per timeseries, deduplicated by ClickHouse,
@@ -173,7 +208,30 @@ func (w *writer) insertTokened(ctx context.Context, rs *rowSet, token string) er
 	for n := range rs.newSchemas {
 		w.seenSchemas[n] = struct{}{}
 	}
-	return nil
+}
+
+// forDelivery returns a writer for a delivery running beside the Run
+// goroutine: the same connection, database, key function and (read-only)
+// caches, its own scratch space and name interner.
+func (w *writer) forDelivery() *writer {
+	d := *w
+	d.scratch = nil
+	d.names = interner{max: 1 << 16}
+	d.inflight = nil
+	d.bisected = false
+	return &d
+}
+
+// sliceColumns returns rows [lo, hi) of column slices (all of one length).
+func sliceColumns(cols []any, lo, hi int) []any {
+	if lo == 0 && hi == reflect.ValueOf(cols[0]).Len() {
+		return cols
+	}
+	out := make([]any, len(cols))
+	for i, c := range cols {
+		out[i] = reflect.ValueOf(c).Slice(lo, hi).Interface()
+	}
+	return out
 }
 
 // interner shares timeseries name strings between rows: decoding allocates
@@ -236,11 +294,14 @@ func (w *writer) sendTokened(ctx context.Context, table string, cols []string, d
 // for backfills. Like the forwarder it writes fields and schemas once per
 // timeseries. The schema must exist (EnsureSchema). Not safe for concurrent
 // use.
-type Inserter struct{ w *writer }
+type Inserter struct {
+	w  *writer
+	rs *rowSet // reused across Inserts, as the forwarder reuses its batch's
+}
 
 // NewInserter returns an Inserter into database db.
 func NewInserter(conn driver.Conn, db string) *Inserter {
-	return &Inserter{w: newWriter(conn, db, 1<<18)}
+	return &Inserter{w: newWriter(conn, db, 1<<18), rs: newRowSet()}
 }
 
 // Insert validates nothing and inserts samples as one batch. A transient
@@ -249,7 +310,8 @@ func NewInserter(conn driver.Conn, db string) *Inserter {
 // collides with another timeseries' are left out, and reported in an error
 // wrapping ErrKeyCollision once the rest is in.
 func (in *Inserter) Insert(ctx context.Context, samples []pa.Sample) error {
-	rs := newRowSet()
+	rs := in.rs
+	rs.reset()
 	refused := in.w.addSamples(rs, samples, nil)
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {

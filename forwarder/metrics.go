@@ -19,6 +19,7 @@ type metrics struct {
 	keyCollisions   prometheus.Counter
 	checkpoint      prometheus.Gauge
 	backlogRecords  prometheus.GaugeFunc
+	seriesMisses    prometheus.Counter
 	all             []prometheus.Collector
 }
 
@@ -44,6 +45,8 @@ func newMetrics(reg prometheus.Registerer, backlog func() float64) (*metrics, er
 	m.backlogRecords = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: ns + "backlog_records", Help: "WAL records written but not yet checkpointed."}, backlog)
 	m.all = []prometheus.Collector{m.rowsInserted, m.recordsDone, m.batches, m.insertSeconds, m.batchRows,
 		m.transientErrors, m.rejectedInserts, m.quarantined, m.checkpoint, m.backlogRecords, m.keyCollisions}
+	m.seriesMisses = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "series_cache_misses_total", Help: "Series entries of version 2 records not in the series cache, decoded and keyed (once per series while it stays cached)."})
+	m.all = append(m.all, m.seriesMisses)
 	var err error
 	m.set, err = promutil.Register(reg, m.all...)
 	return m, err

@@ -132,7 +132,10 @@ func TestSchemaVersionsSideBySide(t *testing.T) {
 // fields untouched. Without the check both would share key 7: their fields
 // rows under one key and their samples at equal timestamps collapsed.
 func TestKeyCollisionIsRefusedNotMerged(t *testing.T) {
-	e := newEnv(t, "")
+	checkKeyCollisionRefused(t, newEnv(t, ""))
+}
+
+func checkKeyCollisionRefused(t *testing.T, e *env) {
 	const ts = 1_700_000_000_000_000_000
 	var first, second []pa.Sample
 	for i := int64(0); i < 20; i++ {
@@ -252,7 +255,10 @@ func TestSchemaDriftIsRetriedNotQuarantined(t *testing.T) {
 // the first v2 build checked again, found the key free, and stored B's
 // samples under the key it had just quarantined them for.
 func TestKeyCollisionAcrossBisection(t *testing.T) {
-	e := newEnv(t, "")
+	checkKeyCollisionAcrossBisection(t, newEnv(t, ""))
+}
+
+func checkKeyCollisionAcrossBisection(t *testing.T, e *env) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if _, err := EnsureSchema(ctx, e.conn, e.db); err != nil {

@@ -29,7 +29,17 @@ func (r *Reader) Seek(i uint64) { r.next = i }
 // Errors: ErrNotFound when the position is before the first record (truncated
 // away), a *CorruptionError when the stored record does not check, ErrRead
 // when reading failed otherwise (an I/O error: retry), ErrClosed.
-// The payload is the caller's to keep.
+// The payload aliases the segment the log holds in memory (no copy per
+// record): it must not be modified. It stays valid after later reads and
+// appends (that memory is never rewritten; its capacity ends with the
+// payload, so appending to it copies), but keeping it keeps its whole
+// segment in memory: copy what must outlive the next few reads.
+//
+// What a read costs: a record of the tail segment is read from the memory
+// the append wrote; a record of an older segment is read from disk with the
+// whole segment file (one read of SegmentSize bytes into memory, cached for
+// SegmentCacheSize segments), then aliased. The envelope's CRC is checked
+// over the payload in place. That is the one copy the library allows.
 func (r *Reader) Next() (index uint64, rec Record, ok bool, err error) {
 	l := r.l
 	l.mu.Lock()
@@ -99,6 +109,9 @@ func (l *Log) read(index uint64) (Record, error) {
 	if err != nil {
 		return Record{}, &CorruptionError{Dir: l.dir, Segment: l.segmentOf(index), Offset: -1, Index: index, Err: err}
 	}
+	// The payload aliases tidwall's segment buffer (NoCopy): cap it, so an
+	// append by the caller copies instead of writing into the log's memory.
+	rec.Payload = rec.Payload[:len(rec.Payload):len(rec.Payload)]
 	return rec, nil
 }
 

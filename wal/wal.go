@@ -24,7 +24,8 @@ type Options struct {
 	// begun. The tail segment is held in memory. Default 8 MiB.
 	SegmentSize int
 	// SegmentCacheSize is how many older segments are kept in memory for
-	// reading. Default 2.
+	// reading. Default 1: the forwarder reads in order, one segment at a
+	// time (a bisection's re-read of an earlier segment loads it again).
 	SegmentCacheSize int
 	// BudgetBytes is the disk budget: Append returns ErrFull while the log
 	// holds this much or more (it can exceed it by at most one record). 0
@@ -73,7 +74,7 @@ func (o Options) withDefaults() (Options, error) {
 		}
 	}
 	if o.SegmentCacheSize == 0 {
-		o.SegmentCacheSize = 2
+		o.SegmentCacheSize = 1
 	}
 	if o.MaxGroupRecords == 0 {
 		o.MaxGroupRecords = 4096
@@ -199,8 +200,11 @@ func Open(dir string, opts Options) (*Log, error) {
 		SegmentCacheSize: opts.SegmentCacheSize,
 		AllowEmpty:       true,
 		LogFormat:        twal.Binary,
-		DirPerms:         0o750,
-		FilePerms:        0o640,
+		// Reads return the bytes of the segment tidwall holds in memory
+		// instead of a copy per record (reader.go says what that costs).
+		NoCopy:    true,
+		DirPerms:  0o750,
+		FilePerms: 0o640,
 	}
 	tw, err := l.openHandle()
 	if err != nil {
