@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"sync"
+	"time"
 
 	pa "github.com/holdfast/holdfast/producerapi"
 	"github.com/holdfast/holdfast/quarantine"
@@ -36,7 +37,7 @@ import (
 
 // seriesCacheBytes bounds the series cache: entry bytes plus 4 per entry
 // (and the map, ~20 bytes per entry). 16 MiB holds ~140,000 RFD 125
-// series; past it, it starts over.
+// series; past it, it keeps what it holds (see add).
 const seriesCacheBytes = 16 << 20
 
 // seriesCache remembers the series entries (as encoded in a version 2
@@ -46,12 +47,17 @@ const seriesCacheBytes = 16 << 20
 // good: limits are fixed for the collector's life and the schema registry
 // never forgets a schema. Safe for concurrent use; the zero value is ready.
 type seriesCache struct {
-	mu    sync.RWMutex
-	max   int // 0: seriesCacheBytes
-	seed  maphash.Seed
-	m     map[uint64]uint32 // hash of the entry -> offset of its copy in arena
-	arena []byte            // u32 length | entry bytes, one after another
+	mu     sync.RWMutex
+	max    int // 0: seriesCacheBytes
+	seed   maphash.Seed
+	m      map[uint64]uint32 // hash of the entry -> offset of its copy in arena
+	arena  []byte            // u32 length | entry bytes, one after another
+	fullAt time.Time         // when it filled up; zero while not full
 }
+
+// seriesCacheRefresh is how long a full series cache is kept before it
+// starts over.
+const seriesCacheRefresh = 10 * time.Minute
 
 // entry returns the copy at off.
 func (c *seriesCache) entry(off uint32) []byte {
@@ -102,8 +108,24 @@ func (c *seriesCache) add(sc *pa.BlockScanner, which []int) {
 			continue // larger than the whole cache: checked on every page
 		}
 		if len(c.arena)+4+len(raw) > max {
+			// Full: keep what it holds rather than start over. A fleet
+			// larger than the cache is met in the same order every
+			// period, so starting over would keep only the series just
+			// seen, the ones not needed until the next period (a hit rate
+			// near zero, and the work of filling it for nothing). Kept
+			// full it answers for the series it holds; it starts over
+			// every seriesCacheRefresh so that series which are gone do
+			// not stay forever.
+			now := time.Now()
+			if c.fullAt.IsZero() {
+				c.fullAt = now
+			}
+			if now.Sub(c.fullAt) < seriesCacheRefresh {
+				return
+			}
 			clear(c.m)
 			c.arena = c.arena[:0]
+			c.fullAt = time.Time{}
 		}
 		off := uint32(len(c.arena))
 		c.arena = binary.LittleEndian.AppendUint32(c.arena, uint32(len(raw)))

@@ -264,15 +264,31 @@ func TestSeriesCacheRemembersGoodSeriesOnly(t *testing.T) {
 	if misses := c.series.lookup(&sc, ref, good); misses != 3 {
 		t.Fatalf("%d series unknown after the page, want the 3 refused ones", misses)
 	}
-	// A full cache starts over rather than grow.
+	// A full cache keeps what it holds (the first series that fit) rather
+	// than start over or grow; it starts over once it has been full for
+	// seriesCacheRefresh.
 	small := seriesCache{max: 1000}
 	all := make([]int, sc.NumSeries())
 	for i := range all {
 		all[i] = i
 	}
-	small.add(&sc, all)
-	if len(small.arena) > 1000 || len(small.m) == 0 {
-		t.Fatalf("cache of %d bytes, %d entries, bound 1000", len(small.arena), len(small.m))
+	for round := 0; round < 2; round++ {
+		small.add(&sc, all)
+		if len(small.arena) > 1000 || len(small.m) == 0 {
+			t.Fatalf("cache of %d bytes, %d entries, bound 1000", len(small.arena), len(small.m))
+		}
+		known := make([]bool, sc.NumSeries())
+		small.lookup(&sc, ref, known)
+		if !known[0] || known[len(known)-1] {
+			t.Fatalf("round %d: first series known %v, last %v: want the first kept, the last not taken", round, known[0], known[len(known)-1])
+		}
+	}
+	small.fullAt = small.fullAt.Add(-seriesCacheRefresh)
+	small.add(&sc, all[len(all)-1:])
+	known := make([]bool, sc.NumSeries())
+	small.lookup(&sc, ref, known)
+	if known[0] || !known[len(known)-1] {
+		t.Fatalf("after the refresh: first series known %v, last %v: want it started over", known[0], known[len(known)-1])
 	}
 }
 

@@ -45,8 +45,18 @@ type Options struct {
 	BackoffMax    time.Duration // retry delay cap; default 30 s
 
 	// MaxSeenKeys bounds the set of timeseries keys whose fields were
-	// written; default 262,144 (about 10 MiB).
+	// written (key and fingerprint: 16 bytes and no pointer for the GC to
+	// follow); default 4,194,304, about 20 bytes a key in the map. It
+	// should hold the fleet's timeseries: when it starts over, every
+	// timeseries' fields rows are written again (RFD 125 has 440,000
+	// timeseries per collector at N=20, 2.2 M at N=100; the old default of
+	// 262,144 meant about seven fields rows per sample, most of a
+	// delivery's memory, GC work and ClickHouse's work).
 	MaxSeenKeys int
+	// MaxCachedSeries bounds the read path's series cache (entry bytes to
+	// name, key and fingerprint, ~150 bytes a series); default 262,144.
+	// A miss costs a decode of the series entry, not a write.
+	MaxCachedSeries int
 	// Limits validate every sample read back from the WAL.
 	Limits pa.Limits
 
@@ -99,7 +109,10 @@ func (o Options) withDefaults() (Options, error) {
 		o.BackoffMax = 30 * time.Second
 	}
 	if o.MaxSeenKeys == 0 {
-		o.MaxSeenKeys = 1 << 18
+		o.MaxSeenKeys = 1 << 22
+	}
+	if o.MaxCachedSeries == 0 {
+		o.MaxCachedSeries = 1 << 18
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -249,7 +262,7 @@ func New(log *wal.Log, state *pebble.DB, opts Options) (*Forwarder, error) {
 	f.w.fieldChunk = opts.BatchRows
 	f.w.deferSeen = true // the Run goroutine marks keys seen (pipeline.go)
 	f.decoder = pa.NewSampleDecoder()
-	f.series, f.scan = newSeriesCache(opts.MaxSeenKeys), &scan2{}
+	f.series, f.scan = newSeriesCache(opts.MaxCachedSeries), &scan2{}
 	f.mu.status.CheckpointIndex = ckpt
 	f.mu.status.QuarantinedRecords = f.q.Stats().Records
 	f.mu.status.LastProgress = time.Now()

@@ -86,11 +86,10 @@ func (f *Forwarder) addRecord2(ctx context.Context, b *batch, idx uint64, rec wa
 
 // beginRecord prepares the scratch space for a record whose series are
 // numbered 0..entries-1 (a version 2 block's series table, a version 1
-// block's samples) and empties the series cache if it is full.
+// block's samples) and lets the series cache drop the previous record's
+// spilled series.
 func (f *Forwarder) beginRecord(entries int) *scan2 {
-	if f.series.full() {
-		f.series.reset()
-	}
+	f.series.beginRecord()
 	s := f.scan
 	if cap(s.slots) < entries {
 		s.slots = make([]int32, entries)

@@ -2,6 +2,7 @@ package forwarder
 
 import (
 	"hash/maphash"
+	"time"
 	"unsafe"
 
 	pa "github.com/holdfast/holdfast/producerapi"
@@ -18,14 +19,30 @@ import (
 // keys alias them: one allocation per chunk rather than per series, and no
 // pointer per series for the garbage collector to follow except the name
 // (shared between series of one timeseries name by the writer's interner).
-// Like the writer's other caches it holds at most max series, then starts
-// over: bounded memory, at the cost of decoding each series once more.
+// It keeps at most max series. When it is full it stops taking new ones
+// rather than starting over: a series met then is added for the current
+// record only (its bytes in a spill area reused record after record) and
+// dropped before the next. A fleet larger than the cache is visited in the
+// same order every period, so starting over would keep only the series just
+// seen, which are the ones not needed again until the next period: a hit
+// rate near zero and the whole cache's memory turned into garbage each
+// time. Kept full, it answers for the series it holds (max of them) and
+// makes no garbage. Once full, it starts over every refreshAfter, so a
+// fleet that changes does not leave it holding series that are gone.
 type seriesCache struct {
-	index   map[string]int32
-	entries []cachedSeries
-	chunks  [][]byte // the current chunk is the last; never moved
-	max     int
+	index        map[string]int32
+	entries      []cachedSeries
+	kept         arena // the bytes of entries[:max]
+	spill        arena // the bytes of entries[max:], this record's only
+	max          int
+	fullAt       time.Time // when it filled up; zero while not full
+	now          func() time.Time
+	refreshAfter time.Duration
 }
+
+// seriesCacheRefresh is how long a full series cache is kept before it starts
+// over (it then fills with the series of the next records).
+const seriesCacheRefresh = 10 * time.Minute
 
 // cachedSeries is what the cache keeps per series entry.
 type cachedSeries struct {
@@ -42,8 +59,36 @@ type cachedSeries struct {
 
 const seriesChunk = 1 << 20
 
+// arena holds entry bytes in chunks that never move (map keys alias them).
+type arena struct {
+	chunks [][]byte
+	cur    int // chunks[cur] is being filled
+}
+
+// copy stores b and returns a string aliasing the copy.
+func (a *arena) copy(b []byte) string {
+	for a.cur < len(a.chunks) && cap(a.chunks[a.cur])-len(a.chunks[a.cur]) < len(b) {
+		a.cur++
+	}
+	if a.cur == len(a.chunks) {
+		a.chunks = append(a.chunks, make([]byte, 0, max(seriesChunk, len(b))))
+	}
+	c := a.chunks[a.cur]
+	off := len(c)
+	a.chunks[a.cur] = append(c, b...)
+	return unsafe.String(&a.chunks[a.cur][off], len(b))
+}
+
+// rewind makes the chunks reusable (nothing may alias them any more).
+func (a *arena) rewind() {
+	for i := range a.chunks {
+		a.chunks[i] = a.chunks[i][:0]
+	}
+	a.cur = 0
+}
+
 func newSeriesCache(max int) *seriesCache {
-	return &seriesCache{index: make(map[string]int32), max: max}
+	return &seriesCache{index: make(map[string]int32), max: max, now: time.Now, refreshAfter: seriesCacheRefresh}
 }
 
 // lookup returns the index of the series whose entry bytes are raw.
@@ -53,14 +98,15 @@ func (c *seriesCache) lookup(raw []byte) (int32, bool) {
 }
 
 // add stores a series (raw must not be in the cache) and returns its index.
+// Past max it goes to the spill area, valid until the next beginRecord.
 func (c *seriesCache) add(raw []byte, e cachedSeries) int32 {
 	var key string
 	if len(raw) > 0 {
-		chunk := c.chunkFor(len(raw))
-		off := len(chunk)
-		chunk = append(chunk, raw...)
-		c.chunks[len(c.chunks)-1] = chunk
-		key = unsafe.String(&chunk[off], len(raw))
+		if len(c.entries) < c.max {
+			key = c.kept.copy(raw)
+		} else {
+			key = c.spill.copy(raw)
+		}
 	}
 	i := int32(len(c.entries))
 	e.raw = key
@@ -69,26 +115,37 @@ func (c *seriesCache) add(raw []byte, e cachedSeries) int32 {
 	return i
 }
 
-// chunkFor returns the current chunk, replaced by a new one when n more
-// bytes would not fit (a chunk is never grown: the map's keys alias it).
-func (c *seriesCache) chunkFor(n int) []byte {
-	if k := len(c.chunks); k > 0 && cap(c.chunks[k-1])-len(c.chunks[k-1]) >= n {
-		return c.chunks[k-1]
+// beginRecord runs between records (never in the middle of one, whose
+// samples hold indexes): it drops the previous record's spilled series,
+// and starts over when the cache has been full for refreshAfter.
+func (c *seriesCache) beginRecord() {
+	if len(c.entries) > c.max {
+		for _, e := range c.entries[c.max:] {
+			delete(c.index, e.raw)
+		}
+		clear(c.entries[c.max:])
+		c.entries = c.entries[:c.max]
+		c.spill.rewind()
 	}
-	c.chunks = append(c.chunks, make([]byte, 0, max(seriesChunk, n)))
-	return c.chunks[len(c.chunks)-1]
+	if len(c.entries) < c.max {
+		return
+	}
+	now := c.now()
+	if c.fullAt.IsZero() {
+		c.fullAt = now
+	} else if now.Sub(c.fullAt) >= c.refreshAfter {
+		c.reset()
+	}
 }
-
-// full reports whether the cache holds its maximum; the caller resets it
-// between records (never in the middle of one, whose samples hold indexes).
-func (c *seriesCache) full() bool { return len(c.entries) >= c.max }
 
 // reset forgets every series.
 func (c *seriesCache) reset() {
 	c.index = make(map[string]int32)
 	clear(c.entries)
 	c.entries = c.entries[:0]
-	c.chunks = nil
+	c.kept = arena{}
+	c.spill.rewind()
+	c.fullAt = time.Time{}
 }
 
 // resolve derives a cache entry from a decoded series identity: validated

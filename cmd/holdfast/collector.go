@@ -46,7 +46,7 @@ type collectorFlags struct {
 }
 
 func defineCollectorFlags(fs *flag.FlagSet) *collectorFlags {
-	f := &collectorFlags{walBudget: 4 << 30, quarantineBudget: 256 << 20, memLimit: 192 << 20, maxPageBytes: 8 << 20, maxInflight: 64 << 20}
+	f := &collectorFlags{walBudget: 4 << 30, quarantineBudget: 256 << 20, memLimit: 512 << 20, maxPageBytes: 8 << 20, maxInflight: 64 << 20}
 	f.cf = addConfigFlags(fs)
 	f.dataDir = fs.String("data-dir", "holdfast-data", "directory for the WAL and state; a relative one is under $STATE_DIRECTORY when systemd sets it, and refused when the working directory is /")
 	f.listen = hostPortFlag(fs, "listen", "127.0.0.1:9464", "admin HTTP address host:port (/v1/checkpoint, /v1/status, /v1/flush, /metrics, /healthz)")
