@@ -6,6 +6,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/holdfast/holdfast/internal/statushtml"
 )
 
 // print writes the fleet as tables: collectors, then each collector's
@@ -42,7 +44,7 @@ func (v *fleetView) print(w io.Writer, now time.Time) {
 		st := c.Status
 		cp := st.Checkpoint
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d rec (%s)\t%s\t%s\t%d\n", id, c.Address, lease, st.State, assignedCount(c, len(st.Producers)),
-			cp.BacklogRecords, bytesHuman(cp.BacklogBytes), secondsHuman(cp.OldestUnforwarded), ago(now, cp.LastInsertTime), st.Quarantine.Entries)
+			cp.BacklogRecords, statushtml.Bytes(cp.BacklogBytes), statushtml.Seconds(cp.OldestUnforwarded), ago(now, cp.LastInsertTime), st.Quarantine.Entries)
 	}
 	tw.Flush()
 	for _, c := range v.Collectors {
@@ -163,22 +165,6 @@ func ago(now, t time.Time) string {
 		return "never"
 	}
 	return now.Sub(t).Round(100*time.Millisecond).String() + " ago"
-}
-
-func secondsHuman(s float64) string {
-	return (time.Duration(s * float64(time.Second))).Round(time.Millisecond).String()
-}
-
-func bytesHuman(b int64) string {
-	switch {
-	case b >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(b)/(1<<30))
-	case b >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
-	case b >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(b)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", b)
 }
 
 // oneLine keeps a table row on one line: producer errors and names are
