@@ -13,6 +13,7 @@ import (
 
 	"github.com/holdfast/holdfast/collector"
 	"github.com/holdfast/holdfast/forwarder"
+	"github.com/holdfast/holdfast/internal/promtest"
 	"github.com/holdfast/holdfast/internal/state"
 	"github.com/holdfast/holdfast/registry"
 )
@@ -92,7 +93,7 @@ func TestDepartedProducersSayWhy(t *testing.T) {
 	if l := d["lapses"]; !strings.Contains(l.Detail, "expired it at") || !strings.Contains(l.Detail, "last assigned to c") || l.URL != "http://127.0.0.1:1/lapses" || l.Left.IsZero() {
 		t.Errorf("lapses: %+v", l)
 	}
-	text := scrape(t, admin.URL)
+	text := promtest.Scrape(t, admin.URL)
 	for _, want := range []string{
 		`holdfast_collector_producers_departed_total{reason="expired"} 1`,
 		`holdfast_collector_producers_departed_total{reason="deregistered"} 1`,

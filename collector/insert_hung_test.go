@@ -19,6 +19,7 @@ import (
 	"github.com/holdfast/holdfast/forwarder"
 	"github.com/holdfast/holdfast/internal/chserver"
 	"github.com/holdfast/holdfast/internal/chtest"
+	"github.com/holdfast/holdfast/internal/promtest"
 	"github.com/holdfast/holdfast/internal/sampletest"
 	pa "github.com/holdfast/holdfast/producerapi"
 )
@@ -92,7 +93,7 @@ func TestHungClickHouseShowsAsInsertInProgress(t *testing.T) {
 	// gauges returns holdfast_forwarder_insert_in_progress_seconds and
 	// holdfast_collector_ready.
 	gauges := func() (inserting, ready float64) {
-		text := scrape(t, hs.URL)
+		text := promtest.Scrape(t, hs.URL)
 		m, r := insertGauge.FindStringSubmatch(text), readyGauge.FindStringSubmatch(text)
 		if m == nil || r == nil {
 			t.Fatal("no holdfast_forwarder_insert_in_progress_seconds or holdfast_collector_ready on /metrics")

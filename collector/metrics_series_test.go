@@ -15,6 +15,7 @@ import (
 
 	"github.com/holdfast/holdfast/collector"
 	"github.com/holdfast/holdfast/forwarder"
+	"github.com/holdfast/holdfast/internal/promtest"
 	"github.com/holdfast/holdfast/internal/sampletest"
 	pa "github.com/holdfast/holdfast/producerapi"
 )
@@ -28,20 +29,6 @@ var perProducer = []string{
 	"holdfast_collector_producer_up", "holdfast_collector_producer_last_success_timestamp_seconds",
 	"holdfast_collector_producer_scrape_duration_seconds", "holdfast_collector_drain_limited_total",
 	"holdfast_quarantine_overflow_total",
-}
-
-func scrape(t *testing.T, url string) string {
-	t.Helper()
-	resp, err := http.Get(url + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }
 
 // seriesOf returns the sample lines of /metrics whose labels include
@@ -86,7 +73,7 @@ func TestMetricsSeriesLifecycle(t *testing.T) {
 	hs := httptest.NewServer(c.AdminHandler(collector.AdminOptions{Gatherer: reg}))
 	defer hs.Close()
 
-	fresh := scrape(t, hs.URL)
+	fresh := promtest.Scrape(t, hs.URL)
 	checked := 0
 	for _, l := range strings.Split(fresh, "\n") {
 		name, ok := strings.CutPrefix(l, "# TYPE ")
@@ -147,7 +134,7 @@ func TestMetricsSeriesLifecycle(t *testing.T) {
 	put(`[{"id":"a","url":"` + urls[0] + `","interval":"1h"},{"id":"b","url":"` + urls[1] + `","interval":"50ms"}]`)
 	// a's first collection is somewhere in its first half hour: its
 	// counters are there at 0 anyway.
-	text := scrape(t, hs.URL)
+	text := promtest.Scrape(t, hs.URL)
 	for _, want := range []string{
 		`holdfast_collector_samples_total{producer="a"} 0`,
 		`holdfast_collector_errors_total{kind="fetch",producer="a"} 0`,
@@ -161,7 +148,7 @@ func TestMetricsSeriesLifecycle(t *testing.T) {
 		}
 	}
 	waitFor(t, 60*time.Second, "b collected", func() (bool, string) {
-		text := scrape(t, hs.URL)
+		text := promtest.Scrape(t, hs.URL)
 		return strings.Contains(text, `holdfast_collector_producer_up{producer="b"} 1`) &&
 			strings.Contains(text, `holdfast_collector_producer_last_success_timestamp_seconds{producer="b"}`) &&
 			strings.Contains(text, `holdfast_collector_samples_total{producer="b"} 30`) &&
@@ -169,10 +156,10 @@ func TestMetricsSeriesLifecycle(t *testing.T) {
 	})
 	put(`[{"id":"a","url":"` + urls[0] + `","interval":"1h"}]`)
 	waitFor(t, 60*time.Second, "b's series gone", func() (bool, string) {
-		s := seriesOf(scrape(t, hs.URL), "b")
+		s := seriesOf(promtest.Scrape(t, hs.URL), "b")
 		return len(s) == 0, strings.Join(s, "\n")
 	})
-	if s := seriesOf(scrape(t, hs.URL), "a"); len(s) < 5 {
+	if s := seriesOf(promtest.Scrape(t, hs.URL), "a"); len(s) < 5 {
 		t.Fatalf("a's series went too: %v", s)
 	}
 }

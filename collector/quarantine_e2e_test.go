@@ -80,6 +80,18 @@ func pages(n int, bad func(page, i int) *pa.Sample) (all []pa.Sample, valid int)
 	return all, valid
 }
 
+// invalidWhere is a bad function for pages: the samples at the indexes
+// where (of each page) is true are invalid.
+func invalidWhere(where func(i int) bool) func(page, i int) *pa.Sample {
+	return func(p, i int) *pa.Sample {
+		if !where(i) {
+			return nil
+		}
+		s := invalidSample(p*100+i, 0)
+		return &s
+	}
+}
+
 func hf(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	out, err := exec.Command(holdfastBin, args...).CombinedOutput()
@@ -113,13 +125,7 @@ func metricLine(t *testing.T, admin, prefix string) string {
 func TestOneInvalidSampleDoesNotStallTheProducer(t *testing.T) {
 	ch := newClickHouse(t, "")
 	db := ch.database("quarantine")
-	samples, valid := pages(10, func(p, i int) *pa.Sample {
-		if i == 37 {
-			s := invalidSample(p*100+i, 0)
-			return &s
-		}
-		return nil
-	})
+	samples, valid := pages(10, invalidWhere(func(i int) bool { return i == 37 }))
 	addr := startLibProducer(t, samples)
 	admin := freeAddr(t)
 	dataDir := t.TempDir()
@@ -240,13 +246,7 @@ func TestSchemaConflictQuarantinesOnlyTheConflictingSamples(t *testing.T) {
 func TestQuarantineEntrySurvivesSIGKILLAfterAck(t *testing.T) {
 	ch := newClickHouse(t, "")
 	db := ch.database("qkill")
-	samples, _ := pages(3, func(p, i int) *pa.Sample {
-		if i == 99 {
-			s := invalidSample(p*100+i, 0)
-			return &s
-		}
-		return nil
-	})
+	samples, _ := pages(3, invalidWhere(func(i int) bool { return i == 99 }))
 	addr := startLibProducer(t, samples)
 	admin := freeAddr(t)
 	dataDir := t.TempDir()
@@ -265,13 +265,7 @@ func TestQuarantineEntrySurvivesSIGKILLAfterAck(t *testing.T) {
 func TestQuarantineBoundIsLoud(t *testing.T) {
 	ch := newClickHouse(t, "")
 	db := ch.database("qfull")
-	samples, valid := pages(5, func(p, i int) *pa.Sample {
-		if i%10 == 0 {
-			s := invalidSample(p*100+i, 0)
-			return &s
-		}
-		return nil
-	})
+	samples, valid := pages(5, invalidWhere(func(i int) bool { return i%10 == 0 }))
 	addr := startLibProducer(t, samples)
 	admin := freeAddr(t)
 	c := startProc(t, "collector", collectorArgs(t.TempDir(), admin, ch.addr, db, []string{addr}, "--page-limit", "100", "--quarantine-budget", "16KiB")...)
@@ -316,13 +310,7 @@ func TestQuarantineBoundIsLoud(t *testing.T) {
 func TestForwarderRecordsInTheQuarantineCLI(t *testing.T) {
 	ch := newClickHouse(t, "")
 	db := ch.database("qrecords")
-	samples, _ := pages(3, func(p, i int) *pa.Sample {
-		if i == 37 {
-			s := invalidSample(p*100+i, 0)
-			return &s
-		}
-		return nil
-	})
+	samples, _ := pages(3, invalidWhere(func(i int) bool { return i == 37 }))
 	addr := startLibProducer(t, samples)
 	admin := freeAddr(t)
 	dataDir := t.TempDir()

@@ -1,39 +1,15 @@
 package producerapi_test
 
 import (
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/holdfast/holdfast/internal/promtest"
 	pa "github.com/holdfast/holdfast/producerapi"
 )
-
-func scrapeProducer(t *testing.T, base string) string {
-	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("/metrics: %d %s", resp.StatusCode, b)
-	}
-	return string(b)
-}
-
-func wantLines(t *testing.T, when, text string, lines ...string) {
-	t.Helper()
-	for _, l := range lines {
-		if !strings.Contains(text, "\n"+l+"\n") {
-			t.Errorf("%s: no line %q in /metrics:\n%s", when, l, text)
-		}
-	}
-}
 
 // TestProducerMetrics over HTTP: the library's /metrics (through the
 // Registerer and Gatherer the embedding program passes) shows the buffer's
@@ -49,7 +25,7 @@ func TestProducerMetrics(t *testing.T) {
 		Registerer: reg, Gatherer: reg})
 	pa.SetClock(s, func() time.Time { return now })
 	const p = `{producer="p1"}`
-	wantLines(t, "fresh", scrapeProducer(t, hs.URL),
+	promtest.WantLines(t, "fresh", promtest.Scrape(t, hs.URL),
 		"holdfast_producer_samples_produced_total"+p+" 0", "holdfast_producer_samples_dropped_total"+p+" 0",
 		"holdfast_producer_cursors_expired_total"+p+" 0", "holdfast_producer_cursors"+p+" 1",
 		`holdfast_producer_cursor_pending_samples{collector="c1",producer="p1"} 0`,
@@ -62,7 +38,7 @@ func TestProducerMetrics(t *testing.T) {
 	if len(gone.page.Samples) != 3 {
 		t.Fatalf("gone: %d %s", gone.status, gone.errMsg)
 	}
-	wantLines(t, "after a partial acknowledgement", scrapeProducer(t, hs.URL),
+	promtest.WantLines(t, "after a partial acknowledgement", promtest.Scrape(t, hs.URL),
 		"holdfast_producer_samples_produced_total"+p+" 10", "holdfast_producer_samples_released_total"+p+" 4",
 		"holdfast_producer_samples_pending"+p+" 6", "holdfast_producer_cursors"+p+" 2",
 		`holdfast_producer_cursor_pending_samples{collector="c1",producer="p1"} 6`,
@@ -71,8 +47,8 @@ func TestProducerMetrics(t *testing.T) {
 		`holdfast_producer_cursor_acked_samples_total{collector="gone",producer="p1"} 0`)
 
 	now = now.Add(11 * time.Minute) // "gone" expires
-	text := scrapeProducer(t, hs.URL)
-	wantLines(t, "after the cursor expired", text,
+	text := promtest.Scrape(t, hs.URL)
+	promtest.WantLines(t, "after the cursor expired", text,
 		"holdfast_producer_cursors_expired_total"+p+" 1", "holdfast_producer_cursors"+p+" 1",
 		"holdfast_producer_samples_dropped_total"+p+" 0", "holdfast_producer_samples_released_total"+p+" 4")
 	if strings.Contains(text, `collector="gone"`) {
@@ -87,7 +63,7 @@ func TestProducerMetrics(t *testing.T) {
 	if _, err := pa.NewServer(pa.ServerOptions{ID: "p2", Registerer: reg, Logger: quiet}); err != nil {
 		t.Fatal(err)
 	}
-	wantLines(t, "two producers", scrapeProducer(t, hs.URL),
+	promtest.WantLines(t, "two producers", promtest.Scrape(t, hs.URL),
 		"holdfast_producer_samples_produced_total"+p+" 10", `holdfast_producer_samples_produced_total{producer="p2"} 0`)
 	if _, err := pa.NewServer(pa.ServerOptions{ID: "p2", Registerer: reg, Logger: quiet}); err == nil {
 		t.Error("a second producer with the same id registered its metrics")

@@ -1,38 +1,14 @@
 package registry
 
 import (
-	"io"
-	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/holdfast/holdfast/internal/promtest"
 )
-
-func scrapeRegistry(t *testing.T, url string) string {
-	t.Helper()
-	resp, err := http.Get(url + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("/metrics: %d %s", resp.StatusCode, b)
-	}
-	return string(b)
-}
-
-func wantLines(t *testing.T, when, text string, lines ...string) {
-	t.Helper()
-	for _, l := range lines {
-		if !strings.Contains(text, "\n"+l+"\n") {
-			t.Errorf("%s: no %q in\n%s", when, l, text)
-		}
-	}
-}
 
 // TestMetrics over HTTP: the counters are there at 0 from start; a new
 // producer and collector count as registrations (renewals do not), the
@@ -44,7 +20,7 @@ func TestMetrics(t *testing.T) {
 	defer db.Close()
 	hs := httptest.NewServer(r.Handler(nil))
 	defer hs.Close()
-	wantLines(t, "fresh", scrapeRegistry(t, hs.URL),
+	promtest.WantLines(t, "fresh", promtest.Scrape(t, hs.URL),
 		`holdfast_registry_registrations_total{kind="collector"} 0`,
 		`holdfast_registry_registrations_total{kind="producer"} 0`,
 		`holdfast_registry_leases_expired_total{kind="collector"} 0`,
@@ -56,7 +32,7 @@ func TestMetrics(t *testing.T) {
 	mustRegisterProducer(t, r, prod(1))
 	mustRegisterProducer(t, r, prod(1)) // a renewal
 	mustRegisterProducer(t, r, prod(2))
-	wantLines(t, "registered", scrapeRegistry(t, hs.URL),
+	promtest.WantLines(t, "registered", promtest.Scrape(t, hs.URL),
 		`holdfast_registry_registrations_total{kind="collector"} 1`,
 		`holdfast_registry_registrations_total{kind="producer"} 2`,
 		`holdfast_registry_producers 2`, `holdfast_registry_collectors 1`,
@@ -65,7 +41,7 @@ func TestMetrics(t *testing.T) {
 	if _, _, err := r.Expire(); err != nil {
 		t.Fatal(err)
 	}
-	wantLines(t, "expired", scrapeRegistry(t, hs.URL),
+	promtest.WantLines(t, "expired", promtest.Scrape(t, hs.URL),
 		`holdfast_registry_leases_expired_total{kind="collector"} 1`,
 		`holdfast_registry_leases_expired_total{kind="producer"} 2`,
 		`holdfast_registry_producers 0`, `holdfast_registry_collectors 0`)
