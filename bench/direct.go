@@ -278,24 +278,15 @@ func (d *directInserter) send(ctx context.Context, table string, cols ...col) er
 	return nil
 }
 
-// schemaData is timeseries_schema's columns for schemas.
+// schemaData is timeseries_schema's columns for schemas, as the forwarder
+// builds them.
 func schemaData(schemas []pa.TimeseriesSchema) []col {
-	n := len(schemas)
-	names, dtypes := make([]string, n), make([]string, n)
-	fnames, ftypes, fsources := make([][]string, n), make([][]string, n), make([][]string, n)
-	versions, created := make([]uint32, n), make([]int64, n)
-	now := time.Now().UnixNano()
-	for i, sc := range schemas {
-		names[i], dtypes[i], versions[i], created[i] = sc.Name, sc.DatumType.String(), sc.Version, now
-		fnames[i], ftypes[i], fsources[i] = []string{}, []string{}, []string{}
-		for _, f := range sc.Fields {
-			fnames[i] = append(fnames[i], f.Name)
-			ftypes[i] = append(ftypes[i], f.Type.String())
-			fsources[i] = append(fsources[i], f.Source.String())
-		}
+	names, data := forwarder.SchemaColumns(schemas, time.Now().UnixNano())
+	cols := make([]col, len(names))
+	for i := range names {
+		cols[i] = col{names[i], data[i]}
 	}
-	return []col{{"timeseries_name", names}, {"fields_name", fnames}, {"fields_type", ftypes}, {"fields_source", fsources},
-		{"datum_type", dtypes}, {"version", versions}, {"created_ns", created}}
+	return cols
 }
 
 // directStats is a direct-insert run.

@@ -193,7 +193,7 @@ type RegistryStatus struct {
 // listing succeeded (omicron issue 7124); any error leaves the current set,
 // and the cache, as they are.
 func (c *Collector) runRegistry(ctx context.Context) {
-	client := &registry.Client{BaseURL: c.opts.RegistryURL, HTTP: c.http, Token: c.opts.RegistryToken}
+	client := c.registryClient()
 	renewing, tried := make(chan struct{}), make(chan struct{})
 	go func() { defer close(renewing); c.renewLease(ctx, client, tried) }()
 	defer func() { <-renewing }()

@@ -99,7 +99,7 @@ func (c *Collector) pruneDepartedLocked(now time.Time) {
 func (c *Collector) askWhyDeparted(ctx context.Context, id string, left time.Time) {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout)
 	defer cancel()
-	client := &registry.Client{BaseURL: c.opts.RegistryURL, HTTP: c.http, Token: c.opts.RegistryToken}
+	client := c.registryClient()
 	reason, detail := DepartedUnassigned, ""
 	var ae *registry.APIError
 	if e, err := client.ExpiredProducer(ctx, id); err == nil {

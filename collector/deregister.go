@@ -14,7 +14,7 @@ func (c *Collector) deregister() {
 	if c.opts.RegistryURL == "" {
 		return
 	}
-	client := &registry.Client{BaseURL: c.opts.RegistryURL, HTTP: c.http, Token: c.opts.RegistryToken}
+	client := c.registryClient()
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.RequestTimeout)
 	defer cancel()
 	if err := client.DeregisterCollector(ctx, c.id); err != nil {
@@ -22,4 +22,10 @@ func (c *Collector) deregister() {
 		return
 	}
 	c.log.Info("shutdown: deregistered from the registry; its producers move to other collectors now", "registry", c.opts.RegistryURL)
+}
+
+// registryClient talks to the collector's registry with its HTTP client and
+// token.
+func (c *Collector) registryClient() *registry.Client {
+	return &registry.Client{BaseURL: c.opts.RegistryURL, HTTP: c.http, Token: c.opts.RegistryToken}
 }

@@ -78,8 +78,7 @@ func newMetrics(reg prometheus.Registerer, checkpoint func() Checkpoint, inserti
 // errorKinds and rejectReasons are the label values of errors_total and
 // rejected_samples_total, created at 0 with each producer.
 var (
-	errorKinds    = []string{"fetch", "protocol", "wal", "quarantine", "page_too_large", "too_large"}
-	rejectReasons = []string{quarantine.CodeInvalid, quarantine.CodeSchema, quarantine.CodeTooLarge}
+	errorKinds = []string{"fetch", "protocol", "wal", "quarantine", "page_too_large", "too_large"}
 )
 
 // initProducer creates a new producer's counters at 0, so rate() and
@@ -91,7 +90,7 @@ func (m *metrics) initProducer(id string) {
 	for _, k := range errorKinds {
 		m.errors.WithLabelValues(id, k)
 	}
-	for _, r := range rejectReasons {
+	for _, r := range quarantine.SampleCodes {
 		m.rejected.WithLabelValues(id, r)
 	}
 	m.scrapeSecs.WithLabelValues(id)

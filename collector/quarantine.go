@@ -62,16 +62,10 @@ func (c *Collector) appendSamples(ctx context.Context, p *producer, incarnation 
 	*buf = enc.Append(pa.AppendPageRecord2Head((*buf)[:0], p.cfg.ID, incarnation, true), samples)
 	block2Encoders.Put(enc)
 	if len(*buf) <= c.maxRec {
-		idx, err := c.wal.Append(ctx, wal.Record{Type: wal.TypePage, Payload: *buf})
-		if err != nil {
-			return 0, 0, err
-		}
-		return idx, len(samples), nil
+		return c.appendRecord(ctx, *buf, len(samples))
 	}
 	if len(samples) == 1 {
-		*rejected = append(*rejected, quarantine.Entry{Kind: quarantine.KindSample, Code: quarantine.CodeTooLarge,
-			Reason:  fmt.Sprintf("sample of %q: its WAL record of %d bytes exceeds the WAL's record limit of %d bytes", samples[0].TimeseriesName(), len(*buf), c.maxRec),
-			Payload: pa.AppendSamples(nil, samples)})
+		*rejected = append(*rejected, c.tooLargeEntry(&samples[0], len(*buf)))
 		return 0, 0, nil
 	}
 	mid := len(samples) / 2
@@ -89,6 +83,14 @@ func (c *Collector) appendSamples(ctx context.Context, p *producer, incarnation 
 // block2Encoders keep the series index and buffers of the version 1 and
 // JSON pages' conversion from page to page.
 var block2Encoders = sync.Pool{New: func() any { return new(pa.Block2Encoder) }}
+
+// tooLargeEntry is the quarantine entry of a sample whose WAL record of
+// recLen bytes, alone, exceeds the WAL's record limit.
+func (c *Collector) tooLargeEntry(s *pa.Sample, recLen int) quarantine.Entry {
+	return quarantine.Entry{Kind: quarantine.KindSample, Code: quarantine.CodeTooLarge,
+		Reason:  fmt.Sprintf("sample of %q: its WAL record of %d bytes exceeds the WAL's record limit of %d bytes", s.TimeseriesName(), recLen, c.maxRec),
+		Payload: pa.AppendSamples(nil, []pa.Sample{*s})}
+}
 
 // keepRejected stores refused samples in the quarantine (synced) and counts
 // them. A sample the full quarantine cannot keep is counted and logged, and

@@ -398,9 +398,7 @@ func (c *Collector) appendSplit(ctx context.Context, p *producer, incarnation st
 		if err != nil {
 			return 0, 0, err
 		}
-		*rejected = append(*rejected, quarantine.Entry{Kind: quarantine.KindSample, Code: quarantine.CodeTooLarge,
-			Reason:  fmt.Sprintf("sample of %q: its WAL record of %d bytes exceeds the WAL's record limit of %d bytes", s.TimeseriesName(), len(*buf), c.maxRec),
-			Payload: pa.AppendSamples(nil, []pa.Sample{s})})
+		*rejected = append(*rejected, c.tooLargeEntry(&s, len(*buf)))
 		return 0, 0, nil
 	}
 	mid := len(part) / 2

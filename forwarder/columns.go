@@ -431,7 +431,7 @@ func (f *fieldRows) reset() {
 	f.u16, f.u32, f.u64, f.uuids = f.u16[:0], f.u32[:0], f.u64[:0], f.uuids[:0]
 }
 
-// schemaColumns builds the timeseries_schema columns.
+// schemaColumnData builds the timeseries_schema columns.
 func schemaColumnData(schemas []pa.TimeseriesSchema, created int64) []any {
 	n := len(schemas)
 	names := make([]string, n)
@@ -452,6 +452,14 @@ func schemaColumnData(schemas []pa.TimeseriesSchema, created int64) []any {
 }
 
 var schemaColumns = []string{"timeseries_name", "fields_name", "fields_type", "fields_source", "datum_type", "version", "created_ns"}
+
+// SchemaColumns returns timeseries_schema's column names and the column
+// data of schemas, created at created (Unix ns), as the forwarder inserts
+// them (for a baseline that inserts the same rows).
+func SchemaColumns(schemas []pa.TimeseriesSchema, created int64) ([]string, []any) {
+	return schemaColumns, schemaColumnData(schemas, created)
+}
+
 var fieldColumns = []string{"timeseries_name", "timeseries_key", "field_name", "field_value"}
 
 // columns builds every measurement table's columns (benchmarks: the work

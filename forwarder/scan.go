@@ -50,8 +50,8 @@ func (f *Forwarder) addRecord2(ctx context.Context, b *batch, idx uint64, rec wa
 	if rec.Type != wal.TypePage || len(rec.Payload) == 0 || rec.Payload[0] != 2 {
 		return false, nil
 	}
-	block, verified, ok := recordBlock2(rec.Payload)
-	if !ok {
+	_, verified, block, err := pa.PageRecordBlock(rec.Payload)
+	if err != nil {
 		return false, nil
 	}
 	s := f.scan
@@ -127,44 +127,6 @@ func (f *Forwarder) addScannedRecord(ctx context.Context, b *batch, idx uint64, 
 		b.noteRefused(idx, s.refused)
 	}
 	return nil
-}
-
-// recordBlock2 returns the block of a version 2 page record and its
-// verified flag without allocating (pa.ScanPageRecord copies the producer
-// and incarnation, which rows do not need).
-func recordBlock2(p []byte) (block []byte, verified, ok bool) {
-	if len(p) < 2 || p[0] != 2 || p[1]&^1 != 0 {
-		return nil, false, false
-	}
-	off := 2
-	for range 2 { // producer, incarnation
-		n, w := uvarint(p[off:])
-		if w <= 0 || n > uint64(len(p)-off-w) {
-			return nil, false, false
-		}
-		off += w + int(n)
-	}
-	return p[off:], p[1]&1 != 0, true
-}
-
-// uvarint is binary.Uvarint (kept local so the hot path inlines it).
-func uvarint(b []byte) (uint64, int) {
-	var x uint64
-	var s uint
-	for i, c := range b {
-		if i == 10 {
-			return 0, -(i + 1)
-		}
-		if c < 0x80 {
-			if i == 9 && c > 1 {
-				return 0, -(i + 1)
-			}
-			return x | uint64(c)<<s, i + 1
-		}
-		x |= uint64(c&0x7f) << s
-		s += 7
-	}
-	return 0, 0
 }
 
 // seriesIndex returns the cache index of the series entry raw, decoding,
@@ -336,11 +298,9 @@ func (m *measurementRows) addScanned(name string, key uint64, s *scanned) {
 		default:
 			m.binsF = h.AppendBinsF64(m.binsF)
 		}
-		m.binEnd = append(m.binEnd, max(len(m.binsI), len(m.binsU), len(m.binsF)))
+		// The counts straight from the view (no slice of them), then the
+		// rest as the decoding path adds it.
 		m.counts = h.AppendCounts(m.counts)
-		m.histEnd = append(m.histEnd, len(m.counts))
-		m.histStats[0] = append(m.histStats[0], h.Min)
-		m.histStats[1] = append(m.histStats[1], h.Max)
-		m.histStats[2] = append(m.histStats[2], h.Sum)
+		m.addHist(nil, h.Min, h.Max, h.Sum)
 	}
 }

@@ -27,17 +27,16 @@ import (
 // seen, which are the ones not needed again until the next period: a hit
 // rate near zero and the whole cache's memory turned into garbage each
 // time. Kept full, it answers for the series it holds (max of them) and
-// makes no garbage. Once full, it starts over every refreshAfter, so a
+// makes no garbage. Once full, it starts over every seriesCacheRefresh, so a
 // fleet that changes does not leave it holding series that are gone.
 type seriesCache struct {
-	index        map[string]int32
-	entries      []cachedSeries
-	kept         arena // the bytes of entries[:max]
-	spill        arena // the bytes of entries[max:], this record's only
-	max          int
-	fullAt       time.Time // when it filled up; zero while not full
-	now          func() time.Time
-	refreshAfter time.Duration
+	index   map[string]int32
+	entries []cachedSeries
+	kept    arena // the bytes of entries[:max]
+	spill   arena // the bytes of entries[max:], this record's only
+	max     int
+	fullAt  time.Time // when it filled up; zero while not full
+	now     func() time.Time
 }
 
 // seriesCacheRefresh is how long a full series cache is kept before it starts
@@ -88,7 +87,7 @@ func (a *arena) rewind() {
 }
 
 func newSeriesCache(max int) *seriesCache {
-	return &seriesCache{index: make(map[string]int32), max: max, now: time.Now, refreshAfter: seriesCacheRefresh}
+	return &seriesCache{index: make(map[string]int32), max: max, now: time.Now}
 }
 
 // lookup returns the index of the series whose entry bytes are raw.
@@ -117,7 +116,7 @@ func (c *seriesCache) add(raw []byte, e cachedSeries) int32 {
 
 // beginRecord runs between records (never in the middle of one, whose
 // samples hold indexes): it drops the previous record's spilled series,
-// and starts over when the cache has been full for refreshAfter.
+// and starts over when the cache has been full for seriesCacheRefresh.
 func (c *seriesCache) beginRecord() {
 	if len(c.entries) > c.max {
 		for _, e := range c.entries[c.max:] {
@@ -133,7 +132,7 @@ func (c *seriesCache) beginRecord() {
 	now := c.now()
 	if c.fullAt.IsZero() {
 		c.fullAt = now
-	} else if now.Sub(c.fullAt) >= c.refreshAfter {
+	} else if now.Sub(c.fullAt) >= seriesCacheRefresh {
 		c.reset()
 	}
 }

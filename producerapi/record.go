@@ -73,6 +73,23 @@ func ScanPageRecord(b []byte) (version int, producer, incarnation string, verifi
 	return version, producer, incarnation, verified, b[d.off:], nil
 }
 
+// PageRecordBlock returns a page record's version, verified flag and
+// block (aliasing b) without reading the producer and incarnation into
+// strings: what a reader of the samples alone needs, without allocating.
+func PageRecordBlock(b []byte) (version int, verified bool, block []byte, err error) {
+	off, version, verified, err := scanRecordHead(b)
+	if err != nil {
+		return 0, false, nil, err
+	}
+	d := decoder{b: b, off: off, sample: -1}
+	d.skipBytes() // producer
+	d.skipBytes() // incarnation
+	if d.err != nil {
+		return 0, false, nil, d.err
+	}
+	return version, verified, b[d.off:], nil
+}
+
 // scanRecordHead reads the version and flags and returns the offset of
 // the producer string.
 func scanRecordHead(b []byte) (off, version int, verified bool, err error) {

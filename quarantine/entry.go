@@ -39,11 +39,11 @@ const (
 	CodeUnknownType = "unknown_type" // a WAL record type this build does not know
 )
 
-// The reason codes of each kind: the collector refuses samples, the
-// forwarder records.
+// SampleCodes and RecordCodes are the reason codes of each kind: the
+// collector refuses samples, the forwarder records. Do not modify.
 var (
-	sampleCodes = []string{CodeInvalid, CodeSchema, CodeTooLarge}
-	recordCodes = []string{CodeRejected, CodeMalformed, CodeCorrupt, CodeUnknownType}
+	SampleCodes = []string{CodeInvalid, CodeSchema, CodeTooLarge}
+	RecordCodes = []string{CodeRejected, CodeMalformed, CodeCorrupt, CodeUnknownType}
 )
 
 // Entry is one quarantined sample or record.

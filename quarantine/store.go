@@ -229,12 +229,22 @@ func (s *Store) put(entries []Entry, all bool) (overflow []Entry, err error) {
 		return nil, nil
 	}
 	now := time.Now().UnixNano()
+	// Each entry encoded once, as it will be stored (the ID is not part of
+	// the value); entries are changed only once they are being stored.
+	vals := make([][]byte, len(entries))
+	for i := range entries {
+		e := entries[i]
+		if e.TimeNs == 0 {
+			e.TimeNs = now
+		}
+		vals[i] = encodeValue(&e)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if all && s.budget > 0 {
 		var size int64
-		for i := range entries {
-			size += storedSize(len(encodeValue(&entries[i])))
+		for _, v := range vals {
+			size += storedSize(len(v))
 		}
 		if s.mu.bytes+size > s.budget {
 			if !s.mu.full {
@@ -256,7 +266,7 @@ func (s *Store) put(entries []Entry, all bool) (overflow []Entry, err error) {
 		if e.TimeNs == 0 {
 			e.TimeNs = now
 		}
-		v := encodeValue(e)
+		v := vals[i]
 		sz := storedSize(len(v))
 		if s.budget > 0 && bytes+sz > s.budget {
 			overflow = append(overflow, *e)
@@ -527,10 +537,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	// Every counter exists from start-up at 0, so rate() and absent() work
 	// before the first refusal.
-	for _, c := range sampleCodes {
+	for _, c := range SampleCodes {
 		m.stored.WithLabelValues(KindSample.String(), c)
 	}
-	for _, c := range recordCodes {
+	for _, c := range RecordCodes {
 		m.stored.WithLabelValues(KindRecord.String(), c)
 	}
 	var err error
@@ -543,7 +553,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // deletes them when the producer leaves, so /metrics does not grow with
 // every producer ever seen.
 func (s *Store) TrackProducer(id string) {
-	for _, c := range append(sampleCodes[:len(sampleCodes):len(sampleCodes)], recordCodes...) {
+	for _, c := range append(SampleCodes[:len(SampleCodes):len(SampleCodes)], RecordCodes...) {
 		s.m.overflow.WithLabelValues(id, c)
 	}
 }

@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -10,7 +9,6 @@ import (
 	"slices"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -130,10 +128,9 @@ func (r *Registry) ListExpired(token string, limit int) (ExpiredProducersPage, e
 	}
 	after, hasAfter := "", false
 	if token != "" {
-		b, err := base64.RawURLEncoding.DecodeString(token)
-		a, ok := strings.CutPrefix(string(b), "expired\x00")
-		if err != nil || !ok {
-			return ExpiredProducersPage{}, invalid("malformed page token")
+		a, err := decodeToken("expired", token)
+		if err != nil {
+			return ExpiredProducersPage{}, err
 		}
 		after, hasAfter = a, true
 	}
@@ -148,7 +145,7 @@ func (r *Registry) ListExpired(token string, limit int) (ExpiredProducersPage, e
 	page := ExpiredProducersPage{Items: []ExpiredProducer{}}
 	for _, id := range ids {
 		if len(page.Items) == limit {
-			page.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte("expired\x00" + page.Items[len(page.Items)-1].ID))
+			page.NextPageToken = encodeToken("expired", page.Items[len(page.Items)-1].ID)
 			break
 		}
 		e := *r.expired[id]

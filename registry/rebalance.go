@@ -108,18 +108,17 @@ func (r *Registry) Rebalance() ([]Move, error) {
 	if r.load[src]-r.load[dst] <= 1 {
 		return nil, nil // even: the common case costs no scan of producers
 	}
-	// Each live collector's producers, by id, once per call.
-	on := map[string][]*Producer{}
-	ids := make([]string, 0, len(r.producers))
-	for id := range r.producers {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	for _, id := range ids {
-		p := r.producers[id]
-		for _, c := range p.Collectors {
-			on[c] = append(on[c], p)
+	// pick is src's producer with the lowest id that is not on dst: one
+	// pass over the producers per move (a call moves a few), no sorting.
+	pick := func(src, dst string) *Producer {
+		var best *Producer
+		bestID := ""
+		for id, p := range r.producers {
+			if (best == nil || id < bestID) && slices.Contains(p.Collectors, src) && !slices.Contains(p.Collectors, dst) {
+				best, bestID = p, id
+			}
 		}
+		return best
 	}
 	type undo struct {
 		p   *Producer
@@ -133,13 +132,10 @@ func (r *Registry) Rebalance() ([]Move, error) {
 		if src == dst || r.load[src]-r.load[dst] <= 1 {
 			break
 		}
-		i := slices.IndexFunc(on[src], func(p *Producer) bool { return !slices.Contains(p.Collectors, dst) })
-		if i < 0 {
+		p := pick(src, dst)
+		if p == nil {
 			break // every producer of src is on dst already (replicas > 1)
 		}
-		p := on[src][i]
-		on[src] = slices.Delete(on[src], i, i+1)
-		on[dst] = append(on[dst], p)
 		old := slices.Clone(p.Collectors)
 		next := slices.Clone(p.Collectors)
 		next[slices.Index(next, src)] = dst

@@ -10,9 +10,6 @@ import (
 	"runtime/debug"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-
 	"github.com/holdfast/holdfast/collector"
 	"github.com/holdfast/holdfast/forwarder"
 )
@@ -119,9 +116,7 @@ func runCollector(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "holdfast collector: %v\n", err)
 		return 2
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	registerBuildInfo(reg)
+	reg := newDaemonRegistry()
 	opts := collector.Options{
 		DataDir: *f.dataDir, CollectorID: *f.id, WALBudgetBytes: int64(f.walBudget), QuarantineBudgetBytes: int64(f.quarantineBudget), DefaultInterval: *f.interval,
 		PageLimit: *f.pageLimit, Registerer: reg, Logger: log, Limits: f.limits.Limits,

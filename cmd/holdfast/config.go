@@ -48,8 +48,11 @@ func (d daemonConfig) key(flagName string) string {
 	if k, ok := d.aliases[flagName]; ok {
 		return k
 	}
-	return strings.NewReplacer("-", "_", ".", "_").Replace(flagName)
+	return flagKey.Replace(flagName)
 }
+
+// flagKey turns a flag name into its config file key: - and . become _.
+var flagKey = strings.NewReplacer("-", "_", ".", "_")
 
 // repeatable says whether a flag takes a list in a file.
 func repeatable(f *flag.Flag) bool {
@@ -294,20 +297,16 @@ func (d daemonConfig) printConfig(w io.Writer, fs *flag.FlagSet) error {
 // unknownKey explains a key that names no flag, suggesting the right
 // spelling when only the separators differ (data-dir for data_dir).
 func (d daemonConfig) unknownKey(k string, byKey map[string]*flag.Flag) error {
-	norm := strings.NewReplacer("-", "_", ".", "_").Replace(k)
+	norm := flagKey.Replace(k)
 	if _, ok := byKey[norm]; ok && norm != k {
 		return fmt.Errorf("unknown key; did you mean %s?", norm)
 	}
 	for flagName, alias := range d.aliases {
-		if k == d.keyNoAlias(flagName) {
+		if k == flagKey.Replace(flagName) {
 			return fmt.Errorf("unknown key; did you mean %s?", alias)
 		}
 	}
 	return fmt.Errorf("unknown key (the keys are the flags of %s --help with _ for - and .)", d.name)
-}
-
-func (d daemonConfig) keyNoAlias(flagName string) string {
-	return strings.NewReplacer("-", "_", ".", "_").Replace(flagName)
 }
 
 // configFlags are --config and --print-config, on every daemon.

@@ -11,9 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-
 	"github.com/holdfast/holdfast/internal/sampletest"
 	pa "github.com/holdfast/holdfast/producerapi"
 )
@@ -76,9 +73,7 @@ func runProducer(args []string, stdout, stderr io.Writer) int {
 	if *id == "" {
 		*id = "demo-" + ln.Addr().String()
 	}
-	reg := prometheus.NewRegistry() // served on /metrics
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	registerBuildInfo(reg)
+	reg := newDaemonRegistry() // served on /metrics
 	srv, err := pa.NewServer(pa.ServerOptions{ID: *id, MaxSamples: *maxSamples, MaxBytes: int(maxBytes),
 		Collectors: collectorIDs, AuthToken: *token, CursorTTL: ttlOption(*cursorTTL), MaxCollectors: *maxCollectors, Logger: log,
 		Registerer: reg, Gatherer: reg})

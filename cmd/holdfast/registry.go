@@ -13,9 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-
 	"github.com/holdfast/holdfast/internal/state"
 	"github.com/holdfast/holdfast/registry"
 )
@@ -80,9 +77,7 @@ func serveRegistry(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return 1
 	}
 	defer db.Close()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	registerBuildInfo(reg)
+	reg := newDaemonRegistry()
 	r, err := registry.Open(db, registry.Options{Replicas: *replicas, ProducerLease: *plase, CollectorLease: *clase, AuthToken: *token, MaxSchemas: *maxSchemas,
 		ExpiredRetention: *expiredRetention, RebalancePerMinute: *rebalance, Registerer: reg, Gatherer: reg})
 	if err != nil {

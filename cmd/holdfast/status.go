@@ -91,12 +91,9 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	for {
 		st, err := fetchStatus(client, base)
 		if err != nil {
-			// While watching, give a collector that is starting a moment.
-			if *watch == 0 || time.Since(began) > 10*time.Second {
+			// Give a collector that is starting a moment.
+			if time.Since(began) > 10*time.Second {
 				fmt.Fprintf(stderr, "holdfast status: %v\n", err)
-			}
-			if *watch == 0 {
-				return 1
 			}
 		} else {
 			var samples, drops uint64
@@ -124,9 +121,6 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 			if *until > 0 && samples >= *until && cp.BacklogRecords == 0 {
 				return 0
 			}
-		}
-		if *watch == 0 {
-			return 0
 		}
 		if *until > 0 && time.Since(began) > *timeout {
 			fmt.Fprintf(stderr, "holdfast status: %d samples not collected and forwarded within %v\n", *until, *timeout)

@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // Set by `make build` with -ldflags -X (git describe, date); a plain
@@ -71,6 +72,15 @@ func runVersion(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "holdfast, version %s (revision: %s)\n  build date:       %s\n  go version:       %s\n  platform:         %s/%s\n",
 		f.Version, rev, f.BuildDate, f.GoVersion, runtime.GOOS, runtime.GOARCH)
 	return 0
+}
+
+// newDaemonRegistry is a daemon's metrics registry: Go runtime and process
+// metrics and holdfast_build_info.
+func newDaemonRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerBuildInfo(reg)
+	return reg
 }
 
 // registerBuildInfo adds holdfast_build_info{version,revision,goversion} 1,
