@@ -310,6 +310,12 @@ type BlockScanner struct {
 	left   int    // samples not yet read
 	n      int    // samples in the block
 	err    error
+	// A version 3 block (block3.go): its defs are series, and samples name
+	// session ids whose types are in types.
+	v3      bool
+	firstID uint64
+	types   []DatumType
+	typeMap map[uint64]DatumType // DecodeBlock3's sparse table, instead of types
 }
 
 // Reset starts scanning block. With lim, the counts of a page from a
@@ -321,17 +327,30 @@ type BlockScanner struct {
 // bytes left only. The error is a *DecodeError wrapping ErrMalformed or a
 // *LimitError; Err returns it too.
 func (s *BlockScanner) Reset(block []byte, lim *PageLimits) error {
-	s.d = decoder{b: block, sample: -1}
-	s.series = s.series[:0]
-	s.table, s.left, s.n, s.err = nil, 0, 0, nil
-	if lim != nil {
-		s.lim = lim.resolved()
-		s.d.lim = &s.lim
-	}
+	s.begin(block, lim)
 	d := &s.d
 	if v := d.u8(); d.err == nil && v != Block2Version {
 		d.fail("unsupported block version %d (this reads version %d)", v, Block2Version)
 	}
+	return s.readTable(block)
+}
+
+// begin starts a scan of block (either version).
+func (s *BlockScanner) begin(block []byte, lim *PageLimits) {
+	s.d = decoder{b: block, sample: -1}
+	s.series = s.series[:0]
+	s.table, s.left, s.n, s.err = nil, 0, 0, nil
+	s.v3, s.firstID, s.types, s.typeMap = false, 0, nil, nil
+	if lim != nil {
+		s.lim = lim.resolved()
+		s.d.lim = &s.lim
+	}
+}
+
+// readTable reads the series table (a version 3 block's defs) and the
+// sample count.
+func (s *BlockScanner) readTable(block []byte) error {
+	d := &s.d
 	ns := d.length("series", minSeries2Bytes)
 	if d.err == nil && d.lim != nil && d.lim.maxSamples > 0 && ns > d.lim.maxSamples {
 		d.refuse("series", uint64(ns), d.lim.maxSamples)
@@ -425,10 +444,24 @@ func (s *BlockScanner) Next(v *SampleView) bool {
 	idx := d.uvarint()
 	ts := int64(d.u64())
 	flags := d.u8()
+	var t DatumType
 	if d.err == nil {
-		if idx >= uint64(len(s.series)) {
+		switch {
+		case s.v3:
+			if idx < uint64(len(s.types)) {
+				t = s.types[idx]
+			} else if s.typeMap != nil {
+				t = s.typeMap[idx]
+			}
+			if !t.Valid() {
+				d.fail("series id %d is not defined in this session (it has %d ids)", idx, len(s.types))
+			}
+		case idx >= uint64(len(s.series)):
 			d.fail("series index %d, the block has %d series", idx, len(s.series))
-		} else if flags&^1 != 0 {
+		default:
+			t = s.series[idx].typ
+		}
+		if d.err == nil && flags&^1 != 0 {
 			d.fail("unknown sample flags %#x", flags)
 		}
 	}
@@ -436,7 +469,6 @@ func (s *BlockScanner) Next(v *SampleView) bool {
 		s.err = d.err
 		return false
 	}
-	t := s.series[idx].typ
 	*v = SampleView{Series: int(idx), Type: t, TimestampNs: ts, Missing: flags&1 != 0}
 	if t.HasStartTime() {
 		v.StartTimeNs = int64(d.u64())

@@ -56,10 +56,11 @@ func AppendPageRecord2Head(dst []byte, producer, incarnation string, verified bo
 	return appendStr(dst, incarnation)
 }
 
-// ScanPageRecord reads a page record's head (either version) without
+// ScanPageRecord reads a page record's head (any version) without
 // decoding its block, which it returns aliasing b: a version 1 block for
-// version 1, a version 2 block for version 2 (verified is false for
-// version 1).
+// version 1, a version 2 block for version 2, a version 3 block for
+// version 3 (its session and refused ids: ParsePageRecord3); verified is
+// false for version 1.
 func ScanPageRecord(b []byte) (version int, producer, incarnation string, verified bool, block []byte, err error) {
 	off, version, verified, err := scanRecordHead(b)
 	if err != nil {
@@ -69,6 +70,13 @@ func ScanPageRecord(b []byte) (version int, producer, incarnation string, verifi
 	producer, incarnation = d.str(), d.str()
 	if d.err != nil {
 		return 0, "", "", false, nil, d.err
+	}
+	if version == pageRecordVersion3 {
+		var h Record3Head
+		if err := ParsePageRecord3(b, &h); err != nil {
+			return 0, "", "", false, nil, err
+		}
+		return version, producer, incarnation, verified, h.Block, nil
 	}
 	return version, producer, incarnation, verified, b[d.off:], nil
 }
@@ -80,6 +88,13 @@ func PageRecordBlock(b []byte) (version int, verified bool, block []byte, err er
 	off, version, verified, err := scanRecordHead(b)
 	if err != nil {
 		return 0, false, nil, err
+	}
+	if version == pageRecordVersion3 {
+		var h Record3Head
+		if err := ParsePageRecord3(b, &h); err != nil {
+			return 0, false, nil, err
+		}
+		return version, verified, h.Block, nil
 	}
 	d := decoder{b: b, off: off, sample: -1}
 	d.skipBytes() // producer
@@ -107,6 +122,14 @@ func scanRecordHead(b []byte) (off, version int, verified bool, err error) {
 			return 0, 0, false, fmt.Errorf("%w: unknown page record flags %#x", ErrMalformed, b[1])
 		}
 		return 2, 2, b[1]&1 != 0, nil
+	case pageRecordVersion3:
+		if len(b) < 2 {
+			return 0, 0, false, fmt.Errorf("%w: page record too short", ErrMalformed)
+		}
+		if b[1]&^1 != 0 {
+			return 0, 0, false, fmt.Errorf("%w: unknown page record flags %#x", ErrMalformed, b[1])
+		}
+		return 2, 3, b[1]&1 != 0, nil
 	}
 	return 0, 0, false, fmt.Errorf("%w: unsupported page record version %d", ErrMalformed, b[0])
 }
@@ -128,6 +151,9 @@ func decodePageRecord(b []byte, rec *PageRecord, in *interner) error {
 		return d.err
 	}
 	var samples []Sample
+	if version == pageRecordVersion3 {
+		return DecodePageRecord3(b, rec, nil) // self-contained records only
+	}
 	if version == pageRecordVersion2 {
 		samples, err = decodeBlock2(b[d.off:], rec.Samples[:0], nil, in)
 	} else {
