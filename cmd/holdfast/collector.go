@@ -150,7 +150,7 @@ func runCollector(args []string, stdout, stderr io.Writer) int {
 	defer c.Close()
 	hupCtx, stopHUP := context.WithCancel(context.Background())
 	defer stopHUP()
-	reloader := &collectorReloader{args: args, c: c, log: log, level: &logLevel,
+	reloader := &collectorReloader{args: args, config: *f.cf.file, c: c, log: log, level: &logLevel,
 		producers: f.producers, interval: *f.interval}
 	onHUP(hupCtx, reloader.reload)
 	logCollectorStart(log, c, f, "http://"+ln.Addr().String())

@@ -279,6 +279,11 @@ func TestCollectorSIGHUPReload(t *testing.T) {
 	c.waitFor(t, "the refusal of a malformed file", func() bool {
 		return strings.Count(c.stderr.String(), "configuration reload refused") == 2
 	})
+	// Every reload names its file, the refused ones too (a file that does
+	// not parse used to be logged as config="").
+	if n, want := strings.Count(c.stderr.String(), "reloading the configuration"), strings.Count(c.stderr.String(), "reloading the configuration\" config="+cfgPath); n != 3 || want != 3 {
+		t.Fatalf("%d reload lines, %d naming %s:\n%s", n, want, cfgPath, c.stderr.String())
+	}
 	ps := collectorProducers(t, admin)
 	if len(ps) != 2 {
 		t.Fatalf("after invalid reloads the producers are %v, want A and B", ps)

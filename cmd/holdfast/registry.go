@@ -7,10 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/holdfast/holdfast/internal/state"
@@ -18,9 +15,7 @@ import (
 )
 
 func runRegistry(args []string, stdout, stderr io.Writer) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return serveRegistry(ctx, args, stdout, stderr)
+	return serveRegistryWith(context.Background(), true, args, stdout, stderr)
 }
 
 // registryFile maps the registry's flags to its config file's keys.
@@ -28,6 +23,12 @@ var registryFile = daemonConfig{name: "holdfast registry"}
 
 // serveRegistry is the registry command until ctx ends (tests cancel it).
 func serveRegistry(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return serveRegistryWith(ctx, false, args, stdout, stderr)
+}
+
+// serveRegistryWith is serveRegistry; with signals, SIGTERM and SIGINT end
+// it as they end the collector (logged; a second one exits at once).
+func serveRegistryWith(ctx context.Context, signals bool, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("registry", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cf := addConfigFlags(fs)
@@ -70,6 +71,11 @@ func serveRegistry(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		fmt.Fprintf(stderr, "holdfast registry: %v\n", err)
 		return 2
+	}
+	if signals {
+		var stop context.CancelFunc
+		ctx, stop = signalContextFrom(ctx, log)
+		defer stop()
 	}
 	db, err := state.Open(filepath.Join(*dataDir, "state"), log)
 	if err != nil {

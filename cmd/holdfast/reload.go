@@ -20,6 +20,9 @@ import (
 // running configuration stays.
 type collectorReloader struct {
 	args  []string // the command line, without "collector"
+	// config is the --config path the collector started with: what a
+	// refused reload names when the file no longer parses.
+	config string
 	c     *collector.Collector
 	log   *slog.Logger
 	level *slog.LevelVar
@@ -31,7 +34,7 @@ type collectorReloader struct {
 
 func (r *collectorReloader) reload() {
 	_, f, _, err := parseCollectorFlags(r.args, io.Discard)
-	path := ""
+	path := r.config
 	if f != nil {
 		path = *f.cf.file
 	}

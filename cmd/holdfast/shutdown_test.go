@@ -89,3 +89,23 @@ func TestSecondSIGTERMExitsAtOnce(t *testing.T) {
 		t.Fatalf("wal verify after the second SIGTERM: exit %d\n%s\n%s", code, out, stderr)
 	}
 }
+
+// TestRegistryLogsItsShutdownSignal: the registry stops on SIGTERM as the
+// collector does, saying why in its log, and exits 0. Before, it used
+// signal.NotifyContext: nothing was logged and a second signal was
+// swallowed until it exited.
+func TestRegistryLogsItsShutdownSignal(t *testing.T) {
+	reg, _ := startDaemon(t, registryUp, "registry", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir())
+	reg.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-reg.done:
+	case <-time.After(time.Minute):
+		t.Fatalf("registry still running a minute after SIGTERM:\n%s", reg.stderr.String())
+	}
+	if reg.exitErr != nil {
+		t.Fatalf("registry exited with %v after SIGTERM:\n%s", reg.exitErr, reg.stderr.String())
+	}
+	if !strings.Contains(reg.stderr.String(), "shutdown: terminated received") {
+		t.Fatalf("the registry's log does not say why it stopped:\n%s", reg.stderr.String())
+	}
+}

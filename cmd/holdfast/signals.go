@@ -31,7 +31,12 @@ func onHUP(ctx context.Context, reload func()) {
 // signal kills at once (Go's default once stop is called), for the
 // operator who does not want to wait for a drain.
 func signalContext(log *slog.Logger) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(context.Background())
+	return signalContextFrom(context.Background(), log)
+}
+
+// signalContextFrom is signalContext under parent.
+func signalContextFrom(parent context.Context, log *slog.Logger) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(parent)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	go func() {
