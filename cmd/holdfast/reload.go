@@ -19,13 +19,13 @@ import (
 // that does not parse or validate is refused whole with a log line; the
 // running configuration stays.
 type collectorReloader struct {
-	args  []string // the command line, without "collector"
+	args []string // the command line, without "collector"
 	// config is the --config path the collector started with: what a
 	// refused reload names when the file no longer parses.
 	config string
-	c     *collector.Collector
-	log   *slog.Logger
-	level *slog.LevelVar
+	c      *collector.Collector
+	log    *slog.Logger
+	level  *slog.LevelVar
 
 	// What runs now (the last applied file, or the flags).
 	producers []string
