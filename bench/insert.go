@@ -33,19 +33,25 @@ func freshDB(ctx context.Context, conn driver.Conn, prefix string) (string, func
 }
 
 // fillWAL appends n fleet samples in pages of pageSamples, as page
-// records of version recordVersion(): 2 (block v2, flagged verified) as
-// the collector writes them, or 1 as builds before block v2 wrote them.
+// records of version recordVersion(): 3 (a series session per producer of
+// 10,000 VMs, as collectors write them from producers speaking page v3),
+// 2 (block v2, flagged verified), or 1 as builds before block v2 wrote
+// them.
 func fillWAL(l *wal.Log, n, vms int, ts int64) error {
 	fleet := sampletest.NewFleet(vms)
 	page := make([]pa.Sample, 0, pageSamples)
 	var buf, block []byte
 	var enc pa.Block2Encoder
-	v1 := recordVersion() == 1
+	version := recordVersion()
+	sessions := newSessionRecords(vms, fleet.Measurements, pageSamples)
 	for done := 0; done < n; done += pageSamples {
 		page = fleet.Append(page[:0], min(pageSamples, n-done), ts+int64(done))
-		if v1 {
+		switch version {
+		case 3:
+			buf = sessions.record(buf[:0], done/pageSamples, page)
+		case 1:
 			buf = pa.AppendPageRecord(buf[:0], "bench", "1", page)
-		} else {
+		default:
 			block = enc.Append(block[:0], page)
 			buf = pa.AppendPageRecord2(buf[:0], "bench", "1", true, block)
 		}
@@ -59,8 +65,11 @@ func fillWAL(l *wal.Log, n, vms int, ts int64) error {
 // recordVersion is the page record version the benchmarks write to the
 // WAL: HOLDFAST_BENCH_RECORD_VERSION, default 2.
 func recordVersion() int {
-	if v := os.Getenv("HOLDFAST_BENCH_RECORD_VERSION"); v == "1" {
+	switch os.Getenv("HOLDFAST_BENCH_RECORD_VERSION") {
+	case "1":
 		return 1
+	case "3":
+		return 3
 	}
 	return 2
 }

@@ -1,0 +1,66 @@
+package bench
+
+import (
+	"fmt"
+
+	pa "github.com/holdfast/holdfast/producerapi"
+)
+
+// sessionRecords writes version 3 page records as a collector writes them
+// for a fleet served by producers of producerVMs VMs each: one series
+// session per producer, each page defining only the series its session has
+// not defined yet. The bench's fleet is appended in a fixed order, so page i
+// of every period holds the same series and belongs to producer
+// (i mod pagesPerPeriod) / pagesPerProducer.
+type sessionRecords struct {
+	pagesPerPeriod, pagesPerProducer int
+	sessions                         map[int]*benchSession
+	defs, body                       []byte
+	entry                            []byte
+}
+
+// producerVMs is the size of one bench producer, as in RFD 125's fleet of
+// 10,000-VM producers.
+const producerVMs = 10_000
+
+type benchSession struct {
+	id  uint64
+	ids map[string]uint64
+}
+
+func newSessionRecords(vms, samplesPerVM, pageSamples int) *sessionRecords {
+	period := vms * samplesPerVM
+	perProducer := min(vms, producerVMs) * samplesPerVM
+	return &sessionRecords{
+		pagesPerPeriod:   max(1, (period+pageSamples-1)/pageSamples),
+		pagesPerProducer: max(1, perProducer/pageSamples),
+		sessions:         map[int]*benchSession{},
+	}
+}
+
+// record appends the record of the page-th page to dst.
+func (w *sessionRecords) record(dst []byte, page int, samples []pa.Sample) []byte {
+	p := (page % w.pagesPerPeriod) / w.pagesPerProducer
+	s := w.sessions[p]
+	if s == nil {
+		s = &benchSession{id: uint64(p) + 1, ids: map[string]uint64{}}
+		w.sessions[p] = s
+	}
+	first := uint64(len(s.ids))
+	ndefs := 0
+	w.defs, w.body = w.defs[:0], w.body[:0]
+	for i := range samples {
+		w.entry = pa.AppendSeries(w.entry[:0], &samples[i])
+		id, ok := s.ids[string(w.entry)]
+		if !ok {
+			id = uint64(len(s.ids))
+			s.ids[string(w.entry)] = id
+			w.defs = append(w.defs, w.entry...)
+			ndefs++
+		}
+		w.body = pa.AppendSample3(w.body, id, &samples[i])
+	}
+	dst = pa.AppendPageRecord3Head(dst, fmt.Sprintf("bench-%d", p), "1", true, s.id, nil)
+	dst = pa.AppendBlock3Head(dst, first, ndefs, w.defs, len(samples))
+	return append(dst, w.body...)
+}
