@@ -69,6 +69,9 @@ type cursor struct {
 	lastSeen time.Time // last page request or acknowledgement
 	// pinned cursors (configured or registry-assigned) never expire.
 	pinned bool
+	// sess is the series dictionary of page v3 (session.go); nil until a
+	// v3 page is asked for, and dropped when another encoding is.
+	sess *session
 }
 
 type heldPage struct {
@@ -238,11 +241,20 @@ func (b *buffer) ack(id, token string, now time.Time) bool {
 	if c.page == nil || token == "" || token != c.page.token {
 		return false
 	}
+	b.releasePage(c)
+	return true
+}
+
+// releasePage releases c's outstanding page, acknowledged: the collector
+// also has the series the page defined in its session.
+func (b *buffer) releasePage(c *cursor) {
 	c.acked += uint64(len(c.page.page.Samples))
 	c.page = nil
+	if c.sess != nil {
+		c.sess.ack()
+	}
 	b.release()
 	b.resolveLimbo()
-	return true
 }
 
 // serveLimits bound one page served: at most samples samples and, when bytes > 0, at
@@ -251,6 +263,10 @@ type serveLimits struct {
 	samples int
 	bytes   int
 	sizer   *pageSizer
+	// cut, when set, encodes the page as it is cut (binary pages v2 and
+	// v3): it measures exactly and holds the page's encoding afterwards,
+	// so the page is encoded once. sizer is not used then.
+	cut pageCutter
 }
 
 // serve returns the collector's page: the outstanding one again unless token
@@ -263,15 +279,24 @@ func (b *buffer) serve(c *cursor, token string, lim serveLimits, now time.Time, 
 			b.recut(c, lim)
 			return c.page.page // stale, foreign or absent token: the same page again
 		}
-		c.acked += uint64(len(c.page.page.Samples))
-		c.page = nil
-		b.release()
-		b.resolveLimbo()
+		b.releasePage(c)
 	}
 	start := max(c.next, b.head)
 	end := min(b.tail(), start+uint64(lim.samples))
 	p := Page{Version: PageVersion, Producer: producer, Incarnation: formatUUID(b.incarnation), Dropped: c.dropped}
-	if lim.bytes > 0 && end > start {
+	if lim.cut != nil {
+		lim.cut.reset(&p)
+		n := uint64(0)
+		for seq := start; seq < end; seq++ {
+			size := lim.cut.add(&b.samples[seq-b.head].s)
+			if lim.bytes > 0 && size > lim.bytes && n > 0 {
+				lim.cut.undo()
+				break
+			}
+			n++
+		}
+		end = start + n
+	} else if lim.bytes > 0 && end > start {
 		// A sample larger than the whole limit is served alone, so the
 		// collector can quarantine it rather than ask forever.
 		size := lim.sizer.header(&p)
@@ -307,7 +332,20 @@ func (b *buffer) serve(c *cursor, token string, lim serveLimits, now time.Time, 
 func (b *buffer) recut(c *cursor, lim serveLimits) {
 	h := c.page
 	n := min(len(h.page.Samples), lim.samples)
-	if lim.bytes > 0 {
+	if lim.cut != nil {
+		// Encoded anew; for v3 in the current session: the same ids when
+		// the session continues (the series are in its dictionary), new
+		// ones from 0 in a new session.
+		lim.cut.reset(&h.page)
+		for i := 0; i < n; i++ {
+			size := lim.cut.add(&h.page.Samples[i])
+			if lim.bytes > 0 && size > lim.bytes && i > 0 {
+				lim.cut.undo()
+				n = i
+				break
+			}
+		}
+	} else if lim.bytes > 0 {
 		size := lim.sizer.header(&h.page)
 		for i := 0; i < n; i++ {
 			size += lim.sizer.sample(&h.page.Samples[i])

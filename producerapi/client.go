@@ -25,7 +25,8 @@ type Client struct {
 	// JSON asks for JSON pages instead of binary ones.
 	JSON bool
 	// BinaryVersion 1 asks for binary pages of version 1 only (as
-	// collectors did before version 2); 0 asks for version 2 first.
+	// collectors did before version 2), 2 for version 2 first (as
+	// collectors did before version 3); 0 asks for version 3 first.
 	BinaryVersion int
 	// Decoder, if set, decodes binary pages with less garbage (see
 	// SampleDecoder); the Client must then not Fetch concurrently.
@@ -88,6 +89,11 @@ type FetchRequest struct {
 	// (0: the client's MaxPageBytes). A producer cuts pages to fit, re-cutting
 	// a held page that is larger; only a page of one sample may exceed it.
 	MaxBytes int
+	// Session and Known name the page v3 session the collector holds and
+	// how many of its series ids it has (sent when Session is not 0; a
+	// request without a session starts a new one).
+	Session uint64
+	Known   uint64
 }
 
 // ErrPageTooLarge is the sentinel every *PageTooLargeError wraps.
@@ -121,10 +127,12 @@ func (c *Client) PageByteLimit() int64 {
 	return c.MaxPageBytes
 }
 
-// Accept headers of a page request. A collector prefers binary version 2,
-// takes version 1 from producers that predate it, and JSON from anything.
+// Accept headers of a page request. A collector prefers binary version 3,
+// takes version 2 or 1 from producers that predate it, and JSON from
+// anything.
 const (
-	acceptPages   = ContentTypeBinaryV2 + ", " + ContentTypeBinary + ";q=0.9, " + ContentTypeJSON + ";q=0.5"
+	acceptPages   = ContentTypeBinaryV3 + ", " + ContentTypeBinaryV2 + ";q=0.95, " + ContentTypeBinary + ";q=0.9, " + ContentTypeJSON + ";q=0.5"
+	acceptPagesV2 = ContentTypeBinaryV2 + ", " + ContentTypeBinary + ";q=0.9, " + ContentTypeJSON + ";q=0.5"
 	acceptPagesV1 = ContentTypeBinary + ", " + ContentTypeJSON + ";q=0.5"
 )
 
@@ -136,12 +144,18 @@ func (c *Client) Fetch(ctx context.Context, req FetchRequest, p *Page) (int, err
 	return n, err
 }
 
-// FetchRaw is Fetch that leaves a binary version 2 page undecoded: it reads
-// the page's head into p (p.Samples is emptied) and returns its block
-// (aliasing the body) for the caller to check with a BlockScanner (bounded
-// by the Decoder's limits) and to check that a page with samples has a
-// token. Pages of other encodings are decoded into p as Fetch does, and
-// block is nil.
+// FetchRaw is Fetch that leaves a binary version 2 or 3 page undecoded: it
+// reads the page's head into p (p.Samples is emptied; p.Version and, for
+// version 3, p.Session are set) and returns its block (aliasing the body)
+// for the caller to check with a BlockScanner (Reset or Reset3, bounded by
+// the Decoder's limits) and to check that a page with samples has a token.
+// Pages of other encodings are decoded into p as Fetch does, and block is
+// nil.
+//
+// Fetch decodes a version 3 page only when it is self-contained (its
+// samples name only ids its own definitions give: a new session, or a
+// session's first page); otherwise it fails with ErrMalformed, since the
+// earlier definitions are the caller's (a collector uses FetchRaw).
 func (c *Client) FetchRaw(ctx context.Context, req FetchRequest, p *Page) (n int, block []byte, err error) {
 	return c.fetch(ctx, req, p, true)
 }
@@ -159,12 +173,18 @@ func (c *Client) fetch(ctx context.Context, req FetchRequest, p *Page, raw bool)
 		max = int64(req.MaxBytes)
 	}
 	q.Set("max_bytes", strconv.FormatInt(max, 10))
+	if req.Session != 0 {
+		q.Set("session", fmt.Sprintf("%016x", req.Session))
+		q.Set("known", strconv.FormatUint(req.Known, 10))
+	}
 	accept := acceptPages
 	switch {
 	case c.JSON:
 		accept = ContentTypeJSON
 	case c.BinaryVersion == 1:
 		accept = acceptPagesV1
+	case c.BinaryVersion == 2:
+		accept = acceptPagesV2
 	}
 	resp, err := c.do(ctx, http.MethodGet, "/v1/collectors/"+url.PathEscape(c.CollectorID)+"/page", q, accept)
 	if err != nil {
@@ -185,7 +205,7 @@ func (c *Client) fetch(ctx context.Context, req FetchRequest, p *Page, raw bool)
 	ct = strings.TrimSpace(ct)
 	if err != nil { // over the limit: body holds at most its head
 		e := &PageTooLargeError{Limit: limit, Samples: -1}
-		if ct == ContentTypeBinary || ct == ContentTypeBinaryV2 {
+		if ct == ContentTypeBinary || ct == ContentTypeBinaryV2 || ct == ContentTypeBinaryV3 {
 			var head Page
 			if n, err := decodePageHead(body, &head); err == nil {
 				e.Producer, e.Incarnation, e.Token, e.Samples = head.Producer, head.Incarnation, head.Token, n
@@ -203,7 +223,7 @@ func (c *Client) fetch(ctx context.Context, req FetchRequest, p *Page, raw bool)
 		return int(min(limit+1, math.MaxInt32)), nil, e
 	}
 	switch ct {
-	case ContentTypeBinaryV2:
+	case ContentTypeBinaryV2, ContentTypeBinaryV3:
 		if raw {
 			var lim *PageLimits
 			if c.Decoder != nil {
@@ -229,21 +249,29 @@ func (c *Client) fetch(ctx context.Context, req FetchRequest, p *Page, raw bool)
 	default:
 		err = fmt.Errorf("%w: page with content type %q", ErrMalformed, ct)
 	}
+	if err != nil && ct == ContentTypeBinaryV3 {
+		err = fmt.Errorf("%w (Fetch decodes a version 3 page only when it defines every id it names; a continued session's page needs FetchRaw and the session's definitions)", err)
+	}
 	return len(body), nil, err
 }
 
 // decodePageHead reads a binary page's fields before its samples and the
 // sample count at the head of its block.
-// For version 2 the sample count follows the series table, which the head
-// may not hold: it is -1 then unless the whole table is there.
+// For versions 2 and 3 the sample count follows the series definitions,
+// which the head may not hold: it is -1 then unless they are all there.
 func decodePageHead(b []byte, p *Page) (int, error) {
-	if len(b) >= 5 && [4]byte(b[:4]) == pageMagic && b[4] == PageVersion2 {
+	if len(b) >= 5 && [4]byte(b[:4]) == pageMagic && (b[4] == PageVersion2 || b[4] == PageVersion3) {
 		off, err := scanPageHead(b, p, nil)
 		if err != nil {
 			return 0, err
 		}
 		var sc BlockScanner
-		if sc.Reset(b[off:], nil) != nil {
+		if b[4] == PageVersion3 {
+			err = sc.Reset3(b[off:], nil)
+		} else {
+			err = sc.Reset(b[off:], nil)
+		}
+		if err != nil {
 			return -1, nil
 		}
 		return sc.NumSamples(), nil

@@ -2,6 +2,7 @@ package producerapi_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -24,10 +25,61 @@ type collectorSim struct {
 	delivered map[int64]bool
 	dropped   uint64
 	dups      int
+
+	// v3: asks for page v3, keeping the session's datum types by id and
+	// checking every page's encoding against the rules and the page.
+	v3      bool
+	session uint64
+	types   []pa.DatumType
+	body    []byte
 }
 
 func newCollectorSim(id string) *collectorSim {
 	return &collectorSim{id: id, delivered: map[int64]bool{}}
+}
+
+// serve3 serves a v3 page, restarting the session at times (restart), and
+// checks its encoding: a new session starts at id 0, a continued one at the
+// ids the collector has, and the samples decode to the page's.
+func (c *collectorSim) serve3(s *pa.Server, req pa.PageRequest, restart bool) (pa.Page, error) {
+	if restart {
+		c.session, c.types = 0, nil
+	}
+	req.Session, req.Known = c.session, uint64(len(c.types))
+	p, body, err := pa.ServePage3(s, context.Background(), req, c.body[:0])
+	c.body = body
+	if err != nil {
+		return p, err
+	}
+	var head pa.Page
+	block, _, err := pa.ScanPageHead(body, &head, nil)
+	if err != nil {
+		return p, err
+	}
+	var sc pa.BlockScanner
+	if err := sc.Reset3(block, nil); err != nil {
+		return p, err
+	}
+	types := c.types
+	if head.Session != c.session {
+		types = nil
+	}
+	if sc.FirstID() != uint64(len(types)) {
+		return p, fmt.Errorf("session %x: page defines from id %d, the collector has %d (new session %v)", head.Session, sc.FirstID(), len(types), head.Session != c.session)
+	}
+	types = sc.AppendSessionTypes(types)
+	sc.SetSessionTypes(types)
+	var v pa.SampleView
+	for i := 0; sc.Next(&v); i++ {
+		if i >= len(p.Samples) || v.TimestampNs != p.Samples[i].TimestampNs || v.Type != p.Samples[i].Datum.Type {
+			return p, fmt.Errorf("sample %d of the encoding differs from the page's", i)
+		}
+	}
+	if sc.Err() != nil || sc.NumSamples() != len(p.Samples) || head.Token != p.Token {
+		return p, fmt.Errorf("encoding of %d samples, page of %d: %v", sc.NumSamples(), len(p.Samples), sc.Err())
+	}
+	c.session, c.types = head.Session, types
+	return p, nil
 }
 
 func (c *collectorSim) acked() {
@@ -47,7 +99,14 @@ func (c *collectorSim) fetch(s *pa.Server, ack bool, limit, maxBytes int) error 
 	if ack {
 		tok = c.token
 	}
-	p, err := s.ServePage(context.Background(), pa.PageRequest{Collector: c.id, Token: tok, Limit: limit, MaxBytes: maxBytes, Binary: true})
+	req := pa.PageRequest{Collector: c.id, Token: tok, Limit: limit, MaxBytes: maxBytes, Binary: true}
+	var p pa.Page
+	var err error
+	if c.v3 {
+		p, err = c.serve3(s, req, !ack)
+	} else {
+		p, err = s.ServePage(context.Background(), req)
+	}
 	if err != nil {
 		return err
 	}
@@ -98,12 +157,19 @@ func checkIdentity(t *testing.T, st pa.ServerStats) {
 // dropped: released must equal what the collector received and dropped what
 // the pages reported (today's code counted the held page's samples as
 // dropped as well, overstating drops by up to a page per overflow).
+// Page v3 sessions do not change the counts.
 func TestDroppedNotOverstatedUnderBackpressure(t *testing.T) {
+	t.Run("v1", func(t *testing.T) { droppedNotOverstated(t, false) })
+	t.Run("v3", func(t *testing.T) { droppedNotOverstated(t, true) })
+}
+
+func droppedNotOverstated(t *testing.T, v3 bool) {
 	s, err := pa.NewServer(pa.ServerOptions{ID: "p", MaxSamples: 100, MaxPageSamples: 40, Collectors: []string{"a"}, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
 	a := newCollectorSim("a")
+	a.v3 = v3
 	ts := int64(0)
 	add := func(n int) {
 		s.Add(fleet(n, ts))
@@ -137,7 +203,8 @@ func TestDroppedNotOverstatedUnderBackpressure(t *testing.T) {
 // re-served, re-cut to smaller limits, forced out by the bound, and while
 // cursors are deleted and expire, all at once (run with -race). A pinned
 // collector that is there throughout must end having received, exactly once,
-// every sample it was not told it lost.
+// every sample it was not told it lost. It and collector x ask for page v3,
+// so every page encoding is checked against the session rules as well.
 func TestCountsExactUnderConcurrency(t *testing.T) {
 	var clock atomic.Int64
 	clock.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
@@ -172,6 +239,7 @@ func TestCountsExactUnderConcurrency(t *testing.T) {
 	// Collectors that come and go.
 	for _, id := range []string{"x", "y", "z"} {
 		c := newCollectorSim(id)
+		c.v3 = id == "x"
 		run(func(r *rand.Rand) {
 			if err := c.fetch(s, r.IntN(4) != 0, 1+r.IntN(64), r.IntN(3)*r.IntN(4000)); err != nil {
 				c.token = ""
@@ -199,6 +267,7 @@ func TestCountsExactUnderConcurrency(t *testing.T) {
 	})
 	// The pinned collector, in the test goroutine.
 	pinned := newCollectorSim("pinned")
+	pinned.v3 = true // every page's encoding checked against the session rules
 	r := rand.New(rand.NewPCG(1, 2))
 	for i := 0; i < 3000 || produced.Load() < 200_000 || checks.Load() < 1000; i++ {
 		if err := pinned.fetch(s, r.IntN(3) != 0, 1+r.IntN(64), r.IntN(2)*r.IntN(6000)); err != nil {

@@ -25,6 +25,17 @@ type rawPage struct {
 
 func httpPage(t *testing.T, base, auth, collector, token string, limit, maxBytes int, binary bool) rawPage {
 	t.Helper()
+	accept := ""
+	if binary {
+		accept = pa.ContentTypeBinary
+	}
+	return httpPageAs(t, base, auth, collector, token, limit, maxBytes, accept)
+}
+
+// httpPageAs asks for a page in the encoding accept names ("": JSON); a v3
+// page comes without a session, so it is self-contained.
+func httpPageAs(t *testing.T, base, auth, collector, token string, limit, maxBytes int, accept string) rawPage {
+	t.Helper()
 	q := url.Values{}
 	if token != "" {
 		q.Set("token", token)
@@ -36,13 +47,13 @@ func httpPage(t *testing.T, base, auth, collector, token string, limit, maxBytes
 		q.Set("max_bytes", strconv.Itoa(maxBytes))
 	}
 	req, _ := http.NewRequest(http.MethodGet, base+"/v1/collectors/"+collector+"/page?"+q.Encode(), nil)
-	if binary {
-		req.Header.Set("Accept", pa.ContentTypeBinary)
+	if accept != "" {
+		req.Header.Set("Accept", accept)
 	}
 	if auth != "" {
 		req.Header.Set("Authorization", "Bearer "+auth)
 	}
-	return doRaw(t, req, binary)
+	return doRaw(t, req, accept != "")
 }
 
 func doRaw(t *testing.T, req *http.Request, binary bool) rawPage {
@@ -239,8 +250,8 @@ func TestAssignedProducerServesOnlyItsCollectors(t *testing.T) {
 // max_bytes, which is served alone; a held page larger than a new request's
 // limits is re-cut; every sample arrives exactly once, in order.
 func TestPageByteLimitOverHTTP(t *testing.T) {
-	for _, binary := range []bool{true, false} {
-		t.Run(fmt.Sprintf("binary=%v", binary), func(t *testing.T) {
+	for _, accept := range []string{pa.ContentTypeBinary, pa.ContentTypeBinaryV2, pa.ContentTypeBinaryV3, ""} {
+		t.Run(fmt.Sprintf("accept=%q", accept), func(t *testing.T) {
 			s, hs := newProducer(t, pa.ServerOptions{Logger: quiet})
 			samples := fleet(300, 0)
 			big := fleet(1, 300)[0] // one sample far larger than any limit below
@@ -251,11 +262,11 @@ func TestPageByteLimitOverHTTP(t *testing.T) {
 			}
 			// A first request with generous limits, not acknowledged: then
 			// the collector restarts asking for less; the held page is re-cut.
-			first := httpPage(t, hs.URL, "", "c", "", 100, 0, binary)
+			first := httpPageAs(t, hs.URL, "", "c", "", 100, 0, accept)
 			if len(first.page.Samples) != 100 {
 				t.Fatalf("first page: %d samples", len(first.page.Samples))
 			}
-			recut := httpPage(t, hs.URL, "", "c", "", 100, 3000, binary)
+			recut := httpPageAs(t, hs.URL, "", "c", "", 100, 3000, accept)
 			if len(recut.body) > 3000 || len(recut.page.Samples) == 0 || len(recut.page.Samples) >= 100 || recut.page.Token == first.page.Token {
 				t.Fatalf("re-cut page: %d bytes, %d samples, token changed %v", len(recut.body), len(recut.page.Samples), recut.page.Token != first.page.Token)
 			}
@@ -273,7 +284,7 @@ func TestPageByteLimitOverHTTP(t *testing.T) {
 					got = append(got, rp.page.Samples[i].TimestampNs)
 				}
 				limit, maxBytes := 1+pages%40, 1500+pages*37%4000
-				rp = httpPage(t, hs.URL, "", "c", rp.page.Token, limit, maxBytes, binary)
+				rp = httpPageAs(t, hs.URL, "", "c", rp.page.Token, limit, maxBytes, accept)
 				if rp.status != 200 {
 					t.Fatalf("page %d: %d %s", pages, rp.status, rp.errMsg)
 				}

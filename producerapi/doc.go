@@ -63,8 +63,17 @@
 // again, and Ack releases without fetching. When the bound forces samples
 // out, each collector that lost some is told in its next Page.Dropped. A
 // collector uses Client. Pages travel as JSON (MarshalPageJSON, exact for
-// every value) or binary (AppendPage), chosen by the Accept header; both are
+// every value) or binary (AppendPage; page v2 carries a per-page series
+// dictionary, page v3 a session's), chosen by the Accept header; all are
 // fuzzed. DESIGN.md has the formats and a curl exchange.
+//
+// For page v3 each cursor keeps a session (session.go): series get dense
+// ids the first time a page carries them, a page defines only the ids the
+// collector does not hold, and samples carry the id. The collector names
+// its session and the ids it holds in each request (FetchRequest.Session,
+// Known); anything the producer cannot continue (a restart, a stale token,
+// a mismatch) starts a new session in which the page is defined from id 0,
+// so a collector always checks first_id against what it holds.
 //
 // # Concurrency
 //

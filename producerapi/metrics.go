@@ -13,9 +13,9 @@ type serverMetrics struct {
 	s     *Server
 	descs []*prometheus.Desc
 	// buffer and server counts
-	produced, released, dropped, pending, bytes, rejected, expired, refused, cursors *prometheus.Desc
+	produced, released, dropped, pending, bytes, rejected, expired, refused, cursors, sessions *prometheus.Desc
 	// per cursor (label collector)
-	cursorPending, cursorAcked *prometheus.Desc
+	cursorPending, cursorAcked, cursorSeries *prometheus.Desc
 }
 
 func newServerMetrics(s *Server) *serverMetrics {
@@ -34,11 +34,15 @@ func newServerMetrics(s *Server) *serverMetrics {
 		expired:  d("cursors_expired_total", "Collector cursors removed after being idle for the cursor TTL."),
 		refused:  d("collectors_refused_total", "Page requests refused a cursor (collector not assigned, or above the cap)."),
 		cursors:  d("cursors", "Collector cursors held."),
+		sessions: d("sessions_started_total", "Page v3 sessions (series dictionaries) started: a collector (re)start, or a request that did not continue its cursor's session."),
 		cursorPending: d("cursor_pending_samples", "Samples a collector has not acknowledged yet (not yet served, or in its outstanding page).",
 			"collector"),
 		cursorAcked: d("cursor_acked_samples_total", "Samples a collector acknowledged since its cursor was created.", "collector"),
+		cursorSeries: d("cursor_session_series", "Series ids defined in a collector's page v3 session (0 without one); bounded by MaxSessionSeries plus a page.",
+			"collector"),
 	}
-	m.descs = []*prometheus.Desc{m.produced, m.released, m.dropped, m.pending, m.bytes, m.rejected, m.expired, m.refused, m.cursors, m.cursorPending, m.cursorAcked}
+	m.descs = []*prometheus.Desc{m.produced, m.released, m.dropped, m.pending, m.bytes, m.rejected, m.expired, m.refused, m.cursors, m.sessions,
+		m.cursorPending, m.cursorAcked, m.cursorSeries}
 	return m
 }
 
@@ -65,8 +69,10 @@ func (m *serverMetrics) Collect(ch chan<- prometheus.Metric) {
 	c(m.expired, st.Expired)
 	c(m.refused, st.Refused)
 	g(m.cursors, float64(len(st.Collectors)))
+	c(m.sessions, st.Sessions)
 	for id, cs := range st.Collectors {
 		g(m.cursorPending, float64(cs.Unserved+uint64(cs.Outstanding)), id)
 		c(m.cursorAcked, cs.Acked, id)
+		g(m.cursorSeries, float64(cs.SessionSeries), id)
 	}
 }

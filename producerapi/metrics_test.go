@@ -1,6 +1,7 @@
 package producerapi_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -29,7 +30,9 @@ func TestProducerMetrics(t *testing.T) {
 		"holdfast_producer_samples_produced_total"+p+" 0", "holdfast_producer_samples_dropped_total"+p+" 0",
 		"holdfast_producer_cursors_expired_total"+p+" 0", "holdfast_producer_cursors"+p+" 1",
 		`holdfast_producer_cursor_pending_samples{collector="c1",producer="p1"} 0`,
-		`holdfast_producer_cursor_acked_samples_total{collector="c1",producer="p1"} 0`)
+		`holdfast_producer_cursor_acked_samples_total{collector="c1",producer="p1"} 0`,
+		"holdfast_producer_sessions_started_total"+p+" 0",
+		`holdfast_producer_cursor_session_series{collector="c1",producer="p1"} 0`)
 
 	s.Add(fleet(10, 0))
 	a := httpPage(t, hs.URL, "", "c1", "", 4, 0, true)
@@ -45,6 +48,14 @@ func TestProducerMetrics(t *testing.T) {
 		`holdfast_producer_cursor_acked_samples_total{collector="c1",producer="p1"} 4`,
 		`holdfast_producer_cursor_pending_samples{collector="gone",producer="p1"} 6`,
 		`holdfast_producer_cursor_acked_samples_total{collector="gone",producer="p1"} 0`)
+
+	// A page v3 collector: a session started, its ids counted.
+	v := newV3Sim(t, hs.URL, "v3")
+	v.get(v.req(false), true)
+	promtest.WantLines(t, "a v3 session", promtest.Scrape(t, hs.URL),
+		"holdfast_producer_sessions_started_total"+p+" 1",
+		fmt.Sprintf(`holdfast_producer_cursor_session_series{collector="v3",producer="p1"} %d`, len(v.defs)))
+	s.DeleteCollector("v3")
 
 	now = now.Add(11 * time.Minute) // "gone" expires
 	text := promtest.Scrape(t, hs.URL)

@@ -65,6 +65,10 @@ type ServerOptions struct {
 	// MaxCollectors caps the cursors a producer keeps; a new collector id
 	// above it is refused (429), so made-up ids cannot pin memory. Default 16.
 	MaxCollectors int
+	// MaxSessionSeries caps the series ids of a page v3 session (a
+	// collector's dictionary): at the cap the next page starts a new
+	// session, so series churn cannot grow it forever. Default 1<<20.
+	MaxSessionSeries int
 	// Limits validate samples entering the buffer.
 	Limits Limits
 	Logger *slog.Logger
@@ -100,6 +104,12 @@ type Server struct {
 	// kick wakes RunRegistration when an unassigned collector asks: the
 	// registry may have assigned it since the last renewal.
 	kick chan struct{}
+	// sizers (JSON, binary v1) measure pages, enc2 and enc3 cut and
+	// encode binary v2 and v3 pages; reused from page to page under mu.
+	sizers   [2]pageSizer
+	enc2     page2Cutter
+	enc3     page3Encoder
+	sessions uint64 // page v3 sessions started
 }
 
 // NewServer returns a server with a fresh incarnation id.
@@ -119,6 +129,12 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	if opts.MaxCollectors <= 0 {
 		opts.MaxCollectors = 16
 	}
+	if opts.MaxSessionSeries <= 0 {
+		opts.MaxSessionSeries = 1 << 20
+	}
+	// A page's first id (up to the cap plus a page) must stay within what
+	// readers accept.
+	opts.MaxSessionSeries = max(1, min(opts.MaxSessionSeries, maxSessionID+1-opts.MaxPageSamples))
 	s := &Server{opts: opts, log: opts.Logger.With("producer", opts.ID), now: time.Now, kick: make(chan struct{}, 1)}
 	if _, err := rand.Read(s.incarnation[:]); err != nil {
 		return nil, err
@@ -189,6 +205,7 @@ type ServerStats struct {
 	Collectors    map[string]CollectorStats `json:"collectors"`         // one per cursor
 	Expired       uint64                    `json:"expired_cursors"`    // cursors removed for idleness
 	Refused       uint64                    `json:"refused_collectors"` // page requests refused: not assigned, or above the cap
+	Sessions      uint64                    `json:"sessions_started"`   // page v3 sessions started (a collector start, or a session it did not continue)
 	BufferStats
 }
 
@@ -200,6 +217,10 @@ type CollectorStats struct {
 	LastRequest time.Time `json:"last_request"` // its last page request or acknowledgement
 	Pinned      bool      `json:"pinned"`       // configured or assigned: never expires
 	Expires     time.Time `json:"expires,omitzero"`
+	// Session and SessionSeries: its page v3 session (16 hex digits) and
+	// the series ids defined in it; empty and 0 without one.
+	Session       string `json:"session,omitempty"`
+	SessionSeries uint64 `json:"session_series"`
 }
 
 // Stats returns a snapshot.
@@ -208,7 +229,7 @@ func (s *Server) Stats() ServerStats {
 	defer s.mu.Unlock()
 	s.expireLocked()
 	st := ServerStats{Producer: s.opts.ID, Incarnation: s.Incarnation(), Rejected: s.rejected, LastError: s.lastErr,
-		MaxCollectors: s.opts.MaxCollectors, Expired: s.expired, Refused: s.refused,
+		MaxCollectors: s.opts.MaxCollectors, Expired: s.expired, Refused: s.refused, Sessions: s.sessions,
 		Collectors: map[string]CollectorStats{}, BufferStats: s.buf.stats()}
 	st.CursorTTL = "off"
 	if s.opts.CursorTTL > 0 {
@@ -225,6 +246,9 @@ func (s *Server) Stats() ServerStats {
 		}
 		if c.page != nil {
 			cs.Outstanding = len(c.page.page.Samples)
+		}
+		if c.sess != nil {
+			cs.Session, cs.SessionSeries = fmt.Sprintf("%016x", c.sess.id), c.sess.next
 		}
 		st.Collectors[id] = cs
 	}
@@ -258,31 +282,90 @@ type PageRequest struct {
 	// Binary selects); a single sample larger than it is served alone.
 	MaxBytes int
 	Binary   bool
-	// Version is the binary page version served (with Binary): 2 for a
-	// series dictionary, else 1.
+	// Version is the binary page version served (with Binary): 3 for a
+	// session dictionary, 2 for a per-page series dictionary, else 1.
 	Version int
+	// Session and Known (page version 3) name the session the collector
+	// holds and how many of its series ids it has; a zero Session starts a
+	// new session (session.go).
+	Session uint64
+	Known   uint64
 }
 
 // ServePage serves a collector as the HTTP endpoint does (for embedding and
 // tests). It fails with ErrCollectorNotAssigned or ErrTooManyCollectors when
 // the collector may not have a cursor; then nothing changed.
+//
+// A version 3 request (Binary, Version 3) is served in the cursor's
+// session as the HTTP endpoint serves it (ids are assigned); the Page
+// returned holds the samples, not their encoding.
 func (s *Server) ServePage(ctx context.Context, req PageRequest) (Page, error) {
+	p, _, err := s.servePage(ctx, req, nil)
+	return p, err
+}
+
+// servePage serves req; for a binary version 2 or 3 request it also
+// appends the page's encoding to body, made under the lock as the page is
+// cut (once), and for version 3 because it assigns the session's ids.
+func (s *Server) servePage(ctx context.Context, req PageRequest, body []byte) (Page, []byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.expireLocked()
 	c, err := s.admitLocked(req.Collector)
 	if err != nil {
-		return Page{}, err
+		return Page{}, body, err
 	}
 	limit := req.Limit
 	if limit <= 0 || limit > s.opts.MaxPageSamples {
 		limit = s.opts.MaxPageSamples
 	}
-	if c.page == nil || req.Token == c.page.token {
+	acked := c.page != nil && req.Token != "" && req.Token == c.page.token
+	if c.page == nil || acked {
 		s.collect(ctx) // only when a new page will be made
 	}
-	lim := serveLimits{samples: limit, bytes: req.MaxBytes, sizer: &pageSizer{binary: req.Binary, v2: req.Version == PageVersion2}}
-	return s.buf.serve(c, req.Token, lim, s.now(), s.opts.ID), nil
+	lim := serveLimits{samples: limit, bytes: req.MaxBytes}
+	v3 := req.Binary && req.Version == PageVersion3
+	if !v3 {
+		// A cursor asking for another encoding has no use for its
+		// dictionary; a later v3 request starts a new session anyway.
+		c.sess = nil
+		if req.Binary && req.Version == PageVersion2 {
+			lim.cut = &s.enc2
+			p := s.buf.serve(c, req.Token, lim, s.now(), s.opts.ID)
+			p.Version = PageVersion2
+			body = s.enc2.appendPage(body, &p)
+			s.enc2.release()
+			return p, body, nil
+		}
+		lim.sizer = s.sizerLocked(req)
+		return s.buf.serve(c, req.Token, lim, s.now(), s.opts.ID), body, nil
+	}
+	if acked {
+		s.buf.releasePage(c) // before the session check: an ack makes acked = next
+	}
+	if reason := pickSession(c, req.Session, req.Known, s.opts.MaxSessionSeries); reason != "" {
+		s.sessions++
+		if reason != sessionNone {
+			s.log.Debug("new page session", "collector", req.Collector, "reason", reason)
+		}
+	}
+	s.enc3.ss = c.sess
+	lim.cut = &s.enc3
+	p := s.buf.serve(c, req.Token, lim, s.now(), s.opts.ID)
+	p.Version = PageVersion3
+	body = s.enc3.appendPage(body, &p) // sets p.Session
+	s.enc3.release()
+	return p, body, nil
+}
+
+// sizerLocked returns the server's page sizer for req's encoding (JSON or
+// binary version 1), reused from page to page.
+func (s *Server) sizerLocked(req PageRequest) *pageSizer {
+	if req.Binary {
+		s.sizers[1].binary = true
+		return &s.sizers[1]
+	}
+	return &s.sizers[0]
 }
 
 // Ack releases a collector's outstanding page if token names it. It never
@@ -295,7 +378,7 @@ func (s *Server) Ack(collector, token string) bool {
 
 // HTTP API (see DESIGN.md for an example exchange):
 //
-//	GET    /v1/collectors/:collector/page?token=T&limit=N&max_bytes=B   serve a page (Accept: JSON, binary v1 or v2)
+//	GET    /v1/collectors/:collector/page?token=T&limit=N&max_bytes=B&session=S&known=K   serve a page (Accept: JSON, binary v1, v2 or v3; session and known for v3)
 //	POST   /v1/collectors/:collector/ack?token=T                        release the outstanding page
 //	DELETE /v1/collectors/:collector                                    remove a collector's cursor
 //	GET    /v1/stats                                                    ServerStats as JSON
@@ -412,8 +495,31 @@ func (s *Server) handlePage(w http.ResponseWriter, r *http.Request, ps httproute
 	}
 	ct := negotiatePage(r.Header.Get("Accept"))
 	req := PageRequest{Collector: id, Token: token, Limit: limit, MaxBytes: maxBytes, Binary: ct != ContentTypeJSON, Version: PageVersion}
-	if ct == ContentTypeBinaryV2 {
+	switch ct {
+	case ContentTypeBinaryV2:
 		req.Version = PageVersion2
+	case ContentTypeBinaryV3:
+		req.Version = PageVersion3
+		if req.Session, req.Known, ok = sessionParams(w, r); !ok {
+			return
+		}
+	}
+	if ct == ContentTypeBinaryV3 || ct == ContentTypeBinaryV2 {
+		bp := pageBodies.Get().(*[]byte)
+		p, body, err := s.servePage(r.Context(), req, (*bp)[:0])
+		if err != nil {
+			pageBodies.Put(bp)
+			refusal(w, err)
+			return
+		}
+		setPageHeaders(w.Header(), &p)
+		w.Header().Set("Content-Type", ct)
+		w.Write(body)
+		if cap(body) <= 16<<20 { // one huge page must not stay pinned
+			*bp = body
+			pageBodies.Put(bp)
+		}
+		return
 	}
 	p, err := s.ServePage(r.Context(), req)
 	if err != nil {
@@ -422,12 +528,6 @@ func (s *Server) handlePage(w http.ResponseWriter, r *http.Request, ps httproute
 	}
 	setPageHeaders(w.Header(), &p)
 	switch ct {
-	case ContentTypeBinaryV2:
-		w.Header().Set("Content-Type", ContentTypeBinaryV2)
-		enc := page2Encoders.Get().(*Block2Encoder)
-		w.Write(AppendPage2With(enc, nil, &p))
-		page2Encoders.Put(enc)
-		return
 	case ContentTypeBinary:
 		w.Header().Set("Content-Type", ContentTypeBinary)
 		w.Write(AppendPage(nil, &p))
@@ -461,13 +561,33 @@ func setPageHeaders(h http.Header, p *Page) {
 	h.Set(HeaderIncarnation, p.Incarnation)
 }
 
-// page2Encoders keep the series index and buffers of v2 pages from page to
-// page.
-var page2Encoders = sync.Pool{New: func() any { return new(Block2Encoder) }}
+// pageBodies keep the buffers v2 and v3 pages are encoded into.
+var pageBodies = sync.Pool{New: func() any { return new([]byte) }}
+
+// sessionParams reads a v3 request's session (16 lowercase hex digits)
+// and known (decimal) parameters; both absent means no session.
+func sessionParams(w http.ResponseWriter, r *http.Request) (session, known uint64, ok bool) {
+	q := r.URL.Query()
+	if v := q.Get("session"); v != "" {
+		var err error
+		if session, err = strconv.ParseUint(v, 16, 64); err != nil || len(v) != 16 || strings.ToLower(v) != v {
+			httpError(w, http.StatusBadRequest, fmt.Sprintf("session %q must be 16 lowercase hexadecimal digits", v))
+			return 0, 0, false
+		}
+	}
+	if v := q.Get("known"); v != "" {
+		var err error
+		if known, err = strconv.ParseUint(v, 10, 64); err != nil {
+			httpError(w, http.StatusBadRequest, fmt.Sprintf("known %q must be a decimal count of series ids", v))
+			return 0, 0, false
+		}
+	}
+	return session, known, true
+}
 
 // negotiatePage picks the page encoding for an Accept header: the
 // acceptable one (q > 0) with the highest q-value, ties going to binary
-// version 2, then version 1, then JSON. JSON is the default (no Accept, or
+// version 3, then 2, then 1, then JSON. JSON is the default (no Accept, or
 // nothing known in it), so a person with curl gets something readable.
 func negotiatePage(accept string) string {
 	best, bestQ, bestRank := ContentTypeJSON, -1.0, 0
@@ -476,6 +596,8 @@ func negotiatePage(accept string) string {
 		mt = strings.ToLower(strings.TrimSpace(mt))
 		rank := 0
 		switch mt {
+		case ContentTypeBinaryV3:
+			rank = 4
 		case ContentTypeBinaryV2:
 			rank = 3
 		case ContentTypeBinary:

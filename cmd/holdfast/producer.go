@@ -38,6 +38,7 @@ func runProducer(args []string, stdout, stderr io.Writer) int {
 	token := fs.String("auth-token", "", "require this bearer token from collectors (every route: page, ack, DELETE, stats)")
 	cursorTTL := fs.Duration("cursor-ttl", 15*time.Minute, "expire the cursor of a collector idle this long (what only it held counts as dropped); 0 keeps cursors forever; assigned and --collector cursors never expire")
 	maxCollectors := fs.Int("max-collectors", 16, "cap on collector cursors; a new collector id above it is refused (429)")
+	maxSessionSeries := fs.Int("max-session-series", 1<<20, "cap on the series ids of a collector's page v3 session (its series dictionary, kept per cursor); at the cap the next page starts a new session")
 	registryToken := fs.String("registry-token", "", "bearer token sent to the registry (its --auth-token)")
 	registryURL := urlFlag(fs, "registry", "registry URL to register with (and renew), e.g. http://127.0.0.1:9400; collectors come from its assignment")
 	advertise := urlFlag(fs, "advertise", "URL collectors reach this producer at (default http://LISTEN)")
@@ -48,8 +49,8 @@ func runProducer(args []string, stdout, stderr io.Writer) int {
 		return reportParseError("holdfast producer", err, stderr)
 	}
 	started := flagSnapshot(fs) // before --id and --advertise get their defaults
-	if *vms < 1 || *vmOffset < 0 || *interval <= 0 || *cursorTTL < 0 || *maxCollectors < 1 {
-		fmt.Fprintln(stderr, "holdfast producer: --vms and --max-collectors must be positive, --vm-offset and --cursor-ttl not negative, --interval a positive duration; no arguments")
+	if *vms < 1 || *vmOffset < 0 || *interval <= 0 || *cursorTTL < 0 || *maxCollectors < 1 || *maxSessionSeries < 1 {
+		fmt.Fprintln(stderr, "holdfast producer: --vms, --max-collectors and --max-session-series must be positive, --vm-offset and --cursor-ttl not negative, --interval a positive duration; no arguments")
 		return 2
 	}
 	if *cf.print {
@@ -75,7 +76,7 @@ func runProducer(args []string, stdout, stderr io.Writer) int {
 	}
 	reg := newDaemonRegistry() // served on /metrics
 	srv, err := pa.NewServer(pa.ServerOptions{ID: *id, MaxSamples: *maxSamples, MaxBytes: int(maxBytes),
-		Collectors: collectorIDs, AuthToken: *token, CursorTTL: ttlOption(*cursorTTL), MaxCollectors: *maxCollectors, Logger: log,
+		Collectors: collectorIDs, AuthToken: *token, CursorTTL: ttlOption(*cursorTTL), MaxCollectors: *maxCollectors, MaxSessionSeries: *maxSessionSeries, Logger: log,
 		Registerer: reg, Gatherer: reg})
 	if err != nil {
 		fmt.Fprintf(stderr, "holdfast producer: %v\n", err)
