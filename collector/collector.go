@@ -36,6 +36,7 @@ type Collector struct {
 	q       *quarantine.Store // shared with fwd
 	maxRec  int               // largest WAL payload a page is written as: wal.MaxPayload (lowered by tests)
 	qFault  func() error      // tests: a failing quarantine write (nil in production)
+	wFault  func() error      // tests: a failing WAL append of a page record (nil in production)
 	m       *metrics
 	mm      *memMetrics
 	mem     *inflight // bytes of pages in flight, all producer loops together

@@ -27,6 +27,8 @@ type metrics struct {
 	inserting     prometheus.GaugeFunc
 	ready         prometheus.GaugeFunc
 	departed      *prometheus.CounterVec
+	sessionResets *prometheus.CounterVec
+	sessionSeries *prometheus.GaugeVec
 }
 
 // newMetrics registers the collector's metrics. checkpoint is read at every
@@ -64,11 +66,15 @@ func newMetrics(reg prometheus.Registerer, checkpoint func() Checkpoint, inserti
 			inserting),
 		departed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "producers_departed_total",
 			Help: "Producers that left this collector, by reason (departed.go: moved, expired, deregistered, unassigned, removed_by_reload, removed_by_api); their last status is in /v1/status under departed."}, []string{"reason"}),
+		sessionResets: prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "session_resets_total",
+			Help: "Series dictionaries (page version 3 sessions) started over, by reason (new_session: the producer started one, e.g. after a restart; mismatch: a page did not continue the collector's state; limit: over the collector's series bound; defs_needed: a refused sample of a series defined on an earlier page, quarantined from the page served again self-contained)."}, []string{"producer", "reason"}),
+		sessionSeries: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: ns + "session_series",
+			Help: "Series defined in the producer's current session (page version 3); 0 without one."}, byProducer),
 		ready: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: ns + "ready",
 			Help: "1 when /-/ready answers 200, 0 when it answers 503 (the reasons are in its body and in /healthz)."}, ready),
 	}
 	var err error
-	m.set, err = promutil.Register(reg, m.samples, m.bytes, m.pages, m.errors, m.producerDrops, m.restarts, m.rejected, m.up, m.lastSuccess, m.scrapeSecs, m.walFull, m.walFullTotal, m.producers, m.oldestAge, m.backlogBytes, m.inserting, m.ready, m.departed)
+	m.set, err = promutil.Register(reg, m.samples, m.bytes, m.pages, m.errors, m.producerDrops, m.restarts, m.rejected, m.up, m.lastSuccess, m.scrapeSecs, m.walFull, m.walFullTotal, m.producers, m.oldestAge, m.backlogBytes, m.inserting, m.ready, m.departed, m.sessionResets, m.sessionSeries)
 	for _, r := range departReasons {
 		m.departed.WithLabelValues(r)
 	}
@@ -94,16 +100,21 @@ func (m *metrics) initProducer(id string) {
 		m.rejected.WithLabelValues(id, r)
 	}
 	m.scrapeSecs.WithLabelValues(id)
+	for _, r := range sessionResetReasons {
+		m.sessionResets.WithLabelValues(id, r)
+	}
+	m.sessionSeries.WithLabelValues(id)
 }
 
 // deleteProducer removes every series of a producer that left the
 // collector, so /metrics does not grow with every producer ever seen.
 func (m *metrics) deleteProducer(id string) {
 	l := prometheus.Labels{"producer": id}
-	for _, v := range []*prometheus.CounterVec{m.samples, m.bytes, m.pages, m.errors, m.producerDrops, m.restarts, m.rejected} {
+	for _, v := range []*prometheus.CounterVec{m.samples, m.bytes, m.pages, m.errors, m.producerDrops, m.restarts, m.rejected, m.sessionResets} {
 		v.DeletePartialMatch(l)
 	}
 	m.up.DeletePartialMatch(l)
 	m.lastSuccess.DeletePartialMatch(l)
 	m.scrapeSecs.DeletePartialMatch(l)
+	m.sessionSeries.DeletePartialMatch(l)
 }

@@ -28,7 +28,7 @@ var perProducer = []string{
 	"holdfast_collector_producer_restarts_total", "holdfast_collector_rejected_samples_total",
 	"holdfast_collector_producer_up", "holdfast_collector_producer_last_success_timestamp_seconds",
 	"holdfast_collector_producer_scrape_duration_seconds", "holdfast_collector_drain_limited_total",
-	"holdfast_quarantine_overflow_total",
+	"holdfast_quarantine_overflow_total", "holdfast_collector_session_resets_total", "holdfast_collector_session_series",
 }
 
 // seriesOf returns the sample lines of /metrics whose labels include
@@ -138,6 +138,8 @@ func TestMetricsSeriesLifecycle(t *testing.T) {
 	for _, want := range []string{
 		`holdfast_collector_samples_total{producer="a"} 0`,
 		`holdfast_collector_errors_total{kind="fetch",producer="a"} 0`,
+		`holdfast_collector_session_resets_total{producer="a",reason="defs_needed"} 0`,
+		`holdfast_collector_session_series{producer="a"} 0`,
 		`holdfast_collector_rejected_samples_total{producer="a",reason="schema"} 0`,
 		`holdfast_collector_producer_scrape_duration_seconds{producer="a"} 0`,
 		`holdfast_collector_drain_limited_total{producer="a"} 0`,

@@ -24,6 +24,11 @@ import (
 //	           page (SeriesKnownValid, as the registry knows the schemas)
 //	v2-thrash  v2 with a 256 KiB cache: every series checked, remembered
 //	           and forgotten (a fleet with more series than the cache holds)
+//	v3         binary v3 page of a session that holds its series (the
+//	           steady state of a producer drained every interval): no
+//	           definitions, samples by id, verified in place
+//	v3-first   v3, the session's first page: every series defined and
+//	           checked (SeriesKnownValid, as the registry knows the schemas)
 //
 // Run: go test -run XXX -bench BenchmarkPagePath -benchtime 200x ./collector
 func BenchmarkPagePath(b *testing.B) {
@@ -113,11 +118,51 @@ func BenchmarkPagePath(b *testing.B) {
 		b.ReportMetric(float64(len(bodyV2))/n, "page-B/sample")
 		b.ReportMetric(float64(len(buf))/n, "record-B/sample")
 	}
+	v3 := func(b *testing.B, first bool) {
+		c := newC()
+		var buf []byte
+		var p pa.Page
+		var s session
+		f := newFakeSessions()
+		_, body1 := f.serve(0, 0, false, samples) // defines the page's series
+		take := func(body []byte, commit bool) {
+			block, _, err := pa.ScanPageHead(body, &p, lim)
+			if err != nil {
+				b.Fatal(err)
+			}
+			w := pageWorkPool.Get().(*pageWork)
+			if rejected, err := c.verifyPage3(w, &s, p.Session, p.Incarnation, block, lim); err != nil || len(rejected) != 0 {
+				b.Fatal(err, len(rejected))
+			}
+			var ok bool
+			if buf, ok = c.record3("sled-0", p.Incarnation, w, block, buf[:0]); !ok {
+				b.Fatal("record too large")
+			}
+			if commit {
+				s.stage(&w.pend)
+				s.commit()
+			}
+			w.release()
+			sink += crc32.Checksum(buf, castagnoli)
+		}
+		if first {
+			perSample(b, func() { take(body1, false) })
+			b.ReportMetric(float64(len(body1))/n, "page-B/sample")
+		} else {
+			take(body1, true)
+			_, body2 := f.serve(s.id, uint64(len(s.types)), true, samples) // the same series again
+			perSample(b, func() { take(body2, false) })
+			b.ReportMetric(float64(len(body2))/n, "page-B/sample")
+		}
+		b.ReportMetric(float64(len(buf))/n, "record-B/sample")
+	}
 	b.Run("v1-before", func(b *testing.B) { v1(b, true) })
 	b.Run("v1", func(b *testing.B) { v1(b, false) })
 	b.Run("v2", func(b *testing.B) { v2(b, 0) })
 	b.Run("v2-cold", func(b *testing.B) { v2(b, 1) })
 	b.Run("v2-thrash", func(b *testing.B) { v2(b, 256<<10) })
+	b.Run("v3", func(b *testing.B) { v3(b, false) })
+	b.Run("v3-first", func(b *testing.B) { v3(b, true) })
 	_ = sink
 }
 

@@ -40,6 +40,12 @@ type ProducerStatus struct {
 	LastRejectTime   time.Time `json:"last_reject_time,omitempty"`
 	// The samples asked per page now: lowered after a page too large, grown back.
 	PageLimit int `json:"page_limit"`
+	// The series dictionary of version 3 pages (session.go): its id (16
+	// hex digits, "" without one), the series it defines, and how often
+	// it started over.
+	Session       string `json:"session,omitempty"`
+	SessionSeries int    `json:"session_series"`
+	SessionResets uint64 `json:"session_resets"`
 }
 
 type producer struct {
@@ -47,8 +53,10 @@ type producer struct {
 	cancel context.CancelFunc // stops the loop; set while it runs
 	done   chan struct{}
 
-	// size is the sample limit asked for; the loop goroutine alone uses it.
+	// size is the sample limit asked for, sess the series dictionary of
+	// version 3 pages; the loop goroutine alone uses them.
 	size pageLimit
+	sess session
 
 	mu  sync.Mutex
 	cfg ProducerConfig
@@ -198,6 +206,19 @@ func (c *Collector) drain(ctx context.Context, p *producer, client *pa.Client, t
 			c.succeeded(p, 0, 0, false)
 			return nil
 		}
+		var serr *sessionError
+		if errors.As(err, &serr) {
+			// The page was not taken. Had it been asked for in a session,
+			// ask again without one: the producer serves it anew in a new
+			// session, self-contained.
+			asked := p.sess.id != 0
+			c.resetSession(p, serr.reason, serr.err)
+			if asked {
+				continue
+			}
+			c.m.errors.WithLabelValues(p.cfg.ID, "protocol").Inc()
+			return fmt.Errorf("fetching a page: %w", serr.err)
+		}
 		var malformed *pageError
 		if errors.As(err, &malformed) {
 			c.m.errors.WithLabelValues(p.cfg.ID, fetchErrorKind(malformed.err)).Inc()
@@ -229,6 +250,7 @@ func (c *Collector) drain(ctx context.Context, p *producer, client *pa.Client, t
 			c.appends.note(idx, time.Now())
 		}
 		p.size.grow(c.opts.PageLimit)
+		c.commitSession(p)
 		*token = page.Token // durable: acknowledge it with the next request
 		c.succeeded(p, written, n, true)
 		if !page.More {
@@ -302,6 +324,12 @@ func (e *pageError) Error() string { return e.err.Error() }
 // version 1 or JSON page, decoded by the client, is validated sample by
 // sample and converted once into a version 2 record.
 func (c *Collector) takePage(ctx context.Context, p *producer, client *pa.Client, page *pa.Page, block []byte, buf *[]byte) (idx uint64, written int, rejected []quarantine.Entry, empty bool, err error) {
+	p.sess.unstage()
+	if page.Version != pa.PageVersion3 && p.sess.id != 0 {
+		// The producer no longer serves sessions (another version, another
+		// client encoding): the state is of no use.
+		c.dropSession(p)
+	}
 	if block == nil {
 		if len(page.Samples) == 0 {
 			return 0, 0, nil, true, nil
@@ -316,6 +344,9 @@ func (c *Collector) takePage(ctx context.Context, p *producer, client *pa.Client
 	}
 	w := pageWorkPool.Get().(*pageWork)
 	defer w.release()
+	if page.Version == pa.PageVersion3 {
+		return c.takePage3(ctx, p, page, w, block, lim, buf)
+	}
 	rejected, err = c.verifyPage2(w, block, lim)
 	if err != nil {
 		return 0, 0, nil, false, &pageError{err}

@@ -150,7 +150,8 @@ func (c *Collector) pageRequest(p *producer, client *pa.Client, token string) pa
 		p.size.n = c.opts.PageLimit
 	}
 	p.update(func(s *ProducerStatus) { s.PageLimit = p.size.n })
-	return pa.FetchRequest{Token: token, Limit: p.size.n, MaxBytes: int(min(client.PageByteLimit(), math.MaxInt32))}
+	sess, known := p.sess.request()
+	return pa.FetchRequest{Token: token, Limit: p.size.n, MaxBytes: int(min(client.PageByteLimit(), math.MaxInt32)), Session: sess, Known: known}
 }
 
 // pageTooLarge handles a page over the body limit: ask again for half the

@@ -91,12 +91,13 @@ var statusPage = template.Must(template.New("collector").Funcs(statushtml.Funcs)
 
 <h2>Producers</h2>
 {{- if .Producers}}
-<table><tr><th>producer</th><th>state</th><th>last success</th><th>lag</th><th>errors</th><th>samples</th><th>dropped</th><th>rejected</th><th>interval</th><th>last error</th></tr>
+<table><tr><th>producer</th><th>state</th><th>last success</th><th>lag</th><th>errors</th><th>samples</th><th>dropped</th><th>rejected</th><th>session</th><th>interval</th><th>last error</th></tr>
 {{- range .Producers}}{{$st := pstate .}}
 <tr><td><code>{{.ID}}</code><br><small>{{.URL}}</small></td>
 <td class="{{if eq $st "ok"}}ok{{else if eq $st "failing"}}bad{{else}}warn{{end}}">{{$st}}</td>
 <td>{{stamp .LastSuccess}}</td><td class="num">{{lag $now .LastSuccess}}</td>
 <td class="num">{{.ConsecutiveFailures}}</td><td class="num">{{.Samples}}</td><td class="num">{{.ProducerDropped}}</td><td class="num">{{.RejectedSamples}}</td>
+<td>{{if .Session}}<code>{{.Session}}</code><br><small>{{.SessionSeries}} series, {{.SessionResets}} resets</small>{{else}}-{{end}}</td>
 <td>{{.Interval}}</td><td class="err">{{.LastError}}{{if .LastRejectReason}}{{if .LastError}}<br>{{end}}rejected: {{.LastRejectReason}}{{end}}</td></tr>
 {{- end}}
 </table>

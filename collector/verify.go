@@ -138,8 +138,9 @@ func (c *seriesCache) add(sc *pa.BlockScanner, which []int) {
 // which series it refers to.
 type span struct {
 	start, end uint32
-	series     uint32
-	badValue   bool // ValidateSampleView refused it
+	series     uint32 // a version 3 page's: the session id
+	badValue   bool   // ValidateSampleView refused it
+	badSeries  bool   // a version 3 page's: its series was refused
 }
 
 // pageWork is a producer loop's scratch for one version 2 page. Pooled, so
@@ -155,6 +156,13 @@ type pageWork struct {
 	remap   []int32
 	refused []refusal
 	dec     *pa.SampleDecoder // series of a cache miss: names interned
+
+	// A version 3 page's (verify3.go).
+	pend        pending        // the session change, committed once the page is taken
+	types       []pa.DatumType // a new session's types (tentative)
+	defErr      []error        // per definition: why it was refused
+	defOff      []int          // per definition: its offset in the table (splits)
+	partRefused []uint64       // a split part's refused ids
 }
 
 // refusal is a sample the page is written without. Why is found again
@@ -169,6 +177,10 @@ var pageWorkPool = sync.Pool{New: func() any { return new(pageWork) }}
 func (w *pageWork) release() {
 	w.sc.Reset(nil, nil)
 	w.v = pa.SampleView{}
+	clear(w.pend.refusedRaw) // aliasing the page
+	w.pend.refusedRaw = w.pend.refusedRaw[:0]
+	w.pend.types = nil // a session's array
+	clear(w.defErr)
 	pageWorkPool.Put(w)
 }
 
@@ -274,22 +286,7 @@ func (c *Collector) sortRefused(w *pageWork, block []byte) ([]quarantine.Entry, 
 // sampleAt decodes sample i of the page.
 func (c *Collector) sampleAt(w *pageWork, block []byte, i int) (pa.Sample, error) {
 	sp := w.spans[i]
-	id, err := pa.DecodeSeries(w.sc.Series(int(sp.series)).Raw)
-	if err != nil {
-		return pa.Sample{}, err
-	}
-	// A block of this sample alone, with its series, scanned to a view.
-	one := pa.AppendBlock2Head(nil, 1, w.sc.Series(int(sp.series)).Raw, 1)
-	one = appendReindexed(one, block[sp.start:sp.end], 0)
-	var sc pa.BlockScanner
-	var v pa.SampleView
-	if err := sc.Reset(one, nil); err != nil {
-		return pa.Sample{}, err
-	}
-	if !sc.Next(&v) {
-		return pa.Sample{}, sc.Err()
-	}
-	return pa.Sample{Target: id.Target, Metric: id.Metric, TimestampNs: v.TimestampNs, Datum: v.Datum()}, nil
+	return sampleOf(w.sc.Series(int(sp.series)).Raw, block[sp.start:sp.end])
 }
 
 // appendReindexed appends a sample entry with its series index replaced.
@@ -442,6 +439,11 @@ func (c *Collector) appendCompact(dst []byte, w *pageWork, block []byte, part []
 
 // appendRecord appends one page record to the WAL.
 func (c *Collector) appendRecord(ctx context.Context, payload []byte, samples int) (uint64, int, error) {
+	if c.wFault != nil {
+		if err := c.wFault(); err != nil {
+			return 0, 0, err
+		}
+	}
 	idx, err := c.wal.Append(ctx, wal.Record{Type: wal.TypePage, Payload: payload})
 	if err != nil {
 		return 0, 0, err
