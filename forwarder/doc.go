@@ -18,6 +18,17 @@
 // succeeded is the batch's last index written as the checkpoint (pebble.Sync),
 // and only then is the WAL truncated behind it.
 //
+// # Session dictionaries (version 3 records)
+//
+// A version 3 page record carries only the series definitions its session
+// (producer, incarnation, session id) had not sent before; its samples name
+// series by session id. The forwarder keeps per session an array indexed by
+// id (sessions.go) and stores every definition in the state store when it
+// first reads it (NoSync, ordered before the checkpoint's Sync write), so
+// that after a restart, and for bisection and quarantine, definitions of
+// records the WAL no longer holds are still found. The Run goroutine owns
+// the arrays; deliveries read definitions from the state store only.
+//
 // # Failures
 //
 // A transient failure (connection refused, timeout, overload, missing table,

@@ -191,6 +191,7 @@ type Forwarder struct {
 	decoder     *pa.SampleDecoder // likewise
 	series      *seriesCache      // likewise: version 2 series entries (series.go)
 	scan        *scan2            // likewise: addRecord2's scratch space
+	sess        *sessions         // the Run goroutine's: version 3 session dictionaries (sessions.go)
 	flight      *flight           // likewise: the delivery in flight (pipeline.go)
 	spare       *batch            // likewise: the batch to fill next
 
@@ -263,6 +264,17 @@ func New(log *wal.Log, state *pebble.DB, opts Options) (*Forwarder, error) {
 	f.w.deferSeen = true // the Run goroutine marks keys seen (pipeline.go)
 	f.decoder = pa.NewSampleDecoder()
 	f.series, f.scan = newSeriesCache(opts.MaxCachedSeries), &scan2{}
+	f.sess = newSessions(state)
+	if err := f.sess.load(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	// Sessions the last run left waiting for the checkpoint to pass
+	// their successor.
+	if err := f.sess.sweep(ckpt); err != nil {
+		f.Close()
+		return nil, err
+	}
 	f.mu.status.CheckpointIndex = ckpt
 	f.mu.status.QuarantinedRecords = f.q.Stats().Records
 	f.mu.status.LastProgress = time.Now()
@@ -503,8 +515,14 @@ func (f *Forwarder) flushWanted() bool {
 // across records.
 func (f *Forwarder) add(ctx context.Context, b *batch, idx uint64, rec wal.Record, page *pa.PageRecord) error {
 	b.last = idx
-	handled, err := f.addRecord2(ctx, b, idx, rec)
-	if !handled {
+	var handled bool
+	var err error
+	if isRecord3(rec) {
+		var done bool
+		if handled, done, err = f.addRecord3(ctx, b, idx, rec); done {
+			return err // quarantined whole, or a failure of the state store
+		}
+	} else if handled, err = f.addRecord2(ctx, b, idx, rec); !handled {
 		handled, err = f.addRecord1(ctx, b, idx, rec)
 	}
 	if handled {
@@ -553,7 +571,11 @@ func (f *Forwarder) decodeWith(dec *pa.SampleDecoder, rec wal.Record, page *pa.P
 		return fmt.Errorf("unknown record type %d", rec.Type)
 	}
 	clear(page.Samples) // drop references to the previous page's values
-	if err := dec.DecodePageRecord(rec.Payload, page); err != nil {
+	if isRecord3(rec) {
+		if err := decodeRecord3(f.state, rec.Payload, page); err != nil {
+			return err
+		}
+	} else if err := dec.DecodePageRecord(rec.Payload, page); err != nil {
 		return err
 	}
 	for i := range page.Samples {

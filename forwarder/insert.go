@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"math"
 	"reflect"
 	"strings"
 	"time"
@@ -83,10 +84,15 @@ func needsSchema(err error) bool {
 // independent 64-bit hash of the bytes the key hashes), to detect two
 // timeseries whose keys collide: see rowSet.add and DESIGN.md.
 type writer struct {
-	conn        driver.Conn
-	db          string
-	cluster     string            // "" or the cluster whose Distributed tables it inserts into
-	seenKeys    map[uint64]uint64 // key -> fingerprint
+	conn     driver.Conn
+	db       string
+	cluster  string            // "" or the cluster whose Distributed tables it inserts into
+	seenKeys map[uint64]uint64 // key -> fingerprint
+	// seenEpoch numbers seenKeys' contents: it changes whenever seenKeys
+	// is emptied, so a session entry that noted its key in seenKeys at
+	// this epoch knows it still is (seenKeys only grows between). At
+	// MaxUint16 it stops changing and the notes are no longer trusted.
+	seenEpoch   uint16
 	maxSeen     int
 	seenSchemas map[pa.SchemaKey]struct{}
 	names       interner
@@ -116,7 +122,7 @@ type writer struct {
 }
 
 func newWriter(conn driver.Conn, db string, maxSeen int) *writer {
-	return &writer{conn: conn, db: db, maxSeen: maxSeen,
+	return &writer{conn: conn, db: db, maxSeen: maxSeen, seenEpoch: 1,
 		seenKeys: make(map[uint64]uint64), seenSchemas: make(map[pa.SchemaKey]struct{}),
 		names: interner{max: 1 << 16}, seed: maphash.MakeSeed(), keyOf: pa.HashTimeseriesKeyBytes}
 }
@@ -191,13 +197,22 @@ func (w *writer) insertTokened(ctx context.Context, rs *rowSet, token string) er
 	return nil
 }
 
+// forgetSeen empties seenKeys, and with it every session entry's note that
+// its key is there (sessEntry.seen).
+func (w *writer) forgetSeen() {
+	clear(w.seenKeys)
+	if w.seenEpoch < math.MaxUint16 {
+		w.seenEpoch++
+	}
+}
+
 // markSeen remembers rs's keys and schemas as written.
 func (w *writer) markSeen(rs *rowSet) {
 	if len(w.seenKeys)+len(rs.newKeys) > w.maxSeen {
 		// Bounded memory: forget everything rather than grow. The cost is
 		// one more fields row per timeseries, deduplicated by ClickHouse,
 		// and collisions with forgotten keys going unseen (DESIGN.md).
-		clear(w.seenKeys)
+		w.forgetSeen()
 	}
 	for k, fp := range rs.newKeys {
 		w.seenKeys[k] = fp

@@ -20,6 +20,9 @@ type metrics struct {
 	checkpoint      prometheus.Gauge
 	backlogRecords  prometheus.GaugeFunc
 	seriesMisses    prometheus.Counter
+	undefinedSeries prometheus.Counter
+	sessionsLoaded  prometheus.Gauge
+	sessionIDs      prometheus.Gauge
 	all             []prometheus.Collector
 }
 
@@ -37,7 +40,7 @@ func newMetrics(reg prometheus.Registerer, backlog func() float64) (*metrics, er
 	m.transientErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "transient_errors_total", Help: "Failed deliveries that will be retried (ClickHouse unreachable, overloaded, timed out)."})
 	m.rejectedInserts = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "rejected_inserts_total", Help: "Inserts ClickHouse refused for their data; each starts a bisection."})
 	m.quarantined = prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "quarantined_records_total", Help: "WAL records moved to quarantine, by reason."}, []string{"reason"})
-	for _, r := range []string{"malformed", "unknown_type", "invalid", "corrupt", "rejected", "key_collision"} {
+	for _, r := range []string{"malformed", "unknown_type", "invalid", "corrupt", "rejected", "key_collision", reasonUndefined} {
 		m.quarantined.WithLabelValues(r) // at 0 from start, for rate() and alerts
 	}
 	m.keyCollisions = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "key_collisions_total", Help: "Samples refused (quarantined) because their timeseries key is another timeseries' (FNV-1a 64 collision)."})
@@ -46,7 +49,10 @@ func newMetrics(reg prometheus.Registerer, backlog func() float64) (*metrics, er
 	m.all = []prometheus.Collector{m.rowsInserted, m.recordsDone, m.batches, m.insertSeconds, m.batchRows,
 		m.transientErrors, m.rejectedInserts, m.quarantined, m.checkpoint, m.backlogRecords, m.keyCollisions}
 	m.seriesMisses = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "series_cache_misses_total", Help: "Series entries of version 2 records not in the series cache, decoded and keyed (once per series while it stays cached)."})
-	m.all = append(m.all, m.seriesMisses)
+	m.undefinedSeries = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "undefined_series_records_total", Help: "Version 3 records quarantined because a sample names a session series id whose definition is not in the WAL or the state store (its record was lost)."})
+	m.sessionsLoaded = prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "sessions_loaded", Help: "Version 3 series sessions whose id arrays are in memory."})
+	m.sessionIDs = prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "session_ids", Help: "Series ids of the sessions in memory (about 33 bytes of memory each)."})
+	m.all = append(m.all, m.seriesMisses, m.undefinedSeries, m.sessionsLoaded, m.sessionIDs)
 	var err error
 	m.set, err = promutil.Register(reg, m.all...)
 	return m, err

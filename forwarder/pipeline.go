@@ -75,5 +75,11 @@ func (f *Forwarder) join() error {
 	}
 	fl.b.reset()
 	f.spare = fl.b
+	if err != nil {
+		return err
+	}
+	err = f.sess.sweep(f.Status().CheckpointIndex)
+	f.m.sessionsLoaded.Set(float64(f.sess.loaded))
+	f.m.sessionIDs.Set(float64(f.sess.ids))
 	return err
 }

@@ -12,6 +12,7 @@ import (
 
 	pa "github.com/holdfast/holdfast/producerapi"
 	"github.com/holdfast/holdfast/quarantine"
+	"github.com/holdfast/holdfast/wal"
 )
 
 // Keys in the state store (Pebble) owned by the forwarder. Its quarantine
@@ -61,7 +62,22 @@ var producerLabel = regexp.MustCompile(`^[!-~]{1,512}$`)
 // checkpoint passes it), or returns errQuarantineFull when it does not fit.
 func (f *Forwarder) quarantine(q QuarantinedRecord, reason string) error {
 	e := quarantine.Entry{Kind: quarantine.KindRecord, WALIndex: q.Index, RecordType: q.Type, Payload: q.Payload, Code: reason, Reason: q.Reason}
-	e.Producer, e.Incarnation, _ = pa.PageRecordOrigin(q.Payload) // best effort: it may be what is broken
+	if isRecord3(wal.Record{Type: wal.RecordType(q.Type), Payload: q.Payload}) {
+		// Stored self-contained: the quarantine's tools read one entry
+		// at a time, without the session's earlier definitions.
+		if p, ok := selfContained3(f.state, q.Payload); ok {
+			e.Payload = p
+			e.Reason += " (stored as a version 2 record of the same samples)"
+		} else {
+			var h pa.Record3Head
+			if pa.ParsePageRecord3(q.Payload, &h) == nil {
+				e.Producer, e.Incarnation = string(h.Producer), string(h.Incarnation)
+			}
+		}
+	}
+	if e.Producer == "" {
+		e.Producer, e.Incarnation, _ = pa.PageRecordOrigin(e.Payload) // best effort: it may be what is broken
+	}
 	if !producerLabel.MatchString(e.Producer) {
 		e.Producer, e.Incarnation = "unknown", ""
 	}

@@ -35,6 +35,13 @@ type scan2 struct {
 	page    pa.PageRecord // only when a collision must be quarantined
 	fresh   bool          // ids holds identities of this record
 	key     []byte        // a version 1 sample's series entry, rebuilt
+	// Version 3 (scan3.go): the record's head, the identities decoded
+	// from its definitions (defIDs[i] is id defFirst+i) and from Pebble
+	// (idents), for new timeseries' fields rows.
+	head     pa.Record3Head
+	defIDs   []pa.SeriesIdentity
+	defFirst uint64
+	idents   map[uint64]pa.SeriesIdentity
 }
 
 // addRecord2 adds a version 2 page record straight from its bytes to the
@@ -98,6 +105,10 @@ func (f *Forwarder) beginRecord(entries int) *scan2 {
 	clear(s.slots)
 	s.ids = s.ids[:0]
 	s.fresh = false
+	s.defIDs = s.defIDs[:0]
+	if len(s.idents) > 0 {
+		clear(s.idents)
+	}
 	clear(s.samples) // drop the previous record's byte references
 	s.samples = s.samples[:0]
 	return s
@@ -186,14 +197,8 @@ func viewBits(v *pa.SampleView) uint64 {
 func (w *writer) addScanned(rs *rowSet, cache *seriesCache, sc *scan2, s *scanned) bool {
 	e := &cache.entries[s.series]
 	if e.gen != rs.gen {
-		if known, ok := w.inflight[e.key]; ok && known != e.fp {
-			return false // the batch being delivered has another timeseries under key
-		}
-		known, seen := w.seenKeys[e.key]
-		if !seen {
-			known, seen = rs.newKeys[e.key]
-		}
-		if seen && known != e.fp {
+		ok, seen := w.admit(rs, e.key, e.fp)
+		if !ok {
 			return false
 		}
 		if !seen {
@@ -209,6 +214,23 @@ func (w *writer) addScanned(rs *rowSet, cache *seriesCache, sc *scan2, s *scanne
 	rs.meas[e.typ].addScanned(e.name, e.key, s)
 	rs.rows++
 	return true
+}
+
+// admit checks a timeseries' key against the keys of other timeseries (in
+// the batch being delivered, written, or in rs): ok=false on a collision;
+// known: its fields and schema rows are written or in rs already.
+func (w *writer) admit(rs *rowSet, key, fp uint64) (ok, known bool) {
+	if k, in := w.inflight[key]; in && k != fp {
+		return false, false // the batch being delivered has another timeseries under key
+	}
+	k, seen := w.seenKeys[key]
+	if !seen {
+		k, seen = rs.newKeys[key]
+	}
+	if seen && k != fp {
+		return false, false
+	}
+	return true, seen
 }
 
 // addScannedNew adds the sample of a series whose key is new, with its

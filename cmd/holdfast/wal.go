@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
@@ -159,9 +160,64 @@ func summarize(rec wal.Record, page *pa.PageRecord) string {
 	if rec.Type != wal.TypePage {
 		return fmt.Sprintf("%d payload bytes", len(rec.Payload))
 	}
+	if len(rec.Payload) > 0 && rec.Payload[0] == 3 {
+		return summarize3(rec.Payload, page)
+	}
 	if err := pa.DecodePageRecord(rec.Payload, page); err != nil {
 		return "UNDECODABLE: " + err.Error()
 	}
+	return summarizeSamples(page)
+}
+
+// summarize3 describes a version 3 record: its session, the ids it
+// defines, and its samples when it reads on its own (its samples name
+// only ids it defines); otherwise the samples' session ids, whose
+// definitions are in earlier records (or the forwarder's state store).
+func summarize3(payload []byte, page *pa.PageRecord) string {
+	var h pa.Record3Head
+	if err := pa.ParsePageRecord3(payload, &h); err != nil {
+		return "UNDECODABLE: " + err.Error()
+	}
+	var sc pa.BlockScanner
+	if err := sc.Reset3(h.Block, nil); err != nil {
+		return "UNDECODABLE: " + err.Error()
+	}
+	head := fmt.Sprintf("session=%016x defs=%d", h.Session, sc.NumSeries())
+	if sc.NumSeries() > 0 {
+		head += fmt.Sprintf(" (ids %d..%d)", sc.FirstID(), sc.FirstID()+uint64(sc.NumSeries())-1)
+	}
+	if len(h.Refused) > 0 {
+		head += fmt.Sprintf(" refused=%d", len(h.Refused))
+	}
+	if pa.DecodePageRecord(payload, page) == nil {
+		return summarizeSamples(page) + " " + head
+	}
+	// Sample ids, read as far as this record's own definitions allow.
+	ids := fmt.Sprintf("samples=%d ids", sc.NumSamples())
+	sc.SetSessionTypes(sc.AppendSessionTypes(nil))
+	var v pa.SampleView
+	shown := 0
+	for shown < 8 {
+		off := sc.Offset()
+		if !sc.Next(&v) {
+			if sc.Err() != nil {
+				if id, n := binary.Uvarint(h.Block[min(off, len(h.Block)):]); n > 0 {
+					ids += fmt.Sprintf(" %d (defined earlier in the session; the rest not read)", id)
+				}
+			}
+			break
+		}
+		ids += fmt.Sprintf(" %d", v.Series)
+		shown++
+	}
+	if shown == 8 {
+		ids += " ..."
+	}
+	return fmt.Sprintf("producer=%q incarnation=%q %s %s", h.Producer, h.Incarnation, ids, head)
+}
+
+// summarizeSamples describes a decoded page record.
+func summarizeSamples(page *pa.PageRecord) string {
 	s := page.Samples
 	if len(s) == 0 {
 		return fmt.Sprintf("producer=%q incarnation=%q samples=0", page.Producer, page.Incarnation)

@@ -1,0 +1,506 @@
+package forwarder
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble"
+
+	"github.com/holdfast/holdfast/internal/state"
+	pa "github.com/holdfast/holdfast/producerapi"
+)
+
+// Session dictionaries of version 3 page records (DESIGN.md, "The
+// forwarder's read path"). A record v3 carries only the series definitions
+// its session had not sent before; its samples name series by session id
+// (0, 1, 2, ... per producer, incarnation and session). The forwarder keeps,
+// per session, an array indexed by id of what a sample's row needs (name,
+// key, fingerprint, datum type, state): a sample costs an index, not a
+// hash. Definitions are stored in Pebble when first read, so that after a
+// restart, a bisection or a quarantine the definitions of records the WAL
+// no longer holds are still found:
+//
+//	sessdef/  producer 0x00 incarnation 0x00 session(BE8) id(BE4) -> the definition's bytes
+//	sessmeta/ producer 0x00 incarnation 0x00 session(BE8)         -> WAL index of its first record (BE8)
+//
+// Both are written NoSync, in one batch per record; the checkpoint's Sync
+// write orders after them, so every definition a checkpointed record made
+// is durable when the checkpoint is. A session superseded by a later one of
+// the same producer is deleted (memory and Pebble) once the checkpoint
+// passed its successor's first record: no record left to read or rebuild
+// needs it. A session not used for sessionIdle leaves memory (Pebble keeps
+// it; it is loaded again when a record names it).
+var (
+	sessDefPrefix  = []byte("sessdef/")
+	sessMetaPrefix = []byte("sessmeta/")
+)
+
+const (
+	// sessionChunk is how many ids one array of entries holds: a hole in
+	// the ids (a lost record's definitions) or a huge first id costs no
+	// memory for the ids in between, and growing a session never copies
+	// more than one chunk.
+	sessionChunkBits = 12
+	sessionChunk     = 1 << sessionChunkBits
+	// maxSessionIDs bounds the ids the forwarder accepts in one session
+	// (producers start a new session at 1<<20 by default): a record naming
+	// more is quarantined as malformed rather than allocating for it.
+	maxSessionIDs = 1 << 24
+	// sessionIdle is how long a session may go unused before its arrays
+	// leave memory.
+	sessionIdle = 10 * time.Minute
+)
+
+// sessState is what the forwarder knows of a session id.
+type sessState uint8
+
+const (
+	stUndefined  sessState = iota // no definition read (yet, or lost with its record)
+	stUnresolved                  // defined (in Pebble), not yet decoded: a session loaded after a restart
+	stOK                          // decoded, validated, keyed
+	stRefused                     // the writing collector refused it: no sample may name it
+	stInvalid                     // it does not validate here (e.g. stricter limits than the collector's)
+	stCollision                   // its key is another timeseries': its samples are quarantined
+)
+
+// sessEntry is one session id: 32 bytes, no pointer (the name is an index
+// into the session's names), so 2.2 M series take 70 MB the garbage
+// collector never scans.
+type sessEntry struct {
+	key, fp uint64 // TimeseriesKey and the writer's fingerprint
+	// gen is the row set (rowSet.gen) this series was last admitted into,
+	// as cachedSeries.gen.
+	gen   uint64
+	name  uint32 // index into session.names
+	typ   pa.DatumType
+	state sessState
+	// seen is the writer's seenEpoch when this key was found in seenKeys
+	// with this series' fingerprint (0: not known). While the epoch holds,
+	// the key is still there, and no other timeseries can have been
+	// admitted under it since (it would have collided with this one), so
+	// admitting it into a new batch needs no map lookup.
+	seen uint16
+}
+
+// session is one (producer, incarnation, session) dictionary.
+type session struct {
+	key      string // producer 0x00 incarnation 0x00 session(BE8)
+	producer string
+	first    uint64 // WAL index of its first record
+	// superseded is the WAL index of the first record of a later session of
+	// the same producer (0: current).
+	superseded uint64
+	listed     bool // in sessions.superseded
+	loaded     bool // chunks and types are in memory
+	chunks     [][]sessEntry
+	types      []pa.DatumType // per id: 0 undefined, for BlockScanner.SetSessionTypes
+	names      []string
+	nameIdx    map[string]uint32
+	used       time.Time
+}
+
+// entry returns id's entry, nil when no definition was read for it.
+func (s *session) entry(id uint64) *sessEntry {
+	c := id >> sessionChunkBits
+	if c >= uint64(len(s.chunks)) {
+		return nil
+	}
+	ch := s.chunks[c]
+	i := id & (sessionChunk - 1)
+	if i >= uint64(len(ch)) {
+		return nil
+	}
+	return &ch[i]
+}
+
+// grow makes room for ids below n (n <= maxSessionIDs) and returns id's
+// entry.
+func (s *session) slot(id uint64) *sessEntry {
+	c := int(id >> sessionChunkBits)
+	for len(s.chunks) <= c {
+		s.chunks = append(s.chunks, nil)
+	}
+	i := int(id & (sessionChunk - 1))
+	ch := s.chunks[c]
+	if len(ch) <= i {
+		if cap(ch) > i {
+			ch = ch[:i+1]
+		} else {
+			n := make([]sessEntry, i+1, min(sessionChunk, max(2*(i+1), 16)))
+			copy(n, ch)
+			ch = n
+		}
+		s.chunks[c] = ch
+	}
+	if uint64(len(s.types)) <= id {
+		if uint64(cap(s.types)) > id {
+			s.types = s.types[:id+1]
+		} else {
+			n := make([]pa.DatumType, id+1, max(2*(id+1), 64))
+			copy(n, s.types)
+			s.types = n
+		}
+	}
+	return &ch[i]
+}
+
+// nameIndex returns the index of name in the session's names.
+func (s *session) nameIndex(name string) uint32 {
+	if i, ok := s.nameIdx[name]; ok {
+		return i
+	}
+	if s.nameIdx == nil {
+		s.nameIdx = make(map[string]uint32)
+	}
+	i := uint32(len(s.names))
+	s.names = append(s.names, name)
+	s.nameIdx[name] = i
+	return i
+}
+
+// unload drops a session's arrays (Pebble keeps its definitions).
+func (ss *sessions) unload(s *session) {
+	if s.loaded {
+		ss.loaded--
+		ss.ids -= len(s.types)
+	}
+	s.chunks, s.types, s.names, s.nameIdx, s.loaded = nil, nil, nil, nil, false
+}
+
+// sessions holds the forwarder's session dictionaries. Used by the Run
+// goroutine only; deliveries read definitions from Pebble (defLookup).
+type sessions struct {
+	db         *pebble.DB
+	m          map[string]*session
+	current    map[string]*session // per producer, its latest session
+	superseded []*session          // sessions waiting for the checkpoint to pass their successor
+	last       *session
+	key        []byte // scratch: a session key being looked up
+	pk         []byte // scratch: a Pebble key
+	batch      *pebble.Batch
+	now        func() time.Time
+	sweptAt    time.Time
+	// loaded and ids count the sessions in memory and their ids (the
+	// gauges holdfast_forwarder_sessions_loaded and _session_ids).
+	loaded, ids int
+}
+
+func newSessions(db *pebble.DB) *sessions {
+	return &sessions{db: db, m: make(map[string]*session), current: make(map[string]*session), now: time.Now}
+}
+
+// sessionKey appends producer 0x00 incarnation 0x00 session(BE8) to dst.
+func sessionKey(dst, producer, incarnation []byte, id uint64) []byte {
+	dst = append(dst, producer...)
+	dst = append(dst, 0)
+	dst = append(dst, incarnation...)
+	dst = append(dst, 0)
+	return binary.BigEndian.AppendUint64(dst, id)
+}
+
+// defKey appends the Pebble key of a definition to dst.
+func defKey(dst []byte, skey string, id uint64) []byte {
+	dst = append(dst, sessDefPrefix...)
+	dst = append(dst, skey...)
+	return binary.BigEndian.AppendUint32(dst, uint32(id))
+}
+
+// load reads the sessions Pebble holds (their metadata, not their
+// definitions) and works out which are superseded: what a restart needs to
+// delete the sessions the last run left waiting.
+func (ss *sessions) load() error {
+	lower, upper := state.PrefixBounds(sessMetaPrefix)
+	it, err := ss.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return fmt.Errorf("forwarder: reading sessions: %w", err)
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()[len(sessMetaPrefix):]
+		v := it.Value()
+		producer, ok := splitSessionKey(k)
+		if !ok || len(v) != 8 {
+			continue // not ours to understand; left alone
+		}
+		s := &session{key: string(k), producer: producer, first: binary.BigEndian.Uint64(v)}
+		ss.m[s.key] = s
+		// At start-up the order of first records tells which session of
+		// a producer came last.
+		switch cur := ss.current[s.producer]; {
+		case cur == nil:
+			ss.current[s.producer] = s
+		case s.first >= cur.first:
+			ss.supersede(cur, s.first)
+			ss.current[s.producer] = s
+		default:
+			ss.supersede(s, cur.first)
+		}
+	}
+	return it.Error()
+}
+
+// splitSessionKey returns the producer of a session key.
+func splitSessionKey(k []byte) (string, bool) {
+	if len(k) < 10 {
+		return "", false
+	}
+	for i, c := range k {
+		if c == 0 {
+			return string(k[:i]), true
+		}
+	}
+	return "", false
+}
+
+// note makes s, read in the record at WAL index idx, its producer's
+// current session: the one it replaces is superseded from idx on (all its
+// records read so far come before idx). Reading order decides, not the
+// sessions' first indexes, which may come from another WAL (a replaced WAL
+// directory restarts its indexes).
+func (ss *sessions) note(s *session, idx uint64) {
+	s.superseded = 0 // read again: current (sweep skips it)
+	if cur := ss.current[s.producer]; cur != s {
+		if cur != nil {
+			ss.supersede(cur, idx)
+		}
+		ss.current[s.producer] = s
+	}
+}
+
+// supersede marks s superseded from WAL index at on.
+func (ss *sessions) supersede(s *session, at uint64) {
+	if s.superseded != 0 && s.superseded <= at {
+		return
+	}
+	s.superseded = at
+	if !s.listed {
+		s.listed = true
+		ss.superseded = append(ss.superseded, s)
+	}
+}
+
+// get returns the session a record at WAL index idx names, loading it from
+// Pebble or creating it (its metadata added to the batch) as needed.
+func (ss *sessions) get(producer, incarnation []byte, id uint64, idx uint64) (*session, error) {
+	ss.key = sessionKey(ss.key[:0], producer, incarnation, id)
+	s := ss.last
+	if s == nil || s.key != string(ss.key) {
+		s = ss.m[string(ss.key)] // no allocation for the lookup
+	}
+	if s == nil {
+		s = &session{key: string(ss.key), producer: string(producer), first: idx}
+		found, err := ss.loadMeta(s)
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			s.loaded = true
+			ss.loaded++
+			ss.pk = append(append(ss.pk[:0], sessMetaPrefix...), s.key...)
+			ss.stage().Set(ss.pk, binary.BigEndian.AppendUint64(nil, idx), nil)
+		}
+		ss.m[s.key] = s
+	}
+	if !s.loaded {
+		if err := ss.loadDefs(s); err != nil {
+			return nil, err
+		}
+	}
+	// A record of a superseded session after its successor began makes it
+	// current again (not what collectors write, but nothing must be
+	// deleted under it).
+	ss.note(s, idx)
+	s.used = ss.now()
+	ss.last = s
+	return s, nil
+}
+
+// loadMeta reads a session's first index from Pebble.
+func (ss *sessions) loadMeta(s *session) (bool, error) {
+	ss.pk = append(append(ss.pk[:0], sessMetaPrefix...), s.key...)
+	v, closer, err := ss.db.Get(ss.pk)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("forwarder: reading session metadata: %w", err)
+	}
+	defer closer.Close()
+	if len(v) == 8 {
+		s.first = binary.BigEndian.Uint64(v)
+	}
+	return true, nil
+}
+
+// loadDefs reads which ids of s Pebble defines and their datum types; the
+// definitions are decoded when a sample first names them (stUnresolved).
+func (ss *sessions) loadDefs(s *session) error {
+	before := len(s.types)
+	prefix := append(append([]byte{}, sessDefPrefix...), s.key...)
+	lower, upper := state.PrefixBounds(prefix)
+	it, err := ss.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return fmt.Errorf("forwarder: loading session definitions: %w", err)
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		k, v := it.Key(), it.Value()
+		if len(k) != len(prefix)+4 || len(v) == 0 {
+			continue
+		}
+		id := uint64(binary.BigEndian.Uint32(k[len(prefix):]))
+		t := pa.DatumType(v[len(v)-1])
+		if id >= maxSessionIDs || !t.Valid() {
+			continue
+		}
+		e := s.slot(id)
+		*e = sessEntry{typ: t, state: stUnresolved}
+		s.types[id] = t
+	}
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("forwarder: loading session definitions: %w", err)
+	}
+	s.loaded = true
+	ss.loaded++
+	ss.ids += len(s.types) - before
+	return nil
+}
+
+// stage returns the batch of this record's writes.
+func (ss *sessions) stage() *pebble.Batch {
+	if ss.batch == nil {
+		ss.batch = ss.db.NewBatch()
+	}
+	return ss.batch
+}
+
+// putDef stages a definition's bytes.
+func (ss *sessions) putDef(s *session, id uint64, raw []byte) {
+	ss.pk = defKey(ss.pk[:0], s.key, id)
+	ss.stage().Set(ss.pk, raw, nil)
+}
+
+// commit writes the record's staged definitions (NoSync: the checkpoint's
+// Sync write makes them durable before it).
+func (ss *sessions) commit() error {
+	b := ss.batch
+	if b == nil || b.Empty() {
+		return nil
+	}
+	err := b.Commit(pebble.NoSync)
+	b.Reset()
+	if err != nil {
+		return fmt.Errorf("forwarder: storing session definitions: %w", err)
+	}
+	return nil
+}
+
+// sweep deletes the superseded sessions the checkpoint has passed the
+// successor of (memory and Pebble), and unloads sessions idle for
+// sessionIdle. Called by the Run goroutine between records.
+func (ss *sessions) sweep(checkpoint uint64) error {
+	kept := ss.superseded[:0]
+	var err error
+	for _, s := range ss.superseded {
+		if s.superseded == 0 {
+			s.listed = false
+			continue // current again
+		}
+		if checkpoint < s.superseded || err != nil {
+			kept = append(kept, s)
+			continue
+		}
+		if err = ss.drop(s); err != nil {
+			kept = append(kept, s)
+		} else {
+			s.listed = false
+		}
+	}
+	clear(ss.superseded[len(kept):])
+	ss.superseded = kept
+	if err != nil {
+		return err
+	}
+	now := ss.now()
+	if now.Sub(ss.sweptAt) < time.Minute {
+		return nil
+	}
+	ss.sweptAt = now
+	for _, s := range ss.m {
+		if s.loaded && now.Sub(s.used) >= sessionIdle {
+			ss.unload(s)
+			if ss.last == s {
+				ss.last = nil
+			}
+		}
+	}
+	return nil
+}
+
+// drop deletes a session from memory and Pebble.
+func (ss *sessions) drop(s *session) error {
+	prefix := append(append([]byte{}, sessDefPrefix...), s.key...)
+	lower, upper := state.PrefixBounds(prefix)
+	b := ss.db.NewBatch()
+	defer b.Close()
+	if err := b.DeleteRange(lower, upper, nil); err != nil {
+		return fmt.Errorf("forwarder: deleting session definitions: %w", err)
+	}
+	if err := b.Delete(append(append([]byte{}, sessMetaPrefix...), s.key...), nil); err != nil {
+		return fmt.Errorf("forwarder: deleting session metadata: %w", err)
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("forwarder: deleting a superseded session: %w", err)
+	}
+	delete(ss.m, s.key)
+	if ss.current[s.producer] == s {
+		delete(ss.current, s.producer)
+	}
+	if ss.last == s {
+		ss.last = nil
+	}
+	ss.unload(s)
+	return nil
+}
+
+// defLookup returns a SeriesLookup reading the definitions of a session
+// from Pebble (safe from a delivery goroutine); found definitions are kept
+// for the lookup's lifetime.
+func defLookup(db *pebble.DB, skey string) pa.SeriesLookup {
+	var got map[uint64][]byte
+	var key []byte
+	return func(id uint64) ([]byte, bool) {
+		if raw, ok := got[id]; ok {
+			return raw, true
+		}
+		if id >= maxSessionIDs {
+			return nil, false
+		}
+		key = defKey(key[:0], skey, id)
+		v, closer, err := db.Get(key)
+		if err != nil {
+			return nil, false
+		}
+		raw := append([]byte(nil), v...)
+		closer.Close()
+		if got == nil {
+			got = make(map[uint64][]byte)
+		}
+		got[id] = raw
+		return raw, true
+	}
+}
+
+// getDef reads one definition from Pebble.
+func (ss *sessions) getDef(s *session, id uint64) ([]byte, error) {
+	ss.pk = defKey(ss.pk[:0], s.key, id)
+	v, closer, err := ss.db.Get(ss.pk)
+	if err != nil {
+		return nil, err
+	}
+	raw := append([]byte(nil), v...)
+	closer.Close()
+	return raw, nil
+}

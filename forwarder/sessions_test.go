@@ -1,0 +1,196 @@
+package forwarder
+
+import (
+	"context"
+	"runtime"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/holdfast/holdfast/internal/sampletest"
+	pa "github.com/holdfast/holdfast/producerapi"
+	"github.com/holdfast/holdfast/wal"
+)
+
+// TestSessionEntryIsSmall: an id costs 32 bytes of entry and one of type,
+// so the 2.2 M series of RFD 125 at N=100 take about 73 MB, with no
+// pointer for the garbage collector to follow.
+func TestSessionEntryIsSmall(t *testing.T) {
+	if n := unsafe.Sizeof(sessEntry{}); n != 32 {
+		t.Fatalf("sessEntry is %d bytes, want 32", n)
+	}
+}
+
+// TestIdleSessionUnloadedAndLoadedAgain: a session unused for sessionIdle
+// leaves memory; its next record loads its definitions from the state
+// store (resolved when a sample names them) and builds the same rows as
+// before.
+func TestIdleSessionUnloadedAndLoadedAgain(t *testing.T) {
+	f := scanForwarder3(t, nil)
+	now := time.Unix(1_700_000_000, 0)
+	f.sess.now = func() time.Time { return now }
+	ctx := context.Background()
+	samples := sampletest.NewFleet(3).Append(nil, 66, 1)
+	sess := newSession3("p", "i", 5)
+	var page pa.PageRecord
+	b := &batch{}
+	b.reset()
+	if err := f.add(ctx, b, 1, wal.Record{Type: wal.TypePage, Payload: sess.record(samples)}, &page); err != nil {
+		t.Fatal(err)
+	}
+	steady := sess.record(samples)
+	if err := f.add(ctx, b, 2, wal.Record{Type: wal.TypePage, Payload: steady}, &page); err != nil {
+		t.Fatal(err)
+	}
+	if g, n := gaugeValue(f.m.sessionIDs), gaugeValue(f.m.sessionsLoaded); g != 66 || n != 1 {
+		t.Errorf("gauges: %v session ids in %v sessions, want 66 in 1", g, n)
+	}
+	now = now.Add(sessionIdle + time.Minute)
+	if err := f.sess.sweep(2); err != nil {
+		t.Fatal(err)
+	}
+	if f.sess.ids != 0 || f.sess.loaded != 0 {
+		t.Errorf("after unloading: %d ids in %d sessions counted, want none", f.sess.ids, f.sess.loaded)
+	}
+	s := f.sess.m[string(sessionKey(nil, []byte("p"), []byte("i"), 5))]
+	if s == nil || s.loaded || s.chunks != nil {
+		t.Fatalf("idle session still loaded: %+v", s)
+	}
+	ref := scanForwarder(t) // the decoding path of the same samples
+	rb := &batch{}
+	rb.reset()
+	ref.w.addSamples(rb.rows, samples, nil)
+	b2 := &batch{}
+	b2.reset()
+	if err := f.add(ctx, b2, 3, wal.Record{Type: wal.TypePage, Payload: steady}, &page); err != nil {
+		t.Fatal(err)
+	}
+	if !s.loaded || len(b2.indexes) != 1 {
+		t.Fatalf("session loaded %v, records taken %v", s.loaded, b2.indexes)
+	}
+	compareRowSets(t, rb.rows, b2.rows)
+	if g, n := gaugeValue(f.m.sessionIDs), gaugeValue(f.m.sessionsLoaded); g != 66 || n != 1 {
+		t.Errorf("gauges after loading again: %v session ids in %v sessions, want 66 in 1", g, n)
+	}
+}
+
+// TestSupersededSessionsSweptAtStartUp: sessions a previous run left in
+// the state store are found at start-up; those whose successor's first
+// record the checkpoint passed are deleted, the rest kept.
+func TestSupersededSessionsSweptAtStartUp(t *testing.T) {
+	f := scanForwarder3(t, nil)
+	ctx := context.Background()
+	fleet := sampletest.NewFleet(1).Append(nil, 22, 1)
+	s1, s2, s3 := newSession3("p", "i", 1), newSession3("p", "i2", 2), newSession3("p", "i2", 3)
+	q := newSession3("q", "i", 1)
+	var page pa.PageRecord
+	b := &batch{}
+	b.reset()
+	for i, s := range []*session3{s1, q, s2, s3} {
+		if err := f.add(ctx, b, uint64(10*(i+1)), wal.Record{Type: wal.TypePage, Payload: s.record(fleet)}, &page); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// s1 (first record 10) is superseded by s2 (30), s2 by s3 (40).
+	key := func(s *session3) string {
+		return string(sessionKey(nil, []byte(s.producer), []byte(s.incarnation), s.id))
+	}
+	for _, c := range []struct {
+		checkpoint uint64
+		gone       []*session3
+		kept       []*session3
+	}{
+		{29, nil, []*session3{s1, s2, s3, q}},
+		{30, []*session3{s1}, []*session3{s2, s3, q}},
+		{40, []*session3{s1, s2}, []*session3{s3, q}},
+	} {
+		ss := newSessions(f.state) // a restart
+		if err := ss.load(); err != nil {
+			t.Fatal(err)
+		}
+		if err := ss.sweep(c.checkpoint); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range c.gone {
+			if n := sessionKeys(t, f.state, sessDefPrefix, key(s)) + sessionKeys(t, f.state, sessMetaPrefix, key(s)); n != 0 {
+				t.Errorf("checkpoint %d: session %d has %d keys left, want none", c.checkpoint, s.id, n)
+			}
+		}
+		for _, s := range c.kept {
+			if n := sessionKeys(t, f.state, sessDefPrefix, key(s)); n != len(s.ids) {
+				t.Errorf("checkpoint %d: session %s/%d has %d definitions, want %d", c.checkpoint, s.producer, s.id, n, len(s.ids))
+			}
+		}
+	}
+}
+
+// TestReadingOrderDecidesSupersession: after the WAL directory was replaced
+// (its indexes start over) a producer's new session has a smaller first
+// index than the old one the state store holds; the session read last is
+// the current one, and the old one goes once the checkpoint passes the
+// record where the new one was read.
+func TestReadingOrderDecidesSupersession(t *testing.T) {
+	f := scanForwarder3(t, nil)
+	ctx := context.Background()
+	fleet := sampletest.NewFleet(1).Append(nil, 22, 1)
+	old, cur := newSession3("p", "i", 1), newSession3("p", "i2", 2)
+	var page pa.PageRecord
+	b := &batch{}
+	b.reset()
+	if err := f.add(ctx, b, 1000, wal.Record{Type: wal.TypePage, Payload: old.record(fleet)}, &page); err != nil {
+		t.Fatal(err)
+	}
+	f2 := scanForwarder3Q(t, f.state, f.q) // a restart over another WAL
+	if err := f2.sess.load(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f2.add(ctx, b, 5, wal.Record{Type: wal.TypePage, Payload: cur.record(fleet)}, &page); err != nil {
+		t.Fatal(err)
+	}
+	key := func(s *session3) string {
+		return string(sessionKey(nil, []byte(s.producer), []byte(s.incarnation), s.id))
+	}
+	if err := f2.sess.sweep(1000); err != nil {
+		t.Fatal(err)
+	}
+	if n := sessionKeys(t, f.state, sessDefPrefix, key(cur)); n != len(cur.ids) {
+		t.Errorf("the current session has %d definitions left, want %d", n, len(cur.ids))
+	}
+	if n := sessionKeys(t, f.state, sessDefPrefix, key(old)); n != 0 {
+		t.Errorf("the old session has %d definitions left, want none", n)
+	}
+}
+
+// TestSessionMemoryFor2_2MSeries: the arrays of a session holding RFD
+// 125's 2.2 M series (N=100) take well under 100 MB of heap.
+func TestSessionMemoryFor2_2MSeries(t *testing.T) {
+	const n = 2_200_000
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	s := &session{loaded: true}
+	for id := uint64(0); id < n; id++ {
+		e := s.slot(id)
+		*e = sessEntry{key: id, fp: id, name: s.nameIndex("virtual_machine:cpu_busy"), typ: pa.DatumF64, state: stOK}
+		s.types[id] = pa.DatumF64
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	used := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("%d series: %.1f MB of heap (%.1f bytes a series)", n, float64(used)/1e6, float64(used)/n)
+	if used > 90e6 {
+		t.Errorf("%d series take %.1f MB, want well under 100 MB", n, float64(used)/1e6)
+	}
+	runtime.KeepAlive(s)
+}
+
+func gaugeValue(g prometheus.Gauge) float64 {
+	var m dto.Metric
+	if err := g.Write(&m); err != nil {
+		return -1
+	}
+	return m.GetGauge().GetValue()
+}
