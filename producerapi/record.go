@@ -3,8 +3,8 @@ package producerapi
 import "fmt"
 
 // A page record is what a collector appends to its WAL for one page taken
-// from a producer: where it came from and the samples. Two versions,
-// told apart by the first byte:
+// from a producer: where it came from and the samples. Three versions,
+// told apart by the first byte (version 3, a session's records: block3.go):
 //
 //	record  := u8 version(=1) | str producer | str incarnation | block
 //	record2 := u8 version(=2) | u8 flags (bit 0: verified) | str producer |
@@ -13,8 +13,9 @@ import "fmt"
 // block is the version 1 sample block (binary.go), block2 the version 2
 // block (block2.go). "verified": every sample the block refers to (and its
 // series) passed the writing collector's Validate and schema check, so a
-// reader need not validate again. Collectors write version 2; version 1
-// records (written before the upgrade) still read.
+// reader need not validate again. Collectors write version 3 for version 3
+// pages and version 2 for older producers' pages; version 1 records
+// (written before the upgrade) still read.
 const (
 	pageRecordVersion  = 1
 	pageRecordVersion2 = 2
