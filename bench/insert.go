@@ -63,15 +63,16 @@ func fillWAL(l *wal.Log, n, vms int, ts int64) error {
 }
 
 // recordVersion is the page record version the benchmarks write to the
-// WAL: HOLDFAST_BENCH_RECORD_VERSION, default 2.
+// WAL: HOLDFAST_BENCH_RECORD_VERSION, default 3 (what collectors write for
+// library producers).
 func recordVersion() int {
 	switch os.Getenv("HOLDFAST_BENCH_RECORD_VERSION") {
 	case "1":
 		return 1
-	case "3":
-		return 3
+	case "2":
+		return 2
 	}
-	return 2
+	return 3
 }
 
 // drainDir forwards everything in dir's WAL into db and returns the time it
