@@ -85,7 +85,7 @@ func Open(opts Options) (*Collector, error) {
 	if err := os.MkdirAll(opts.DataDir, 0o750); err != nil {
 		return nil, err
 	}
-	if c.wal, err = wal.Open(filepath.Join(opts.DataDir, "wal"), wal.Options{BudgetBytes: opts.WALBudgetBytes, Registerer: opts.Registerer, Logger: opts.Logger}); err != nil {
+	if c.wal, err = wal.Open(filepath.Join(opts.DataDir, "wal"), wal.Options{BudgetBytes: opts.WALBudgetBytes, ReserveBytes: max(opts.WALReserveBytes, 0), Registerer: opts.Registerer, Logger: opts.Logger}); err != nil {
 		return nil, err
 	}
 	if c.state, err = state.Open(filepath.Join(opts.DataDir, "state"), opts.Logger); err != nil {

@@ -27,7 +27,12 @@ type Options struct {
 	CollectorID string // default: the id stored in state, or a new one
 	Producers   []ProducerConfig
 
-	WALBudgetBytes  int64         // default 4 GiB; appends stop (and acks with them) above it
+	WALBudgetBytes int64 // default 4 GiB; appends stop (and acks with them) above it
+	// WALReserveBytes is free space the WAL leaves on the data directory's
+	// file system for the state store (Pebble panics when a write fails);
+	// appends stop below it as above the budget. Default 16 MiB; negative:
+	// none.
+	WALReserveBytes int64
 	DefaultInterval time.Duration // default 10 s
 	PageLimit       int           // samples per page asked; default 10,000
 	RequestTimeout  time.Duration // one page request; default 10 s
@@ -78,6 +83,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.WALBudgetBytes == 0 {
 		o.WALBudgetBytes = 4 << 30
+	}
+	if o.WALReserveBytes == 0 {
+		o.WALReserveBytes = 16 << 20
 	}
 	if o.DefaultInterval == 0 {
 		o.DefaultInterval = 10 * time.Second

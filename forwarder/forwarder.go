@@ -192,6 +192,9 @@ type Forwarder struct {
 	series      *seriesCache      // likewise: version 2 series entries (series.go)
 	scan        *scan2            // likewise: addRecord2's scratch space
 	sess        *sessions         // the Run goroutine's: version 3 session dictionaries (sessions.go)
+	// The Run goroutine's: diskspace.go's scratch head and warning clock.
+	roomHead        pa.Record3Head
+	lastRoomWarning time.Time
 	flight      *flight           // likewise: the delivery in flight (pipeline.go)
 	spare       *batch            // likewise: the batch to fill next
 
@@ -430,6 +433,16 @@ func (f *Forwarder) Run(ctx context.Context) error {
 			return err
 		case ok:
 			readFailures = 0
+			if need := f.stateWriteFor(rec); need > 0 && !f.roomForState(need) {
+				more, err := f.waitForRoom(ctx, dctx, &b, r, idx, need)
+				if err != nil {
+					return err
+				}
+				if !more {
+					return nil
+				}
+				continue
+			}
 			if err := f.add(ctx, b, idx, rec, &page); err != nil {
 				if ctx.Err() != nil {
 					return nil

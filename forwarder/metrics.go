@@ -21,6 +21,7 @@ type metrics struct {
 	backlogRecords  prometheus.GaugeFunc
 	seriesMisses    prometheus.Counter
 	undefinedSeries prometheus.Counter
+	diskWaits       prometheus.Counter
 	sessionsLoaded  prometheus.Gauge
 	sessionIDs      prometheus.Gauge
 	all             []prometheus.Collector
@@ -52,7 +53,8 @@ func newMetrics(reg prometheus.Registerer, backlog func() float64) (*metrics, er
 	m.undefinedSeries = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "undefined_series_records_total", Help: "Version 3 records quarantined because a sample names a session series id whose definition is not in the WAL or the state store (its record was lost)."})
 	m.sessionsLoaded = prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "sessions_loaded", Help: "Version 3 series sessions whose id arrays are in memory."})
 	m.sessionIDs = prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "session_ids", Help: "Series ids of the sessions in memory (about 33 bytes of memory each)."})
-	m.all = append(m.all, m.seriesMisses, m.undefinedSeries, m.sessionsLoaded, m.sessionIDs)
+	m.diskWaits = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "disk_space_waits_total", Help: "Times reading stopped before a version 3 record because the data directory's disk had no room to store its series definitions (the state store cannot fail a write safely); reading resumes when deliveries have truncated the WAL."})
+	m.all = append(m.all, m.seriesMisses, m.undefinedSeries, m.diskWaits, m.sessionsLoaded, m.sessionIDs)
 	var err error
 	m.set, err = promutil.Register(reg, m.all...)
 	return m, err

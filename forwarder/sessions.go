@@ -283,6 +283,14 @@ func (ss *sessions) supersede(s *session, at uint64) {
 
 // get returns the session a record at WAL index idx names, loading it from
 // Pebble or creating it (its metadata added to the batch) as needed.
+// known reports whether the session is in memory (adding a record of it
+// without definitions writes nothing to the state store).
+func (ss *sessions) known(producer, incarnation []byte, id uint64) bool {
+	ss.key = sessionKey(ss.key[:0], producer, incarnation, id)
+	_, ok := ss.m[string(ss.key)]
+	return ok
+}
+
 func (ss *sessions) get(producer, incarnation []byte, id uint64, idx uint64) (*session, error) {
 	ss.key = sessionKey(ss.key[:0], producer, incarnation, id)
 	s := ss.last

@@ -52,14 +52,21 @@ func (e *CorruptionError) Unwrap() []error { return []error{ErrCorrupt, e.Err} }
 // IsCorrupt reports whether err says the log's files are damaged.
 func IsCorrupt(err error) bool { return errors.Is(err, ErrCorrupt) }
 
-// FullError says by how much an append would exceed the budget.
+// FullError says by how much an append would exceed the budget, or that
+// it would leave less free space on the file system than the reserve.
 type FullError struct {
 	SizeBytes   int64 // bytes the log holds now
 	RecordBytes int64 // bytes the refused record needs
 	BudgetBytes int64
+	// With ReserveBytes set, the append was refused for the reserve:
+	// FreeBytes were free on the log's file system.
+	FreeBytes, ReserveBytes int64
 }
 
 func (e *FullError) Error() string {
+	if e.ReserveBytes > 0 {
+		return fmt.Sprintf("wal: disk nearly full: %d bytes free, record needs %d, and the log leaves %d free (Options.ReserveBytes: room for the state store beside it)", e.FreeBytes, e.RecordBytes, e.ReserveBytes)
+	}
 	return fmt.Sprintf("wal: over disk budget: holds %d bytes, record needs %d, budget is %d", e.SizeBytes, e.RecordBytes, e.BudgetBytes)
 }
 

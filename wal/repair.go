@@ -205,13 +205,14 @@ func keepEvidence(from string, offset int64, to string) error {
 			need = st.Size() - offset
 		}
 		return fmt.Errorf("%w: the copy needs %d bytes free in %s (%d available); free space and the log retries (or restart)",
-			err, need, filepath.Dir(to), freeBytes(filepath.Dir(to)))
+			err, need, filepath.Dir(to), FreeBytes(filepath.Dir(to)))
 	}
 	return err
 }
 
-// freeBytes is the space available to this process in dir, -1 if unknown.
-func freeBytes(dir string) int64 {
+// FreeBytes is the space available to this process on dir's file system,
+// -1 if unknown.
+func FreeBytes(dir string) int64 {
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(dir, &st); err != nil {
 		return -1

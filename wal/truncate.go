@@ -128,7 +128,7 @@ func (l *Log) forget(n int) {
 func (l *Log) wantRollLocked() bool {
 	tail := l.mu.segs[len(l.mu.segs)-1]
 	full := l.opts.BudgetBytes > 0 && l.mu.size >= l.opts.BudgetBytes
-	return l.mu.through >= l.mu.last && tail.size > 0 && (l.mu.failed != nil || full)
+	return l.mu.through >= l.mu.last && tail.size > 0 && (l.mu.failed != nil || full || l.mu.lowSpace)
 }
 
 // rollTailLocked begins an empty segment at the next index, so that every

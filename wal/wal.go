@@ -32,6 +32,14 @@ type Options struct {
 	// means no budget. With a budget, the default SegmentSize is a quarter
 	// of it (at most 8 MiB), and a SegmentSize over half of it is refused.
 	BudgetBytes int64
+	// ReserveBytes is free space the log leaves on its file system: Append
+	// returns ErrFull (a *FullError with ReserveBytes set) rather than take
+	// it, and accepts again once space is freed (a truncation, or an
+	// operator). The collector's state store (Pebble) lives beside the
+	// log and cannot fail a write safely, so the log must not take its
+	// room. 0 means no reserve; the space is measured once per commit
+	// group (statfs).
+	ReserveBytes int64
 	// MaxGroupRecords and MaxGroupBytes bound one commit group (one write,
 	// one fsync). Defaults 4096 records and 32 MiB.
 	MaxGroupRecords int
@@ -141,6 +149,11 @@ type Log struct {
 		size        int64  // bytes on disk in segment files
 		segs        []segmentFile
 		failed      error // set on a write or fsync error; cleared by recovery
+		// lowSpace: the last commit group refused an append for
+		// ReserveBytes. Like a failure or a full budget it lets a
+		// truncation roll the tail (truncate.go), whose forwarded bytes
+		// would otherwise hold the space until the segment fills.
+		lowSpace bool
 		recoveries  uint64
 		recoverErr  error  // the last failed recovery attempt
 		through     uint64 // highest index TruncateThrough was given
@@ -451,11 +464,27 @@ func (l *Log) commit(group []*appendReq, batch *twal.Batch) {
 	// once the log has drained.
 	admitted := group[:0]
 	var added int64
+	free := int64(-1)
+	if l.opts.ReserveBytes > 0 {
+		free = FreeBytes(l.dir)
+	}
+	lowSpace := false
+	defer func() {
+		l.mu.Lock()
+		l.mu.lowSpace = lowSpace
+		l.mu.Unlock()
+	}()
 	for _, r := range group {
 		fs := frameSize(r.frame)
 		if b := l.opts.BudgetBytes; b > 0 && size+added >= b {
 			l.m.fullRejections.Inc()
 			r.done <- appendResult{err: &FullError{SizeBytes: size + added, RecordBytes: fs, BudgetBytes: b}}
+			continue
+		}
+		if res := l.opts.ReserveBytes; free >= 0 && free-added-fs < res {
+			lowSpace = true
+			l.m.fullRejections.Inc()
+			r.done <- appendResult{err: &FullError{SizeBytes: size + added, RecordBytes: fs, BudgetBytes: l.opts.BudgetBytes, FreeBytes: free - added, ReserveBytes: res}}
 			continue
 		}
 		added += fs

@@ -33,7 +33,7 @@ type collectorFlags struct {
 	producers                                         urlList
 	interval, flushAge, refresh, maxDrainTime, ready  *time.Duration
 	drainTimeout, insertHung                          *time.Duration
-	walBudget, quarantineBudget, memLimit             byteSize
+	walBudget, walReserve, quarantineBudget, memLimit byteSize
 	maxPageBytes, maxInflight                         byteSize
 	limits                                            sampleLimits
 	pageLimit, batchRows, maxDrainPages, maxProducers *int
@@ -43,7 +43,7 @@ type collectorFlags struct {
 }
 
 func defineCollectorFlags(fs *flag.FlagSet) *collectorFlags {
-	f := &collectorFlags{walBudget: 4 << 30, quarantineBudget: 256 << 20, memLimit: 512 << 20, maxPageBytes: 8 << 20, maxInflight: 64 << 20}
+	f := &collectorFlags{walBudget: 4 << 30, walReserve: 16 << 20, quarantineBudget: 256 << 20, memLimit: 512 << 20, maxPageBytes: 8 << 20, maxInflight: 64 << 20}
 	f.cf = addConfigFlags(fs)
 	f.dataDir = fs.String("data-dir", "holdfast-data", "directory for the WAL and state; a relative one is under $STATE_DIRECTORY when systemd sets it, and refused when the working directory is /")
 	f.listen = hostPortFlag(fs, "listen", "127.0.0.1:9464", "admin HTTP address host:port (/v1/checkpoint, /v1/status, /v1/flush, /metrics, /healthz)")
@@ -55,6 +55,7 @@ func defineCollectorFlags(fs *flag.FlagSet) *collectorFlags {
 	fs.Var(&f.producers, "producer", "producer base URL, e.g. http://127.0.0.1:9500 (repeatable; in a config file: producers, a list)")
 	f.interval = fs.Duration("interval", 10*time.Second, "collection interval for static producers")
 	fs.Var(&f.walBudget, "wal-budget", "WAL disk budget; above it pages are not acknowledged (e.g. 4GiB)"+sizeFlag)
+	fs.Var(&f.walReserve, "wal-reserve", "free space the WAL leaves on the data directory's disk for the state store (series definitions, checkpoints, quarantine); below it pages are not acknowledged; at least --max-page-bytes plus 5MiB; 0: none"+sizeFlag)
 	fs.Var(&f.limits, "sample-limits", "limits a sample must meet, e.g. field_string=4096,datum_bytes=1MiB (also name_len, fields, histogram_bins); default the producerapi defaults")
 	fs.Var(&f.quarantineBudget, "quarantine-budget", "bound of the quarantine of refused samples and records; when full, more are counted and logged, not kept, and /healthz says so"+sizeFlag)
 	f.pageLimit = fs.Int("page-limit", 10_000, "samples per page requested")
@@ -118,7 +119,7 @@ func runCollector(args []string, stdout, stderr io.Writer) int {
 	}
 	reg := newDaemonRegistry()
 	opts := collector.Options{
-		DataDir: *f.dataDir, CollectorID: *f.id, WALBudgetBytes: int64(f.walBudget), QuarantineBudgetBytes: int64(f.quarantineBudget), DefaultInterval: *f.interval,
+		DataDir: *f.dataDir, CollectorID: *f.id, WALBudgetBytes: int64(f.walBudget), WALReserveBytes: reserveOption(int64(f.walReserve)), QuarantineBudgetBytes: int64(f.quarantineBudget), DefaultInterval: *f.interval,
 		PageLimit: *f.pageLimit, Registerer: reg, Logger: log, Limits: f.limits.Limits,
 		MaxPageBytes: int64(f.maxPageBytes), MaxInflightBytes: int64(f.maxInflight), MaxDrainPages: *f.maxDrainPages,
 		MaxDrainTime: *f.maxDrainTime, MaxProducers: *f.maxProducers, ReadyGrace: *f.ready, DrainTimeout: *f.drainTimeout, InsertHungAfter: *f.insertHung,
@@ -190,4 +191,13 @@ func logCollectorStart(log *slog.Logger, c *collector.Collector, f *collectorFla
 		"wal_first_index", cp.WALFirstIndex, "wal_last_index", cp.WALLastIndex,
 		"checkpoint_index", cp.CheckpointIndex, "backlog_records", cp.BacklogRecords,
 		"wal_size", formatBytes(cp.WALSizeBytes), "config", *f.cf.file)
+}
+
+// reserveOption maps --wal-reserve to collector.Options.WALReserveBytes,
+// where 0 means the default: the flag's 0 means no reserve.
+func reserveOption(flag int64) int64 {
+	if flag == 0 {
+		return -1
+	}
+	return flag
 }

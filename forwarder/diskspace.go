@@ -1,0 +1,84 @@
+package forwarder
+
+import (
+	"context"
+	"encoding/binary"
+	"time"
+
+	pa "github.com/holdfast/holdfast/producerapi"
+	"github.com/holdfast/holdfast/wal"
+)
+
+// Pebble panics when a write to its log fails (a full disk included), so
+// the forwarder never asks it to store a version 3 record's definitions
+// without room for them: before such a record it checks the free space of
+// the data directory's file system (the WAL's; the state store lives
+// beside it) and, short of it, stops reading there, delivers what it has
+// read (whose truncation frees the space when ClickHouse answers) and
+// tries again. Definitions must be stored before the WAL is truncated past
+// their record, so waiting is the only safe answer to a full disk; a disk
+// filled by something else waits for an operator, said in the log.
+
+// pebbleWriteMargin is the free space kept beyond a definition write:
+// Pebble's log framing and a new log file, which it preallocates to 1.1
+// times its MemTableSize (4 MiB, internal/state) when the memtable fills.
+const pebbleWriteMargin = 5 << 20
+
+// stateWriteFor returns how many bytes adding rec writes to the state
+// store: a version 3 record's definitions, or a new session's metadata;
+// 0 when it writes nothing. An estimate from the record's size.
+func (f *Forwarder) stateWriteFor(rec wal.Record) int {
+	if !isRecord3(rec) {
+		return 0
+	}
+	h := &f.roomHead
+	if pa.ParsePageRecord3(rec.Payload, h) != nil {
+		return 0 // quarantined as malformed: nothing stored
+	}
+	b := h.Block
+	if len(b) < 1 {
+		return 0
+	}
+	_, n := binary.Uvarint(b[1:]) // first id
+	ndefs, m := binary.Uvarint(b[1+max(n, 0):])
+	if n <= 0 || m <= 0 {
+		return 0
+	}
+	if ndefs == 0 && f.sess.known(h.Producer, h.Incarnation, h.Session) {
+		return 0
+	}
+	return len(rec.Payload) + 4096
+}
+
+// roomForState reports whether need bytes fit on the data directory's
+// file system with the margin (true when the space cannot be measured).
+func (f *Forwarder) roomForState(need int) bool {
+	free := wal.FreeBytes(f.wal.Dir())
+	return free < 0 || free >= int64(need)+pebbleWriteMargin
+}
+
+// waitForRoom is Run's answer to a record it has no room to store the
+// definitions of: the reader goes back to it, the batch read so far is
+// delivered (or the delivery in flight joined), else it waits a second.
+// It reports false when ctx ended.
+func (f *Forwarder) waitForRoom(ctx, dctx context.Context, b **batch, r *wal.Reader, idx uint64, need int) (bool, error) {
+	r.Seek(idx)
+	f.m.diskWaits.Inc()
+	if time.Since(f.lastRoomWarning) >= time.Minute {
+		f.lastRoomWarning = time.Now()
+		f.log.Warn("no room on the data directory's disk for a record's series definitions; delivering what was read and waiting for space (the WAL is truncated as deliveries succeed)",
+			"record", idx, "needs_bytes", need+pebbleWriteMargin, "free_bytes", wal.FreeBytes(f.wal.Dir()), "dir", f.wal.Dir())
+	}
+	switch {
+	case f.flight == nil && len((*b).indexes) > 0:
+		return true, f.startFlush(dctx, b)
+	case f.flight != nil:
+		return true, f.join()
+	}
+	select {
+	case <-ctx.Done():
+		return false, nil
+	case <-time.After(time.Second):
+		return true, nil
+	}
+}
