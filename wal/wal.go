@@ -153,12 +153,12 @@ type Log struct {
 		// ReserveBytes. Like a failure or a full budget it lets a
 		// truncation roll the tail (truncate.go), whose forwarded bytes
 		// would otherwise hold the space until the segment fills.
-		lowSpace bool
-		recoveries  uint64
-		recoverErr  error  // the last failed recovery attempt
-		through     uint64 // highest index TruncateThrough was given
-		closed      bool
-		notify      chan struct{} // closed and replaced after each commit
+		lowSpace   bool
+		recoveries uint64
+		recoverErr error  // the last failed recovery attempt
+		through    uint64 // highest index TruncateThrough was given
+		closed     bool
+		notify     chan struct{} // closed and replaced after each commit
 	}
 }
 
