@@ -11,6 +11,7 @@ import (
 	"github.com/cockroachdb/pebble"
 
 	pa "github.com/holdfast/holdfast/producerapi"
+	"github.com/holdfast/holdfast/quarantine"
 	"github.com/holdfast/holdfast/wal"
 )
 
@@ -19,7 +20,7 @@ import (
 // defined it is gone (damaged and skipped by a WAL repair, or quarantined
 // as malformed), so the sample's datum type, hence its length and the rest
 // of the record, cannot be known.
-const reasonUndefined = "undefined_series"
+const reasonUndefined = quarantine.CodeUndefinedSeries
 
 // isRecord3 reports whether rec is a version 3 page record.
 func isRecord3(rec wal.Record) bool {

@@ -37,13 +37,16 @@ const (
 	CodeMalformed   = "malformed"    // the record does not decode, or holds an invalid sample
 	CodeCorrupt     = "corrupt"      // the WAL frame does not check
 	CodeUnknownType = "unknown_type" // a WAL record type this build does not know
+	// CodeUndefinedSeries: a version 3 record names a session series id
+	// whose definition was lost with its record (a damaged WAL).
+	CodeUndefinedSeries = "undefined_series"
 )
 
 // SampleCodes and RecordCodes are the reason codes of each kind: the
 // collector refuses samples, the forwarder records. Do not modify.
 var (
 	SampleCodes = []string{CodeInvalid, CodeSchema, CodeTooLarge}
-	RecordCodes = []string{CodeRejected, CodeMalformed, CodeCorrupt, CodeUnknownType}
+	RecordCodes = []string{CodeRejected, CodeMalformed, CodeCorrupt, CodeUnknownType, CodeUndefinedSeries}
 )
 
 // Entry is one quarantined sample or record.
