@@ -69,8 +69,9 @@ func BenchmarkDrainPeakHeap(b *testing.B) {
 		}
 		var samples int
 		ts := int64(1_700_000_000_000_000_000)
+		filler := newWALFiller(100_000)
 		for l.Stats().SizeBytes < target {
-			if err := fillWAL(l, 100_000, 100_000, ts+int64(samples)); err != nil {
+			if err := filler.fill(l, 100_000, ts+int64(samples)); err != nil {
 				b.Fatal(err)
 			}
 			samples += 100_000

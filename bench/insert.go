@@ -38,24 +38,44 @@ func freshDB(ctx context.Context, conn driver.Conn, prefix string) (string, func
 // 2 (block v2, flagged verified), or 1 as builds before block v2 wrote
 // them.
 func fillWAL(l *wal.Log, n, vms int, ts int64) error {
+	return newWALFiller(vms).fill(l, n, ts)
+}
+
+// walFiller appends a fleet's pages to a WAL call after call, as one
+// collector would: the fleet's periods go on and the producers' series
+// sessions continue (a version 3 backlog defines each series once).
+type walFiller struct {
+	fleet    *sampletest.Fleet
+	sessions *sessionRecords
+	version  int
+	page     []pa.Sample
+	buf      []byte
+	block    []byte
+	enc      pa.Block2Encoder
+	pages    int
+}
+
+func newWALFiller(vms int) *walFiller {
 	fleet := sampletest.NewFleet(vms)
-	page := make([]pa.Sample, 0, pageSamples)
-	var buf, block []byte
-	var enc pa.Block2Encoder
-	version := recordVersion()
-	sessions := newSessionRecords(vms, fleet.Measurements, pageSamples)
+	return &walFiller{fleet: fleet, version: recordVersion(), page: make([]pa.Sample, 0, pageSamples),
+		sessions: newSessionRecords(vms, fleet.Measurements, pageSamples)}
+}
+
+// fill appends n samples, in pages of pageSamples, timestamps from ts.
+func (w *walFiller) fill(l *wal.Log, n int, ts int64) error {
 	for done := 0; done < n; done += pageSamples {
-		page = fleet.Append(page[:0], min(pageSamples, n-done), ts+int64(done))
-		switch version {
+		w.page = w.fleet.Append(w.page[:0], min(pageSamples, n-done), ts+int64(done))
+		switch w.version {
 		case 3:
-			buf = sessions.record(buf[:0], done/pageSamples, page)
+			w.buf = w.sessions.record(w.buf[:0], w.pages, w.page)
 		case 1:
-			buf = pa.AppendPageRecord(buf[:0], "bench", "1", page)
+			w.buf = pa.AppendPageRecord(w.buf[:0], "bench", "1", w.page)
 		default:
-			block = enc.Append(block[:0], page)
-			buf = pa.AppendPageRecord2(buf[:0], "bench", "1", true, block)
+			w.block = w.enc.Append(w.block[:0], w.page)
+			w.buf = pa.AppendPageRecord2(w.buf[:0], "bench", "1", true, w.block)
 		}
-		if _, err := l.Append(context.Background(), wal.Record{Type: wal.TypePage, Payload: buf}); err != nil {
+		w.pages++
+		if _, err := l.Append(context.Background(), wal.Record{Type: wal.TypePage, Payload: w.buf}); err != nil {
 			return err
 		}
 	}
