@@ -396,7 +396,10 @@ func RunRFD125(ctx context.Context, env Env) (*Result, error) {
 	r.Tables = append(r.Tables, t)
 	last := fmt.Sprintf("n%d_", steps[len(steps)-1])
 	if steps[len(steps)-1] == 100 {
-		r.target(last+"collector_rss_mib", "<=", 256)
+		// Issue 9's targets at RFD 125 stress (an earlier issue asked
+		// RSS <= 256 MiB; issue 9 asks 128 and the CPU bound).
+		r.target(last+"collector_cpu_s_per_msample", "<=", 1.0)
+		r.target(last+"collector_rss_mib", "<=", 128)
 		r.target(last+"latency_p99_s", "<=", 2*10+2)
 		r.target(last+"sustained", ">=", 1)
 	}
