@@ -14,19 +14,13 @@ import (
 // (i mod pagesPerPeriod) / pagesPerProducer.
 type sessionRecords struct {
 	pagesPerPeriod, pagesPerProducer int
-	sessions                         map[int]*benchSession
-	defs, body                       []byte
-	entry                            []byte
+	sessions                         map[int]*pa.SessionEncoder
+	block                            []byte
 }
 
 // producerVMs is the size of one bench producer, as in RFD 125's fleet of
 // 10,000-VM producers.
 const producerVMs = 10_000
-
-type benchSession struct {
-	id  uint64
-	ids map[string]uint64
-}
 
 func newSessionRecords(vms, samplesPerVM, pageSamples int) *sessionRecords {
 	period := vms * samplesPerVM
@@ -34,7 +28,7 @@ func newSessionRecords(vms, samplesPerVM, pageSamples int) *sessionRecords {
 	return &sessionRecords{
 		pagesPerPeriod:   max(1, (period+pageSamples-1)/pageSamples),
 		pagesPerProducer: max(1, perProducer/pageSamples),
-		sessions:         map[int]*benchSession{},
+		sessions:         map[int]*pa.SessionEncoder{},
 	}
 }
 
@@ -43,24 +37,10 @@ func (w *sessionRecords) record(dst []byte, page int, samples []pa.Sample) []byt
 	p := (page % w.pagesPerPeriod) / w.pagesPerProducer
 	s := w.sessions[p]
 	if s == nil {
-		s = &benchSession{id: uint64(p) + 1, ids: map[string]uint64{}}
+		s = pa.NewSessionEncoder()
 		w.sessions[p] = s
 	}
-	first := uint64(len(s.ids))
-	ndefs := 0
-	w.defs, w.body = w.defs[:0], w.body[:0]
-	for i := range samples {
-		w.entry = pa.AppendSeries(w.entry[:0], &samples[i])
-		id, ok := s.ids[string(w.entry)]
-		if !ok {
-			id = uint64(len(s.ids))
-			s.ids[string(w.entry)] = id
-			w.defs = append(w.defs, w.entry...)
-			ndefs++
-		}
-		w.body = pa.AppendSample3(w.body, id, &samples[i])
-	}
-	dst = pa.AppendPageRecord3Head(dst, fmt.Sprintf("bench-%d", p), "1", true, s.id, nil)
-	dst = pa.AppendBlock3Head(dst, first, ndefs, w.defs, len(samples))
-	return append(dst, w.body...)
+	w.block = s.AppendBlock(w.block[:0], samples)
+	dst = pa.AppendPageRecord3Head(dst, fmt.Sprintf("bench-%d", p), "1", true, s.ID(), nil)
+	return append(dst, w.block...)
 }

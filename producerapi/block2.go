@@ -80,30 +80,38 @@ func (e *Block2Encoder) Append(dst []byte, samples []Sample) []byte {
 	}
 	e.series, e.samples, e.starts = e.series[:0], e.samples[:0], e.starts[:0]
 	for i := range samples {
-		s := &samples[i]
-		start := len(e.series)
-		e.series = appendSeries(e.series, &s.Target, &s.Metric, s.Datum.Type)
-		raw := e.series[start:]
-		h := maphash.Bytes(e.seed, raw)
-		idx, ok := e.index[h]
-		if ok && bytes.Equal(e.entry(idx, start), raw) {
-			e.series = e.series[:start]
-		} else {
-			// New, or a hash collision: a duplicate entry is legal, so a
-			// colliding series simply gets an entry of its own.
-			idx = len(e.starts)
-			e.starts = append(e.starts, start)
-			if !ok {
-				e.index[h] = idx
-			}
-		}
-		e.samples = appendSample2(e.samples, idx, s)
+		e.add(&samples[i])
 	}
 	dst = append(dst, Block2Version)
 	dst = binary.AppendUvarint(dst, uint64(len(e.starts)))
 	dst = append(dst, e.series...)
 	dst = binary.AppendUvarint(dst, uint64(len(samples)))
 	return append(dst, e.samples...)
+}
+
+// add appends sample s to the block being built, with a series entry when
+// the block has none for its series. indexed says the entry's hash went
+// into the index (h), for a caller that may take the sample back.
+func (e *Block2Encoder) add(s *Sample) (h uint64, indexed bool) {
+	start := len(e.series)
+	e.series = appendSeries(e.series, &s.Target, &s.Metric, s.Datum.Type)
+	raw := e.series[start:]
+	h = maphash.Bytes(e.seed, raw)
+	idx, ok := e.index[h]
+	if ok && bytes.Equal(e.entry(idx, start), raw) {
+		e.series = e.series[:start]
+	} else {
+		// New, or a hash collision: a duplicate entry is legal, so a
+		// colliding series simply gets an entry of its own.
+		idx = len(e.starts)
+		e.starts = append(e.starts, start)
+		if !ok {
+			e.index[h] = idx
+			indexed = true
+		}
+	}
+	e.samples = appendSample2(e.samples, idx, s)
+	return h, indexed
 }
 
 // entry returns series entry i of the block being built, whose entries

@@ -10,41 +10,22 @@ import (
 	pa "github.com/holdfast/holdfast/producerapi"
 )
 
-// session3 is a test's session encoder: what a producer keeps per cursor,
-// reduced to the id assignment.
-type session3 struct {
-	ids  map[string]uint64
-	defs [][]byte // by id
-}
+// session3 is a test's session: the producer's encoder, started on first
+// use.
+type session3 struct{ enc *pa.SessionEncoder }
 
-// block encodes samples as the session's next block: the series not yet
-// defined get the next ids, in order of first use.
+// block encodes samples as the session's next block.
 func (s *session3) block(samples []pa.Sample) []byte {
-	if s.ids == nil {
-		s.ids = map[string]uint64{}
+	if s.enc == nil {
+		s.enc = pa.NewSessionEncoder()
 	}
-	first := uint64(len(s.defs))
-	var defs, body []byte
-	for i := range samples {
-		entry := pa.AppendSeries(nil, &samples[i])
-		id, ok := s.ids[string(entry)]
-		if !ok {
-			id = uint64(len(s.defs))
-			s.ids[string(entry)] = id
-			s.defs = append(s.defs, entry)
-			defs = append(defs, entry...)
-		}
-		body = pa.AppendSample3(body, id, &samples[i])
-	}
-	return append(pa.AppendBlock3Head(nil, first, len(s.defs)-int(first), defs, len(samples)), body...)
+	return s.enc.AppendBlock(nil, samples)
 }
 
-func (s *session3) lookup(id uint64) ([]byte, bool) {
-	if id < uint64(len(s.defs)) {
-		return s.defs[id], true
-	}
-	return nil, false
-}
+func (s *session3) lookup(id uint64) ([]byte, bool) { return s.enc.Definition(id) }
+
+// ids is how many ids the session has defined.
+func (s *session3) ids() int { return int(s.enc.Len()) }
 
 // TestBlock3SessionRoundTripExact: blocks of one session decode, with the
 // earlier blocks' defs, to exactly what was encoded; the second period of
@@ -76,8 +57,8 @@ func TestBlock3SessionRoundTripExact(t *testing.T) {
 	if err := sc.Reset3(b2, nil); err != nil {
 		t.Fatal(err)
 	}
-	if sc.NumSeries() != 0 || sc.FirstID() != uint64(len(s.defs)) {
-		t.Fatalf("second period defines %d series from id %d, want 0 from %d", sc.NumSeries(), sc.FirstID(), len(s.defs))
+	if sc.NumSeries() != 0 || sc.FirstID() != uint64(s.ids()) {
+		t.Fatalf("second period defines %d series from id %d, want 0 from %d", sc.NumSeries(), sc.FirstID(), s.ids())
 	}
 	v2 := pa.AppendBlock2(nil, second)
 	perSample := float64(len(b2)) / float64(len(second))
@@ -106,8 +87,8 @@ func TestBlockScanner3(t *testing.T) {
 		t.Fatal(err)
 	}
 	types = sc.AppendSessionTypes(types)
-	if len(types) != len(s.defs) {
-		t.Fatalf("%d types, want %d", len(types), len(s.defs))
+	if len(types) != s.ids() {
+		t.Fatalf("%d types, want %d", len(types), s.ids())
 	}
 	lim := &pa.PageLimits{MaxSamples: 20_000}
 	n := 0

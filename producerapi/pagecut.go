@@ -1,7 +1,6 @@
 package producerapi
 
 import (
-	"bytes"
 	"encoding/binary"
 	"hash/maphash"
 )
@@ -57,24 +56,8 @@ func (c *page2Cutter) total() int {
 
 func (c *page2Cutter) add(s *Sample) int {
 	e := &c.e
-	c.lastSeries, c.lastSamples, c.lastStarts, c.lastIndexed = len(e.series), len(e.samples), len(e.starts), false
-	start := len(e.series)
-	e.series = appendSeries(e.series, &s.Target, &s.Metric, s.Datum.Type)
-	raw := e.series[start:]
-	h := maphash.Bytes(e.seed, raw)
-	idx, ok := e.index[h]
-	if ok && bytes.Equal(e.entry(idx, start), raw) {
-		e.series = e.series[:start]
-	} else {
-		// New, or a hash collision: a duplicate entry is legal.
-		idx = len(e.starts)
-		e.starts = append(e.starts, start)
-		if !ok {
-			e.index[h] = idx
-			c.lastHash, c.lastIndexed = h, true
-		}
-	}
-	e.samples = appendSample2(e.samples, idx, s)
+	c.lastSeries, c.lastSamples, c.lastStarts = len(e.series), len(e.samples), len(e.starts)
+	c.lastHash, c.lastIndexed = e.add(s)
 	c.n++
 	return c.total()
 }

@@ -250,12 +250,14 @@ func (e *page3Encoder) appendPage(dst []byte, p *Page) []byte {
 	e.finish()
 	ss := e.ss
 	p.Session = ss.id
-	dst = AppendPage3Head(dst, p)
-	dst = append(dst, Block3Version)
-	dst = binary.AppendUvarint(dst, ss.acked)
-	dst = binary.AppendUvarint(dst, ss.next-ss.acked)
-	dst = append(dst, ss.arena[ss.offs[ss.acked]:]...)
-	dst = binary.AppendUvarint(dst, uint64(e.n))
+	return e.appendBlock(AppendPage3Head(dst, p))
+}
+
+// appendBlock appends the block of the samples added: definitions of ids
+// [acked, next), then the sample entries.
+func (e *page3Encoder) appendBlock(dst []byte) []byte {
+	ss := e.ss
+	dst = AppendBlock3Head(dst, ss.acked, int(ss.next-ss.acked), ss.arena[ss.offs[ss.acked]:], e.n)
 	return append(dst, e.samples...)
 }
 
@@ -283,3 +285,41 @@ func uvarintLen(x uint64) int {
 	}
 	return n
 }
+
+// SessionEncoder encodes the version 3 blocks of one series session as a
+// producer serves them to a collector that takes every page: each block
+// defines the series the session has not defined yet, in order of first
+// use, and samples name ids. It is the server's encoder, for tools, tests
+// and benchmarks that write what collectors write. Not safe for
+// concurrent use.
+type SessionEncoder struct{ e page3Encoder }
+
+// NewSessionEncoder starts a session with a random non-zero id.
+func NewSessionEncoder() *SessionEncoder { return &SessionEncoder{e: page3Encoder{ss: newSession()}} }
+
+// ID is the session's id.
+func (s *SessionEncoder) ID() uint64 { return s.e.ss.id }
+
+// AppendBlock appends the session's next block, of samples, to dst.
+func (s *SessionEncoder) AppendBlock(dst []byte, samples []Sample) []byte {
+	e := &s.e
+	e.samples, e.n, e.used, e.hint = e.samples[:0], 0, e.ss.acked, 0
+	for i := range samples {
+		e.add(&samples[i])
+	}
+	e.finish()
+	dst = e.appendBlock(dst)
+	e.ss.ack()
+	return dst
+}
+
+// Definition returns the series entry of id, as blocks carry it.
+func (s *SessionEncoder) Definition(id uint64) ([]byte, bool) {
+	if id >= s.e.ss.next {
+		return nil, false
+	}
+	return s.e.ss.entry(id), true
+}
+
+// Len is the number of ids the session has defined.
+func (s *SessionEncoder) Len() uint64 { return s.e.ss.next }
