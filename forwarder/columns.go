@@ -22,6 +22,11 @@ type rowSet struct {
 	newKeys    map[uint64]uint64 // key -> fingerprint of its timeseries
 	newSchemas map[pa.SchemaKey]struct{}
 	rows       int
+	// fieldRows counts the fields rows of the timeseries new in this row
+	// set: the first batches after a start define every timeseries, with
+	// about five fields rows each, and a batch is cut on measurement and
+	// fields rows together (weight) so those rows stay bounded too.
+	fieldRows int
 	// gen identifies this batch's contents to the series cache
 	// (series.go): a cache entry whose gen equals it was admitted into this
 	// row set already. It changes on every reset.
@@ -53,9 +58,13 @@ func (rs *rowSet) reset() {
 	rs.schemas = rs.schemas[:0]
 	clear(rs.newKeys)
 	clear(rs.newSchemas)
-	rs.rows = 0
+	rs.rows, rs.fieldRows = 0, 0
 	rs.gen = rowSetGen.Add(1)
 }
+
+// weight is what a batch is cut on (Options.BatchRows): its measurement
+// rows and fields rows.
+func (rs *rowSet) weight() int { return rs.rows + rs.fieldRows }
 
 // add appends one validated sample whose timeseries has key and fingerprint
 // fp (an independent hash of what the key hashes), unless the key belongs to
@@ -83,6 +92,7 @@ func (rs *rowSet) add(name string, key, fp uint64, s *pa.Sample, w *writer) bool
 		return true
 	}
 	rs.newKeys[key] = fp
+	rs.fieldRows += len(s.Target.Fields) + len(s.Metric.Fields)
 	for _, group := range [2][]pa.Field{s.Target.Fields, s.Metric.Fields} {
 		for fi := range group {
 			ft := group[fi].Value.Type

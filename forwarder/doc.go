@@ -11,7 +11,8 @@
 // The forwarder reads records from the checkpoint on, one at a time (memory
 // never depends on the backlog), decodes each page record, validates every
 // sample and computes its timeseries key. A batch holds whole records and is
-// flushed when it reaches BatchRows rows, BatchBytes bytes, or FlushAge age,
+// flushed when it reaches BatchRows rows (measurement rows plus the fields
+// rows of new timeseries), BatchBytes bytes, or FlushAge age,
 // or when Flush asks. A flush inserts, per datum type present, one columnar
 // INSERT into measurements_<type>; before that it inserts the fields and the
 // schema of timeseries it has not written yet. Only when every INSERT

@@ -35,7 +35,7 @@ type Options struct {
 	// TLS, when set, connects with TLS (the server's tcp_port_secure).
 	TLS *tls.Config
 
-	BatchRows  int           // flush at this many rows; default 100,000
+	BatchRows  int           // flush at this many rows (measurements plus new timeseries' fields); default 100,000
 	BatchBytes int           // flush at this many bytes of WAL payload; default 64 MiB
 	FlushAge   time.Duration // flush a non-empty batch this old; default 5 s
 
@@ -449,7 +449,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 				}
 				return err
 			}
-			if b.rows.rows >= f.opts.BatchRows || b.bytes >= f.opts.BatchBytes || (cut != 0 && b.last >= cut) {
+			if b.rows.weight() >= f.opts.BatchRows || b.bytes >= f.opts.BatchBytes || (cut != 0 && b.last >= cut) {
 				if err := f.startFlush(dctx, &b); err != nil {
 					return err
 				}

@@ -103,3 +103,33 @@ func TestSerialDeliveryManyBatches(t *testing.T) {
 		t.Errorf("%d rows stored (without FINAL), want %d: every sample once", got, len(samples))
 	}
 }
+
+// TestBatchCutCountsFieldsRows: a batch is cut on its measurement rows and
+// the fields rows of its new timeseries together. Ten records of 100
+// samples, each sample a new timeseries with five fields (600 rows a
+// record), under BatchRows 300: every record is a batch of its own. Cut on
+// samples alone, three records shared a batch (4 batches).
+func TestBatchCutCountsFieldsRows(t *testing.T) {
+	e := newEnv(t, "")
+	e.record2, e.verified = true, true
+	const ts = 1_700_000_000_000_000_000
+	extra := []pa.Field{{Name: "a", Value: pa.U64Value(1)}, {Name: "b", Value: pa.U64Value(2)}, {Name: "c", Value: pa.U64Value(3)}, {Name: "d", Value: pa.U64Value(4)}}
+	var samples []pa.Sample
+	for i := int64(0); i < 1000; i++ {
+		samples = append(samples, vmSample("cpu_busy", uint64(i), extra, ts+i, pa.Datum{Type: pa.DatumF64, F64: float64(i)}))
+	}
+	e.appendPages(samples, 100)
+	opts := e.options()
+	opts.BatchRows, opts.FlushAge = 300, time.Hour
+	f, _ := e.start(opts)
+	e.flush(f, 2*time.Minute)
+	if got := e.count(false); got != uint64(len(samples)) {
+		t.Errorf("%d rows stored, want %d", got, len(samples))
+	}
+	if got := e.countWhere("fields_u64", "1"); got != 5000 {
+		t.Errorf("%d fields rows, want 5,000 (five for each of 1,000 timeseries)", got)
+	}
+	if got := counterValue(f.m.batches); got < 10 {
+		t.Errorf("%.0f batches delivered, want at least 10: a record of 100 new timeseries weighs 600 rows against BatchRows 300", got)
+	}
+}
