@@ -15,7 +15,7 @@ func BenchmarkAddSamples(b *testing.B) {
 	rs := newRowSet()
 	w.addSamples(rs, samples, nil)
 	for k, fp := range rs.newKeys {
-		w.seenKeys[k] = fp
+		w.seenKeys.put(k, fp)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 
 	pa "github.com/holdfast/holdfast/producerapi"
 	"github.com/holdfast/holdfast/wal"
@@ -62,9 +61,9 @@ func (w *writer) addSamplesExcept(rs *rowSet, samples []pa.Sample, skip []int) {
 		}
 		s := &samples[i]
 		w.scratch = pa.AppendTimeseriesKeyBytes(w.scratch[:0], s)
-		key, fp := w.keyOf(w.scratch), maphash.Bytes(w.seed, w.scratch)
+		key, fp := w.keyOf(w.scratch), fingerprintOf(w.seed, w.scratch)
 		// Present the fingerprint rs.add would compare with, so it adds.
-		if known, ok := w.seenKeys[key]; ok {
+		if known, ok := w.seenKeys.get(key); ok {
 			fp = known
 		} else if known, ok := rs.newKeys[key]; ok {
 			fp = known

@@ -19,7 +19,7 @@ type rowSet struct {
 	meas       [pa.DatumHistogramF64 + 1]*measurementRows
 	fields     [pa.FieldUUID + 1]*fieldRows
 	schemas    []pa.TimeseriesSchema
-	newKeys    map[uint64]uint64 // key -> fingerprint of its timeseries
+	newKeys    map[uint64]uint32 // key -> fingerprint of its timeseries
 	newSchemas map[pa.SchemaKey]struct{}
 	rows       int
 	// fieldRows counts the fields rows of the timeseries new in this row
@@ -39,7 +39,7 @@ type rowSet struct {
 var rowSetGen atomic.Uint64
 
 func newRowSet() *rowSet {
-	return &rowSet{newKeys: map[uint64]uint64{}, newSchemas: map[pa.SchemaKey]struct{}{}, gen: rowSetGen.Add(1)}
+	return &rowSet{newKeys: map[uint64]uint32{}, newSchemas: map[pa.SchemaKey]struct{}{}, gen: rowSetGen.Add(1)}
 }
 
 // reset empties rs for the next batch, keeping its arrays.
@@ -71,11 +71,11 @@ func (rs *rowSet) weight() int { return rs.rows + rs.fieldRows }
 // a different timeseries (fingerprint differs) in this row set or in what the
 // writer remembers: then it adds nothing and returns false, so two
 // timeseries are never merged under one key.
-func (rs *rowSet) add(name string, key, fp uint64, s *pa.Sample, w *writer) bool {
+func (rs *rowSet) add(name string, key uint64, fp uint32, s *pa.Sample, w *writer) bool {
 	if known, ok := w.inflight[key]; ok && known != fp {
 		return false // the batch being delivered has another timeseries under key
 	}
-	known, seen := w.seenKeys[key]
+	known, seen := w.seenKeys.get(key)
 	if !seen {
 		known, seen = rs.newKeys[key]
 	}

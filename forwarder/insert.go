@@ -86,8 +86,8 @@ func needsSchema(err error) bool {
 type writer struct {
 	conn     driver.Conn
 	db       string
-	cluster  string            // "" or the cluster whose Distributed tables it inserts into
-	seenKeys map[uint64]uint64 // key -> fingerprint
+	cluster  string   // "" or the cluster whose Distributed tables it inserts into
+	seenKeys keyTable // key -> fingerprint (keytable.go)
 	// seenEpoch numbers seenKeys' contents: it changes whenever seenKeys
 	// is emptied, so a session entry that noted its key in seenKeys at
 	// this epoch knows it still is (seenKeys only grows between). At
@@ -112,7 +112,7 @@ type writer struct {
 	// inflight holds, while a batch is being delivered, that batch's new
 	// keys (read-only meanwhile): a timeseries of the next batch whose key
 	// is there with another fingerprint is a collision.
-	inflight map[uint64]uint64
+	inflight map[uint64]uint32
 	// fieldChunk bounds the rows of one INSERT into a fields table (the
 	// forwarder's BatchRows; 0: no bound). A batch of new timeseries has
 	// several fields rows per sample, and clickhouse-go copies an INSERT's
@@ -123,8 +123,8 @@ type writer struct {
 
 func newWriter(conn driver.Conn, db string, maxSeen int) *writer {
 	return &writer{conn: conn, db: db, maxSeen: maxSeen, seenEpoch: 1,
-		seenKeys: make(map[uint64]uint64), seenSchemas: make(map[pa.SchemaKey]struct{}),
-		names: interner{max: 1 << 16}, seed: maphash.MakeSeed(), keyOf: pa.HashTimeseriesKeyBytes}
+		seenSchemas: make(map[pa.SchemaKey]struct{}),
+		names:       interner{max: 1 << 16}, seed: maphash.MakeSeed(), keyOf: pa.HashTimeseriesKeyBytes}
 }
 
 // collision is a sample refused because its timeseries key is taken by
@@ -142,7 +142,7 @@ func (w *writer) addSamples(rs *rowSet, samples []pa.Sample, refused []collision
 	for i := range samples {
 		s := &samples[i]
 		w.scratch = pa.AppendTimeseriesKeyBytes(w.scratch[:0], s)
-		key, fp := w.keyOf(w.scratch), maphash.Bytes(w.seed, w.scratch)
+		key, fp := w.keyOf(w.scratch), fingerprintOf(w.seed, w.scratch)
 		name := w.names.name(s.Target.Name, s.Metric.Name)
 		if !rs.add(name, key, fp, s, w) {
 			refused = append(refused, collision{index: i, key: key, name: name})
@@ -200,7 +200,7 @@ func (w *writer) insertTokened(ctx context.Context, rs *rowSet, token string) er
 // forgetSeen empties seenKeys, and with it every session entry's note that
 // its key is there (sessEntry.seen).
 func (w *writer) forgetSeen() {
-	clear(w.seenKeys)
+	w.seenKeys.reset()
 	if w.seenEpoch < math.MaxUint16 {
 		w.seenEpoch++
 	}
@@ -208,14 +208,14 @@ func (w *writer) forgetSeen() {
 
 // markSeen remembers rs's keys and schemas as written.
 func (w *writer) markSeen(rs *rowSet) {
-	if len(w.seenKeys)+len(rs.newKeys) > w.maxSeen {
+	if w.seenKeys.len()+len(rs.newKeys) > w.maxSeen {
 		// Bounded memory: forget everything rather than grow. The cost is
 		// one more fields row per timeseries, deduplicated by ClickHouse,
 		// and collisions with forgotten keys going unseen (DESIGN.md).
 		w.forgetSeen()
 	}
 	for k, fp := range rs.newKeys {
-		w.seenKeys[k] = fp
+		w.seenKeys.put(k, fp)
 	}
 	if len(w.seenSchemas)+len(rs.newSchemas) > w.maxSeen {
 		clear(w.seenSchemas)

@@ -69,7 +69,7 @@ func BenchmarkAddRecord(b *testing.B) {
 			}
 			round() // the keys are written: the steady state
 			for k, fp := range bt.rows.newKeys {
-				f.w.seenKeys[k] = fp
+				f.w.seenKeys.put(k, fp)
 			}
 			bt.reset()
 			round()

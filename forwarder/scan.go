@@ -219,11 +219,11 @@ func (w *writer) addScanned(rs *rowSet, cache *seriesCache, sc *scan2, s *scanne
 // admit checks a timeseries' key against the keys of other timeseries (in
 // the batch being delivered, written, or in rs): ok=false on a collision;
 // known: its fields and schema rows are written or in rs already.
-func (w *writer) admit(rs *rowSet, key, fp uint64) (ok, known bool) {
+func (w *writer) admit(rs *rowSet, key uint64, fp uint32) (ok, known bool) {
 	if k, in := w.inflight[key]; in && k != fp {
 		return false, false // the batch being delivered has another timeseries under key
 	}
-	k, seen := w.seenKeys[key]
+	k, seen := w.seenKeys.get(key)
 	if !seen {
 		k, seen = rs.newKeys[key]
 	}

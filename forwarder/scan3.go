@@ -292,7 +292,7 @@ func (f *Forwarder) addScanned3(rs *rowSet, sess *session, e *sessEntry, sm *sca
 			return false, nil
 		}
 		if known {
-			if _, written := f.w.seenKeys[e.key]; written {
+			if _, written := f.w.seenKeys.get(e.key); written {
 				e.seen = f.w.seenEpoch
 			}
 		}

@@ -138,7 +138,7 @@ func TestRecord3RowsEqualRecord2Rows(t *testing.T) {
 					p.f.w.forgetSeen()
 				} else {
 					for k, fp := range p.b.rows.newKeys {
-						p.f.w.seenKeys[k] = fp
+						p.f.w.seenKeys.put(k, fp)
 					}
 				}
 				p.b.reset()
@@ -169,7 +169,7 @@ func TestScan3AllocatesNothingPerSample(t *testing.T) {
 	}
 	add(first)
 	for k, fp := range b.rows.newKeys {
-		f.w.seenKeys[k] = fp
+		f.w.seenKeys.put(k, fp)
 	}
 	for range 3 {
 		b.reset()

@@ -74,10 +74,10 @@ func TestRecord2RowsEqualDecodedRows(t *testing.T) {
 		// from this record's misses.
 		for fi, f := range fws {
 			if round == 1 {
-				clear(f.w.seenKeys)
+				f.w.seenKeys.reset()
 			} else {
 				for k, fp := range batches[fi].rows.newKeys {
-					f.w.seenKeys[k] = fp
+					f.w.seenKeys.put(k, fp)
 				}
 			}
 			batches[fi].reset()
@@ -261,7 +261,7 @@ func TestScanAllocatesNothingPerSample(t *testing.T) {
 			}
 			add()
 			for k, fp := range b.rows.newKeys {
-				f.w.seenKeys[k] = fp
+				f.w.seenKeys.put(k, fp)
 			}
 			for range 3 { // grow the arrays
 				b.reset()

@@ -1,7 +1,6 @@
 package forwarder
 
 import (
-	"hash/maphash"
 	"time"
 	"unsafe"
 
@@ -45,10 +44,11 @@ const seriesCacheRefresh = 10 * time.Minute
 
 // cachedSeries is what the cache keeps per series entry.
 type cachedSeries struct {
-	raw     string // the entry's bytes, aliasing the cache's chunk
-	name    string // timeseries name, target:metric
-	key, fp uint64 // TimeseriesKey and the writer's fingerprint
-	typ     pa.DatumType
+	raw  string // the entry's bytes, aliasing the cache's chunk
+	name string // timeseries name, target:metric
+	key  uint64 // TimeseriesKey
+	fp   uint32 // the writer's fingerprint
+	typ  pa.DatumType
 	// gen is the row set (rowSet.gen) this series was last admitted into:
 	// its key checked against collisions, its fields and schema rows
 	// added or known to be written. Equal to the current row set's gen,
@@ -159,5 +159,5 @@ func (w *writer) resolveSeries(id *pa.SeriesIdentity, lim pa.Limits) (cachedSeri
 	}
 	w.scratch = pa.AppendTimeseriesKeyBytes(w.scratch[:0], &s)
 	return cachedSeries{name: w.names.name(s.Target.Name, s.Metric.Name), key: w.keyOf(w.scratch),
-		fp: maphash.Bytes(w.seed, w.scratch), typ: id.DatumType}, nil
+		fp: fingerprintOf(w.seed, w.scratch), typ: id.DatumType}, nil
 }

@@ -69,7 +69,8 @@ const (
 // into the session's names), so 2.2 M series take 70 MB the garbage
 // collector never scans.
 type sessEntry struct {
-	key, fp uint64 // TimeseriesKey and the writer's fingerprint
+	key uint64 // TimeseriesKey
+	fp  uint32 // the writer's fingerprint
 	// gen is the row set (rowSet.gen) this series was last admitted into,
 	// as cachedSeries.gen.
 	gen   uint64

@@ -174,7 +174,7 @@ func TestSessionMemoryFor2_2MSeries(t *testing.T) {
 	s := &session{loaded: true}
 	for id := uint64(0); id < n; id++ {
 		e := s.slot(id)
-		*e = sessEntry{key: id, fp: id, name: s.nameIndex("virtual_machine:cpu_busy"), typ: pa.DatumF64, state: stOK}
+		*e = sessEntry{key: id, fp: uint32(id), name: s.nameIndex("virtual_machine:cpu_busy"), typ: pa.DatumF64, state: stOK}
 		s.types[id] = pa.DatumF64
 	}
 	runtime.GC()
