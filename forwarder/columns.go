@@ -39,7 +39,18 @@ type rowSet struct {
 var rowSetGen atomic.Uint64
 
 func newRowSet() *rowSet {
-	return &rowSet{newKeys: map[uint64]uint32{}, newSchemas: map[pa.SchemaKey]struct{}{}, gen: rowSetGen.Add(1)}
+	return &rowSet{newKeys: map[uint64]uint32{}, newSchemas: map[pa.SchemaKey]struct{}{}, gen: nextRowSetGen()}
+}
+
+// nextRowSetGen returns a new row set generation whose low 32 bits are not
+// 0: session entries keep only those bits (sessEntry.gen), and a zero entry
+// must match no row set.
+func nextRowSetGen() uint64 {
+	for {
+		if g := rowSetGen.Add(1); uint32(g) != 0 {
+			return g
+		}
+	}
 }
 
 // reset empties rs for the next batch, keeping its arrays.
@@ -59,7 +70,7 @@ func (rs *rowSet) reset() {
 	clear(rs.newKeys)
 	clear(rs.newSchemas)
 	rs.rows, rs.fieldRows = 0, 0
-	rs.gen = rowSetGen.Add(1)
+	rs.gen = nextRowSetGen()
 }
 
 // weight is what a batch is cut on (Options.BatchRows): its measurement

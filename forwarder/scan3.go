@@ -61,6 +61,7 @@ func (f *Forwarder) addRecord3(ctx context.Context, b *batch, idx uint64, rec wa
 		return false, true, err
 	}
 	s = f.beginRecord(0)
+	f.sess.noteRowSet(b.rows.gen)
 	redefined, err := f.define3(sess, first, ndefs, h.Refused)
 	if err != nil {
 		return false, true, err
@@ -278,10 +279,10 @@ func (f *Forwarder) identity3(sess *session, id uint64) (pa.SeriesIdentity, erro
 // addScanned3 is addScanned for a version 3 sample: the series is the
 // session entry e. false: its key belongs to another timeseries.
 func (f *Forwarder) addScanned3(rs *rowSet, sess *session, e *sessEntry, sm *scanned) (bool, error) {
-	if e.gen != rs.gen {
+	if e.gen != uint32(rs.gen) {
 		if e.seen != 0 && e.seen == f.w.seenEpoch && e.seen != math.MaxUint16 {
 			// Written, and the key is still this series' (sessEntry.seen).
-			e.gen = rs.gen
+			e.gen = uint32(rs.gen)
 			return f.appendScanned3(rs, sess, e, sm), nil
 		}
 		if e.state == stCollision {
@@ -311,10 +312,10 @@ func (f *Forwarder) addScanned3(rs *rowSet, sess *session, e *sessEntry, sm *sca
 			if !rs.add(sess.names[e.name], e.key, e.fp, &smp, f.w) {
 				return false, nil
 			}
-			e.gen = rs.gen
+			e.gen = uint32(rs.gen)
 			return true, nil
 		}
-		e.gen = rs.gen
+		e.gen = uint32(rs.gen)
 	}
 	return f.appendScanned3(rs, sess, e, sm), nil
 }

@@ -65,15 +65,18 @@ const (
 	stCollision                   // its key is another timeseries': its samples are quarantined
 )
 
-// sessEntry is one session id: 32 bytes, no pointer (the name is an index
-// into the session's names), so 2.2 M series take 70 MB the garbage
+// sessEntry is one session id: 24 bytes, no pointer (the name is an index
+// into the session's names), so 2.2 M series take 53 MB the garbage
 // collector never scans.
 type sessEntry struct {
 	key uint64 // TimeseriesKey
 	fp  uint32 // the writer's fingerprint
-	// gen is the row set (rowSet.gen) this series was last admitted into,
-	// as cachedSeries.gen.
-	gen   uint64
+	// gen is the low 32 bits of the row set (rowSet.gen) this series was
+	// last admitted into, as cachedSeries.gen. Row set generations are
+	// unique and never 0 in their low 32 bits (nextRowSetGen); when their
+	// high 32 bits move on, every loaded entry's gen is cleared
+	// (sessions.noteRowSet), so an old gen never equals a new row set's.
+	gen   uint32
 	name  uint32 // index into session.names
 	typ   pa.DatumType
 	state sessState
@@ -186,6 +189,28 @@ type sessions struct {
 	// loaded and ids count the sessions in memory and their ids (the
 	// gauges holdfast_forwarder_sessions_loaded and _session_ids).
 	loaded, ids int
+	// genHigh is the high 32 bits of the row set generation the entries'
+	// gens belong to (sessEntry.gen).
+	genHigh uint64
+}
+
+// noteRowSet is told the generation of the row set entries are about to
+// be admitted into: when its high 32 bits differ from those the entries'
+// gens were taken under (once per 2³² row sets), every loaded entry's gen
+// is cleared, so none can equal the new row set's by its low bits alone.
+func (ss *sessions) noteRowSet(gen uint64) {
+	h := gen >> 32
+	if h == ss.genHigh {
+		return
+	}
+	ss.genHigh = h
+	for _, s := range ss.m {
+		for _, ch := range s.chunks {
+			for i := range ch {
+				ch[i].gen = 0
+			}
+		}
+	}
 }
 
 func newSessions(db *pebble.DB) *sessions {
