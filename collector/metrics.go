@@ -67,7 +67,7 @@ func newMetrics(reg prometheus.Registerer, checkpoint func() Checkpoint, inserti
 		departed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "producers_departed_total",
 			Help: "Producers that left this collector, by reason (departed.go: moved, expired, deregistered, unassigned, removed_by_reload, removed_by_api); their last status is in /v1/status under departed."}, []string{"reason"}),
 		sessionResets: prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "session_resets_total",
-			Help: "Series dictionaries (page version 3 sessions) started over, by reason (new_session: the producer started one, e.g. after a restart; mismatch: a page did not continue the collector's state; limit: over the collector's series bound; defs_needed: a refused sample of a series defined on an earlier page, quarantined from the page served again self-contained)."}, []string{"producer", "reason"}),
+			Help: "Series dictionaries (page version 3 sessions) started over, by reason (new_session: the producer started one, e.g. after a restart; mismatch: a page did not continue the collector's state; limit: over the collector's series bound; defs_needed: a refused sample of a series defined on an earlier page whose definition the forwarder had not stored yet, quarantined from the page served again self-contained)."}, []string{"producer", "reason"}),
 		sessionSeries: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: ns + "session_series",
 			Help: "Series defined in the producer's current session (page version 3); 0 without one."}, byProducer),
 		ready: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: ns + "ready",

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/holdfast/holdfast/forwarder"
 	pa "github.com/holdfast/holdfast/producerapi"
 	"github.com/holdfast/holdfast/quarantine"
 )
@@ -29,8 +30,9 @@ import (
 // page does not continue the state (sessionMismatch), when it would exceed
 // maxSessionSeries (sessionLimit), and when a refused sample's quarantine
 // entry needs the identity of a series the state does not hold
-// (sessionDefsNeeded: a bad value of a series defined on an earlier page,
-// or a refused series past the bounded map of refused definitions). A page
+// (sessionDefsNeeded: a bad value of a series defined on an earlier page
+// that the forwarder has not stored yet, or a refused series past the
+// bounded map of refused definitions). A page
 // of a new session (first id 0, another id) replaces the state
 // (sessionNew).
 
@@ -188,6 +190,7 @@ func (s *session) commit() (replaced bool) {
 // takePage3 verifies a version 3 page in place and writes it to the WAL,
 // staging its session change for commitSession.
 func (c *Collector) takePage3(ctx context.Context, p *producer, page *pa.Page, w *pageWork, block []byte, lim *pa.PageLimits, buf *[]byte) (idx uint64, written int, rejected []quarantine.Entry, empty bool, err error) {
+	w.producer = p.cfg.ID
 	rejected, err = c.verifyPage3(w, &p.sess, page.Session, page.Incarnation, block, lim)
 	var serr *sessionError
 	if err != nil && !errors.As(err, &serr) {
@@ -253,4 +256,14 @@ func (c *Collector) noteSession(p *producer) {
 	}
 	c.m.sessionSeries.WithLabelValues(p.cfg.ID).Set(float64(n))
 	p.update(func(s *ProducerStatus) { s.Session, s.SessionSeries = id, n })
+}
+
+// storedDefinition reads back the definition of series id of the
+// producer's current session from the forwarder's store: nil when it is
+// not there (yet).
+func (c *Collector) storedDefinition(producer string, s *session, id uint64) ([]byte, error) {
+	if producer == "" || c.state == nil {
+		return nil, nil
+	}
+	return forwarder.StoredDefinition(c.state, producer, s.incarnation, s.id, id)
 }

@@ -163,6 +163,10 @@ type pageWork struct {
 	defErr      []error        // per definition: why it was refused
 	defOff      []int          // per definition: its offset in the table (splits)
 	partRefused []uint64       // a split part's refused ids
+	producer    string         // the page's producer, for stored definitions
+	// stored holds definitions of earlier pages' series read back from
+	// the forwarder's store for this page's refused samples (sortRefused3).
+	stored map[uint64][]byte
 }
 
 // refusal is a sample the page is written without. Why is found again
@@ -181,6 +185,8 @@ func (w *pageWork) release() {
 	w.pend.refusedRaw = w.pend.refusedRaw[:0]
 	w.pend.types = nil // a session's array
 	clear(w.defErr)
+	clear(w.stored)
+	w.producer = ""
 	pageWorkPool.Put(w)
 }
 

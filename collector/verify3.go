@@ -168,9 +168,9 @@ func (c *Collector) checkDefs(w *pageWork, base uint64) (bad bool) {
 	return bad
 }
 
-// defOf returns the definition of session id: this page's, or a refused
-// one the state kept. ok=false: the state does not hold it (a good series
-// of an earlier page, or a refused one past the bound).
+// defOf returns the definition of session id: this page's, a refused one
+// the state kept, or one read back from the forwarder's store
+// (w.stored). ok=false: none of them holds it.
 func defOf(w *pageWork, s *session, base, id uint64) (raw []byte, why error, ok bool) {
 	if id >= base {
 		return w.sc.Series(int(id - base)).Raw, nil, true
@@ -178,20 +178,39 @@ func defOf(w *pageWork, s *session, base, id uint64) (raw []byte, why error, ok 
 	if w.pend.fresh {
 		return nil, nil, false
 	}
-	d, ok := s.refusedDefs[id]
-	return d.raw, d.err, ok
+	if d, ok := s.refusedDefs[id]; ok {
+		return d.raw, d.err, true
+	}
+	raw, ok = w.stored[id]
+	return raw, nil, ok
 }
 
 // sortRefused3 is sortRefused for a version 3 page: each refused sample is
-// decoded with its definition. One whose definition the state does not
-// hold makes the session start over (sessionDefsNeeded): the producer then
-// serves the page again, self-contained.
+// decoded with its definition. A bad value of a series defined on an
+// earlier page (the state keeps only its type) takes the definition the
+// forwarder stored when it read that page's record
+// (forwarder.StoredDefinition). One that is nowhere (the forwarder has not
+// read that record yet) makes the session start over (sessionDefsNeeded):
+// the producer then serves the page again, self-contained.
 func (c *Collector) sortRefused3(w *pageWork, s *session, block []byte, base uint64) ([]quarantine.Entry, error) {
+	clear(w.stored)
 	for _, r := range w.refused {
-		if _, _, ok := defOf(w, s, base, uint64(w.spans[r.sample].series)); !ok {
-			return nil, &sessionError{reason: sessionDefsNeeded, err: fmt.Errorf("sample %d of the page is refused and its series (id %d) was defined on an earlier page: asking for the page again, self-contained, to quarantine it with its identity",
-				r.sample, w.spans[r.sample].series)}
+		id := uint64(w.spans[r.sample].series)
+		if _, _, ok := defOf(w, s, base, id); ok {
+			continue
 		}
+		raw, err := c.storedDefinition(w.producer, s, id)
+		if err != nil {
+			return nil, err
+		}
+		if raw == nil {
+			return nil, &sessionError{reason: sessionDefsNeeded, err: fmt.Errorf("sample %d of the page is refused and its series (id %d) was defined on an earlier page not yet forwarded: asking for the page again, self-contained, to quarantine it with its identity",
+				r.sample, id)}
+		}
+		if w.stored == nil {
+			w.stored = make(map[uint64][]byte)
+		}
+		w.stored[id] = raw
 	}
 	out := make([]quarantine.Entry, 0, len(w.refused))
 	w.kept = w.kept[:0]

@@ -268,7 +268,7 @@ func New(log *wal.Log, state *pebble.DB, opts Options) (*Forwarder, error) {
 	f.decoder = pa.NewSampleDecoder()
 	f.series, f.scan = newSeriesCache(opts.MaxCachedSeries), &scan2{}
 	f.sess = newSessions(state)
-	if err := f.sess.load(); err != nil {
+	if err := f.sess.load(log.Stats().LastIndex); err != nil {
 		f.Close()
 		return nil, err
 	}

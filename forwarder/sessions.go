@@ -94,8 +94,15 @@ type session struct {
 	producer string
 	first    uint64 // WAL index of its first record
 	// superseded is the WAL index of the first record of a later session of
-	// the same producer (0: current).
+	// the same producer (0: current), or for a session of a previous run
+	// the WAL's last index at this start (endedBy).
 	superseded uint64
+	// endedBy is, for a session of a previous run (loaded at start), the
+	// WAL's last index at this start: no collector continues a session
+	// after a restart (its state is in memory only; the producer starts a
+	// new one), so the session has no record after it, and replaying its
+	// records does not make it current again (note).
+	endedBy uint64
 	listed     bool // in sessions.superseded
 	loaded     bool // chunks and types are in memory
 	chunks     [][]sessEntry
@@ -235,8 +242,26 @@ func defKey(dst []byte, skey string, id uint64) []byte {
 
 // load reads the sessions Pebble holds (their metadata, not their
 // definitions) and works out which are superseded: what a restart needs to
-// delete the sessions the last run left waiting.
-func (ss *sessions) load() error {
+// delete the sessions the last run left waiting. Every one is a previous
+// run's, whose records all lie at or before walLast, the WAL's last index
+// now: a producer's latest is superseded from there (endedBy), so it is
+// deleted once the checkpoint passes walLast, like the others once it
+// passes their successor. Without this a producer that never came back
+// (moved to another collector, retired) kept its definitions in the state
+// store for good.
+func (ss *sessions) load(walLast uint64) error {
+	if err := ss.loadMetas(); err != nil {
+		return err
+	}
+	end := max(walLast, 1)
+	for _, s := range ss.m {
+		s.endedBy = end
+		ss.supersede(s, end)
+	}
+	return nil
+}
+
+func (ss *sessions) loadMetas() error {
 	lower, upper := state.PrefixBounds(sessMetaPrefix)
 	it, err := ss.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
@@ -286,6 +311,10 @@ func splitSessionKey(k []byte) (string, bool) {
 // sessions' first indexes, which may come from another WAL (a replaced WAL
 // directory restarts its indexes).
 func (ss *sessions) note(s *session, idx uint64) {
+	if s.endedBy != 0 && idx <= s.endedBy {
+		return // a previous run's record read again: it stays as load left it
+	}
+	s.endedBy = 0
 	s.superseded = 0 // read again: current (sweep skips it)
 	if cur := ss.current[s.producer]; cur != s {
 		if cur != nil {
@@ -528,6 +557,29 @@ func defLookup(db *pebble.DB, skey string) pa.SeriesLookup {
 }
 
 // getDef reads one definition from Pebble.
+// StoredDefinition returns the definition of series id of a producer's
+// page v3 session as the forwarder stored it when it read the record that
+// defined it: nil when it has not (the record not read yet, the series
+// refused by the writing collector, or the session deleted). The collector
+// reads it to quarantine, with its identity, a refused sample of a series
+// defined on an earlier page (collector/verify3.go). Safe beside a running
+// forwarder: Pebble is.
+func StoredDefinition(db *pebble.DB, producer, incarnation string, session, id uint64) ([]byte, error) {
+	if id >= maxSessionIDs {
+		return nil, nil
+	}
+	skey := sessionKey(nil, []byte(producer), []byte(incarnation), session)
+	v, closer, err := db.Get(defKey(nil, string(skey), id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("forwarder: reading the definition of series %d of a session of %q: %w", id, producer, err)
+	}
+	defer closer.Close()
+	return append([]byte(nil), v...), nil
+}
+
 func (ss *sessions) getDef(s *session, id uint64) ([]byte, error) {
 	ss.pk = defKey(ss.pk[:0], s.key, id)
 	v, closer, err := ss.db.Get(ss.pk)

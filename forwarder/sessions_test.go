@@ -79,7 +79,8 @@ func TestIdleSessionUnloadedAndLoadedAgain(t *testing.T) {
 
 // TestSupersededSessionsSweptAtStartUp: sessions a previous run left in
 // the state store are found at start-up; those whose successor's first
-// record the checkpoint passed are deleted, the rest kept.
+// record the checkpoint passed are deleted, the rest kept until the
+// checkpoint passes the WAL's last index at the start (45 here).
 func TestSupersededSessionsSweptAtStartUp(t *testing.T) {
 	f := scanForwarder3(t, nil)
 	ctx := context.Background()
@@ -106,9 +107,11 @@ func TestSupersededSessionsSweptAtStartUp(t *testing.T) {
 		{29, nil, []*session3{s1, s2, s3, q}},
 		{30, []*session3{s1}, []*session3{s2, s3, q}},
 		{40, []*session3{s1, s2}, []*session3{s3, q}},
+		{44, []*session3{s1, s2}, []*session3{s3, q}},
+		{45, []*session3{s1, s2, s3, q}, nil},
 	} {
 		ss := newSessions(f.state) // a restart
-		if err := ss.load(); err != nil {
+		if err := ss.load(45); err != nil {
 			t.Fatal(err)
 		}
 		if err := ss.sweep(c.checkpoint); err != nil {
@@ -143,8 +146,8 @@ func TestReadingOrderDecidesSupersession(t *testing.T) {
 	if err := f.add(ctx, b, 1000, wal.Record{Type: wal.TypePage, Payload: old.record(fleet)}, &page); err != nil {
 		t.Fatal(err)
 	}
-	f2 := scanForwarder3Q(t, f.state, f.q) // a restart over another WAL
-	if err := f2.sess.load(); err != nil {
+	f2 := scanForwarder3Q(t, f.state, f.q) // a restart over another WAL, ending at 4
+	if err := f2.sess.load(4); err != nil {
 		t.Fatal(err)
 	}
 	if err := f2.add(ctx, b, 5, wal.Record{Type: wal.TypePage, Payload: cur.record(fleet)}, &page); err != nil {
@@ -193,4 +196,61 @@ func gaugeValue(g prometheus.Gauge) float64 {
 		return -1
 	}
 	return m.GetGauge().GetValue()
+}
+
+// TestPreviousRunSessionsDeletedOnceForwarded: a producer's last session
+// of a previous run has no successor when the producer never came back
+// (moved to another collector, retired); it is deleted once the checkpoint
+// passes the WAL's last index at the start, even when its records are read
+// again (a replay after the restart). A session that a record after that
+// index continues (not what a collector writes: its sessions do not
+// survive a restart) is current again and kept.
+func TestPreviousRunSessionsDeletedOnceForwarded(t *testing.T) {
+	f := scanForwarder3(t, nil)
+	ctx := context.Background()
+	fleet := sampletest.NewFleet(1).Append(nil, 22, 1)
+	gone, continued := newSession3("gone", "i", 1), newSession3("continued", "i", 1)
+	var page pa.PageRecord
+	b := &batch{}
+	b.reset()
+	goneFirst := gone.record(fleet)
+	for i, rec := range [][]byte{goneFirst, continued.record(fleet)} {
+		if err := f.add(ctx, b, uint64(10+i), wal.Record{Type: wal.TypePage, Payload: rec}, &page); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key := func(s *session3) string {
+		return string(sessionKey(nil, []byte(s.producer), []byte(s.incarnation), s.id))
+	}
+	f2 := scanForwarder3Q(t, f.state, f.q) // a restart; the WAL ends at 11
+	if err := f2.sess.load(11); err != nil {
+		t.Fatal(err)
+	}
+	b2 := &batch{}
+	b2.reset()
+	// The replay from a checkpoint of 9 reads both records again; a new
+	// record continues one session after the start.
+	for _, r := range []struct {
+		idx uint64
+		rec []byte
+	}{{10, goneFirst}, {12, continued.record(fleet)}} {
+		if err := f2.add(ctx, b2, r.idx, wal.Record{Type: wal.TypePage, Payload: r.rec}, &page); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f2.sess.sweep(10); err != nil {
+		t.Fatal(err)
+	}
+	if n := sessionKeys(t, f.state, sessDefPrefix, key(gone)); n != len(gone.ids) {
+		t.Errorf("checkpoint 10 (the WAL ended at 11 at the start): the previous run's session has %d definitions, want %d", n, len(gone.ids))
+	}
+	if err := f2.sess.sweep(11); err != nil {
+		t.Fatal(err)
+	}
+	if n := sessionKeys(t, f.state, sessDefPrefix, key(gone)) + sessionKeys(t, f.state, sessMetaPrefix, key(gone)); n != 0 {
+		t.Errorf("checkpoint 11: the previous run's session has %d keys left, want none", n)
+	}
+	if n := sessionKeys(t, f.state, sessDefPrefix, key(continued)); n != len(continued.ids) {
+		t.Errorf("the continued session has %d definitions, want %d", n, len(continued.ids))
+	}
 }
