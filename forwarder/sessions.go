@@ -103,13 +103,13 @@ type session struct {
 	// new one), so the session has no record after it, and replaying its
 	// records does not make it current again (note).
 	endedBy uint64
-	listed     bool // in sessions.superseded
-	loaded     bool // chunks and types are in memory
-	chunks     [][]sessEntry
-	types      []pa.DatumType // per id: 0 undefined, for BlockScanner.SetSessionTypes
-	names      []string
-	nameIdx    map[string]uint32
-	used       time.Time
+	listed  bool // in sessions.superseded
+	loaded  bool // chunks and types are in memory
+	chunks  [][]sessEntry
+	types   []pa.DatumType // per id: 0 undefined, for BlockScanner.SetSessionTypes
+	names   []string
+	nameIdx map[string]uint32
+	used    time.Time
 }
 
 // entry returns id's entry, nil when no definition was read for it.
