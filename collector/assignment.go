@@ -169,6 +169,11 @@ func (c *Collector) stopLocked(p *producer) {
 			if c.q != nil {
 				c.q.ForgetProducer(id)
 			}
+			if c.fwd != nil {
+				// Its session ended with its loop: a return starts a new
+				// one, so the forwarder may let this one's definitions go.
+				c.fwd.ProducerLeft(id)
+			}
 		}
 		c.mu.Unlock()
 	}

@@ -206,7 +206,8 @@ type Forwarder struct {
 		sync.Mutex
 		status      Status
 		flushTarget uint64
-		progressed  chan struct{} // closed and replaced when the checkpoint moves
+		progressed  chan struct{}  // closed and replaced when the checkpoint moves
+		left        []leftProducer // ProducerLeft's, for the Run goroutine
 	}
 }
 
@@ -274,7 +275,7 @@ func New(log *wal.Log, state *pebble.DB, opts Options) (*Forwarder, error) {
 	}
 	// Sessions the last run left waiting for the checkpoint to pass
 	// their successor.
-	if err := f.sess.sweep(ckpt); err != nil {
+	if err := f.sweepSessions(ckpt); err != nil {
 		f.Close()
 		return nil, err
 	}

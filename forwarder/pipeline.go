@@ -78,7 +78,7 @@ func (f *Forwarder) join() error {
 	if err != nil {
 		return err
 	}
-	err = f.sess.sweep(f.Status().CheckpointIndex)
+	err = f.sweepSessions(f.Status().CheckpointIndex)
 	f.m.sessionsLoaded.Set(float64(f.sess.loaded))
 	f.m.sessionIDs.Set(float64(f.sess.ids))
 	return err

@@ -199,6 +199,42 @@ type sessions struct {
 	// genHigh is the high 32 bits of the row set generation the entries'
 	// gens belong to (sessEntry.gen).
 	genHigh uint64
+	// left are producers whose collector stopped collecting them
+	// (Forwarder.ProducerLeft), waiting for the checkpoint to pass the
+	// WAL's last index when they left.
+	left []leftProducer
+}
+
+// leftProducer is a producer that left (Forwarder.ProducerLeft) and the
+// WAL's last index then: no record after it belongs to the producer's
+// session of that time.
+type leftProducer struct {
+	producer string
+	last     uint64
+}
+
+// ProducerLeft tells the forwarder that the WAL will hold no more records
+// of the producer's current page v3 session: its collector stopped
+// collecting it (a return starts a new session). That session's
+// definitions leave the state store once the checkpoint passes the WAL's
+// last index now, rather than at the next restart. Safe from any
+// goroutine.
+func (f *Forwarder) ProducerLeft(producer string) {
+	last := f.wal.Stats().LastIndex
+	f.mu.Lock()
+	f.mu.left = append(f.mu.left, leftProducer{producer: producer, last: last})
+	f.mu.Unlock()
+}
+
+// sweepSessions takes the producers that left since the last sweep and
+// sweeps the sessions (Run goroutine).
+func (f *Forwarder) sweepSessions(checkpoint uint64) error {
+	f.mu.Lock()
+	left := f.mu.left
+	f.mu.left = nil
+	f.mu.Unlock()
+	f.sess.left = append(f.sess.left, left...)
+	return f.sess.sweep(checkpoint)
 }
 
 // noteRowSet is told the generation of the row set entries are about to
@@ -464,6 +500,21 @@ func (ss *sessions) commit() error {
 // successor of (memory and Pebble), and unloads sessions idle for
 // sessionIdle. Called by the Run goroutine between records.
 func (ss *sessions) sweep(checkpoint uint64) error {
+	waiting := ss.left[:0]
+	for _, l := range ss.left {
+		if checkpoint < l.last {
+			waiting = append(waiting, l)
+			continue
+		}
+		// Every record up to l.last is read and delivered: the producer's
+		// current session is the one it left with, unless a session it
+		// began after coming back is (first record past l.last).
+		if s := ss.current[l.producer]; s != nil && s.first <= l.last {
+			ss.supersede(s, max(l.last, 1))
+		}
+	}
+	clear(ss.left[len(waiting):])
+	ss.left = waiting
 	kept := ss.superseded[:0]
 	var err error
 	for _, s := range ss.superseded {
