@@ -74,8 +74,16 @@ func (rs *rowSet) reset() {
 }
 
 // weight is what a batch is cut on (Options.BatchRows): its measurement
-// rows and fields rows.
-func (rs *rowSet) weight() int { return rs.rows + rs.fieldRows }
+// rows and a quarter of its fields rows. Counted whole, fields rows made a
+// start's batches five times as many (every sample of the first period is
+// a new timeseries with ~5 fields rows), and the extra deliveries' INSERTs
+// and checkpoints made the drain of a fresh fleet measurably slower
+// (BENCHMARKS.md, "Memory per series"); not counted, a batch of the
+// first period held ~500,000 fields rows beside its samples.
+func (rs *rowSet) weight() int { return rs.rows + rs.fieldRows/fieldRowWeight }
+
+// fieldRowWeight is how many fields rows count as one row of a batch.
+const fieldRowWeight = 4
 
 // add appends one validated sample whose timeseries has key and fingerprint
 // fp (an independent hash of what the key hashes), unless the key belongs to

@@ -105,10 +105,11 @@ func TestSerialDeliveryManyBatches(t *testing.T) {
 }
 
 // TestBatchCutCountsFieldsRows: a batch is cut on its measurement rows and
-// the fields rows of its new timeseries together. Ten records of 100
-// samples, each sample a new timeseries with five fields (600 rows a
-// record), under BatchRows 300: every record is a batch of its own. Cut on
-// samples alone, three records shared a batch (4 batches).
+// the fields rows of its new timeseries together (a quarter each). Ten
+// records of 100 samples, each sample a new timeseries with five fields
+// (100 + 500/4 = 225 a record), under BatchRows 200: every record is a
+// batch of its own. Cut on samples alone, two records shared a batch (5
+// batches).
 func TestBatchCutCountsFieldsRows(t *testing.T) {
 	e := newEnv(t, "")
 	e.record2, e.verified = true, true
@@ -120,7 +121,7 @@ func TestBatchCutCountsFieldsRows(t *testing.T) {
 	}
 	e.appendPages(samples, 100)
 	opts := e.options()
-	opts.BatchRows, opts.FlushAge = 300, time.Hour
+	opts.BatchRows, opts.FlushAge = 200, time.Hour
 	f, _ := e.start(opts)
 	e.flush(f, 2*time.Minute)
 	if got := e.count(false); got != uint64(len(samples)) {
@@ -130,6 +131,6 @@ func TestBatchCutCountsFieldsRows(t *testing.T) {
 		t.Errorf("%d fields rows, want 5,000 (five for each of 1,000 timeseries)", got)
 	}
 	if got := counterValue(f.m.batches); got < 10 {
-		t.Errorf("%.0f batches delivered, want at least 10: a record of 100 new timeseries weighs 600 rows against BatchRows 300", got)
+		t.Errorf("%.0f batches delivered, want at least 10: a record of 100 new timeseries weighs 225 rows against BatchRows 200", got)
 	}
 }
