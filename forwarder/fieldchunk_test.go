@@ -55,3 +55,46 @@ func TestFieldsInsertedInChunks(t *testing.T) {
 		t.Errorf("fields tables %v, %d samples stored, want %d", want, e.count(true), len(samples))
 	}
 }
+
+// TestRowSetDropsLargeFieldArrays: the fields arrays a start's batch grew
+// (every timeseries new) are not kept past the batch; small ones are
+// reused.
+func TestRowSetDropsLargeFieldArrays(t *testing.T) {
+	w := newWriter(nil, "db", 1<<20)
+	rs := newRowSet()
+	fleet := sampletest.NewFleet(2000) // 44,000 series, several u64/string fields each
+	w.addSamples(rs, fleet.Append(nil, 44_000, 1), nil)
+	var grown []pa.FieldType
+	for t, f := range rs.fields {
+		if f != nil && cap(f.keys) > keepFieldRows {
+			grown = append(grown, pa.FieldType(t))
+		}
+	}
+	if len(grown) == 0 {
+		t.Fatal("no fields table grew past keepFieldRows: the test does not test")
+	}
+	rs.reset()
+	for _, t0 := range grown {
+		if rs.fields[t0] != nil {
+			t.Errorf("fields of type %v kept %d rows of capacity after the batch", t0, cap(rs.fields[t0].keys))
+		}
+	}
+	small := newRowSet()
+	w2 := newWriter(nil, "db", 1<<20)
+	w2.addSamples(small, sampletest.NewFleet(2).Append(nil, 44, 1), nil)
+	kept := 0
+	for _, f := range small.fields {
+		if f != nil {
+			kept++
+		}
+	}
+	small.reset()
+	for _, f := range small.fields {
+		if f != nil {
+			kept--
+		}
+	}
+	if kept != 0 {
+		t.Errorf("%d small fields tables dropped, want all kept for reuse", kept)
+	}
+}
