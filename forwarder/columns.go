@@ -89,9 +89,9 @@ const keepFieldRows = 16 << 10
 // rows and a quarter of its fields rows. Counted whole, fields rows made a
 // start's batches five times as many (every sample of the first period is
 // a new timeseries with ~5 fields rows), and the extra deliveries' INSERTs
-// and checkpoints made the drain of a fresh fleet measurably slower
-// (BENCHMARKS.md, "Memory per series"); not counted, a batch of the
-// first period held ~500,000 fields rows beside its samples.
+// and checkpoints made the drain of a fresh fleet take 1.18 times as long
+// (BENCHMARKS.md, "Memory per series"); not counted, a batch of the first
+// period held ~500,000 fields rows beside its samples.
 func (rs *rowSet) weight() int { return rs.rows + rs.fieldRows/fieldRowWeight }
 
 // fieldRowWeight is how many fields rows count as one row of a batch.
