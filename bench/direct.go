@@ -307,7 +307,15 @@ func (s directStats) measurementsRate() float64 { return float64(s.samples) / s.
 // directInsertFleet inserts n samples of fleet, from timestamp ts on, in
 // batches of batchRows samples into db, timing only the inserts.
 func directInsertFleet(ctx context.Context, conn driver.Conn, db string, fleet *sampletest.Fleet, n, batchRows int, ts int64) (directStats, error) {
-	d := newDirectInserter(conn, db)
+	return newDirectInserter(conn, db).insertFleet(ctx, fleet, n, batchRows, ts)
+}
+
+// insertFleet inserts n samples of fleet, from timestamp ts on, in batches
+// of batchRows samples, timing only the inserts. The stats are this call's
+// alone; the timeseries whose fields are written carry over from earlier
+// calls, as for a user whose fleet keeps running.
+func (d *directInserter) insertFleet(ctx context.Context, fleet *sampletest.Fleet, n, batchRows int, ts int64) (directStats, error) {
+	meas0, fields0, tookFields0, tookMeas0 := d.measRows, d.fieldRows, d.tookFields, d.tookMeas
 	batch := make([]pa.Sample, 0, batchRows)
 	st := directStats{samples: n}
 	for done := 0; done < n; done += batchRows {
@@ -321,6 +329,29 @@ func directInsertFleet(ctx context.Context, conn driver.Conn, db string, fleet *
 		}
 		st.took += time.Since(start)
 	}
-	st.measRows, st.fieldRows, st.tookFields, st.tookMeas = d.measRows, d.fieldRows, d.tookFields, d.tookMeas
+	st.measRows, st.fieldRows = d.measRows-meas0, d.fieldRows-fields0
+	st.tookFields, st.tookMeas = d.tookFields-tookFields0, d.tookMeas-tookMeas0
 	return st, nil
+}
+
+// directSteadyCeiling is the ceiling of `max`'s steps: warmup periods of a
+// fresh fleet of vms VMs (every timeseries new, so its fields and schema
+// rows are written, as in a step's warm-up), then periods periods more of
+// the same fleet (every timeseries known: measurements rows only, the
+// steady state a step measures), one inserter and one database throughout.
+// fresh is the warm-up's stats, steady the measured periods'.
+func directSteadyCeiling(ctx context.Context, conn driver.Conn, vms, warmup, periods int) (fresh, steady directStats, err error) {
+	db, drop, err := freshDB(ctx, conn, "ceiling")
+	if err != nil {
+		return fresh, steady, err
+	}
+	defer drop()
+	d := newDirectInserter(conn, db)
+	fleet := sampletest.NewFleet(vms)
+	perPeriod := vms * fleet.Measurements
+	if fresh, err = d.insertFleet(ctx, fleet, warmup*perPeriod, 100_000, 0); err != nil {
+		return fresh, steady, err
+	}
+	steady, err = d.insertFleet(ctx, fleet, periods*perPeriod, 100_000, int64(warmup*perPeriod))
+	return fresh, steady, err
 }

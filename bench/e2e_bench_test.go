@@ -34,7 +34,7 @@ func BenchmarkRFD125Sustained(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s, err := runSustained(ctx, Env{Dir: dir, Binary: bin, ClickHouse: addr, Progress: os.Stdout}, conn, vms, periods)
+	s, err := runSustained(ctx, Env{Dir: dir, Binary: bin, ClickHouse: addr, Progress: os.Stdout}, conn, vms, 0, periods)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -79,7 +79,7 @@ func RunPeer(ctx context.Context, env Env) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	h, err := runSustained(ctx, env, conn, vms, periods)
+	h, err := runSustained(ctx, env, conn, vms, 0, periods)
 	if err != nil {
 		return nil, fmt.Errorf("holdfast: %w", err)
 	}

@@ -32,6 +32,23 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
+// freeAddrs returns n distinct free addresses: all n ports are held open
+// until the last is found, so the kernel cannot hand one out twice (taken
+// one at a time, two producers of a step once got the same port, and the
+// collector refused the list).
+func freeAddrs(n int) ([]string, error) {
+	var addrs []string
+	for i := 0; i < n; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer ln.Close()
+		addrs = append(addrs, ln.Addr().String())
+	}
+	return addrs, nil
+}
+
 // procs starts processes and kills whatever is left on stop.
 type procs struct {
 	logDir string
@@ -106,21 +123,50 @@ type sustained struct {
 	p50, p99, pmax                 float64
 	maxBacklog                     uint64
 	series                         map[string][]Point
+	// warmup periods ran before the periods above; measured is the
+	// measured periods alone (nil without a warm-up).
+	warmup   int
+	measured *measuredPeriods
+}
+
+// measuredPeriods is a step's measured periods, after its warm-up: what
+// `max` reports. RSS and backlog are the largest seen from the first
+// measured period's start until everything was in ClickHouse; CPU is the
+// collector's over the same span per measured sample; latencies are those
+// of the measured samples.
+type measuredPeriods struct {
+	span                  stepSpan
+	samples               int
+	warmupLeft            uint64 // warm-up samples the collector had not taken when the measured periods began
+	startBacklog          uint64 // WAL records not in ClickHouse then
+	bufferBytes           int64  // each producer's byte bound
+	start, done, deadline time.Time
+	sustained             bool    // done by the deadline, one period after the last measured period
+	nominal, offered      float64 // offered: what the producers actually offered (stepSpan.offered)
+	delivered             float64
+	maxBacklog            uint64
+	maxRSS                int64
+	cpuPerM               float64
+	machineBusy           float64 // share of the machine's CPU (all cores) busy over the measured periods
+	p50, p99, pmax        float64
 }
 
 // errFellBehind: a load step's producers dropped samples to their buffer
 // bounds, the collector being too far behind.
 var errFellBehind = errors.New("bench: the collector fell behind")
 
-// runSustained runs vms simulated VMs over producer processes for periods of
-// 10 s into one collector process, and measures until everything produced is
-// in ClickHouse; then it checks that ClickHouse holds exactly that.
-func runSustained(ctx context.Context, env Env, conn driver.Conn, vms, periods int) (*sustained, error) {
+// runSustained runs vms simulated VMs over producer processes for warmup
+// and then periods periods of 10 s into one collector process, and measures
+// until everything produced is in ClickHouse; then it checks that
+// ClickHouse holds exactly that. The step's rates, backlog, RSS and
+// latencies cover all its periods; with a warm-up, s.measured has them
+// for the measured periods alone (rfd125 runs without one).
+func runSustained(ctx context.Context, env Env, conn driver.Conn, vms, warmup, periods int) (*sustained, error) {
 	period := env.period()
 	producers := max(1, vms/10_000)
 	perProducerVMs := vms / producers
-	perProducer := perProducerVMs * 22 * periods
-	s := &sustained{vms: vms, producers: producers, periods: periods, total: perProducer * producers, series: map[string][]Point{}}
+	perProducer := perProducerVMs * 22 * (warmup + periods)
+	s := &sustained{vms: vms, producers: producers, periods: periods, warmup: warmup, total: perProducer * producers, series: map[string][]Point{}}
 	db, drop, err := freshDB(ctx, conn, fmt.Sprintf("rfd125_%d", vms))
 	if err != nil {
 		return nil, err
@@ -132,23 +178,30 @@ func runSustained(ctx context.Context, env Env, conn driver.Conn, vms, periods i
 	}
 	ps := &procs{logDir: logDir}
 	defer ps.stop()
+	// rfd125 runs producers with their default byte bound; a step with a
+	// warm-up gives them room to ride out its start-up (window.go).
+	var bufferArgs []string
+	var bufferBytes int64
+	if warmup > 0 {
+		bufferBytes = producerBufferBytes(perProducer, producers, memAvailable())
+		bufferArgs = []string{"--max-bytes", fmt.Sprint(bufferBytes)}
+	}
+	addrs, err := freeAddrs(producers + 1)
+	if err != nil {
+		return nil, err
+	}
 	var paddrs []string
+	admin := addrs[producers]
 	for i := 0; i < producers; i++ {
-		a, err := freeAddr()
-		if err != nil {
-			return nil, err
-		}
+		a := addrs[i]
 		// Each producer its own VMs (as in a real fleet): every timeseries
 		// has one source, so checkPerSeries can see a collapsed row.
-		if _, err := ps.start(env.Binary, "producer", "--listen", a, "--vms", fmt.Sprint(perProducerVMs), "--vm-offset", fmt.Sprint(i*perProducerVMs), "--interval", period.String(),
-			"--total-samples", fmt.Sprint(perProducer), "--max-samples", "2000000"); err != nil {
+		pargs := []string{"producer", "--listen", a, "--vms", fmt.Sprint(perProducerVMs), "--vm-offset", fmt.Sprint(i * perProducerVMs), "--interval", period.String(),
+			"--total-samples", fmt.Sprint(perProducer), "--max-samples", "2000000"}
+		if _, err := ps.start(env.Binary, append(pargs, bufferArgs...)...); err != nil {
 			return nil, err
 		}
 		paddrs = append(paddrs, a)
-	}
-	admin, err := freeAddr()
-	if err != nil {
-		return nil, err
 	}
 	args := []string{"collector", "--data-dir", filepath.Join(logDir, "data"), "--listen", admin, "--clickhouse", env.ClickHouse,
 		"--database", db, "--interval", "1s", "--flush-age", "2s"}
@@ -159,12 +212,37 @@ func runSustained(ctx context.Context, env Env, conn driver.Conn, vms, periods i
 	if err != nil {
 		return nil, err
 	}
-	saveProfile(ctx, env, "http://"+admin, filepath.Join(logDir, "cpu-collector.pprof"), periods)
+	if warmup == 0 {
+		saveProfile(ctx, env, "http://"+admin, filepath.Join(logDir, "cpu-collector.pprof"), periods)
+	} else {
+		// The profile covers the measured periods (saveProfile starts one
+		// period after it is called).
+		go func() {
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Duration(warmup) * period):
+				saveProfile(ctx, env, "http://"+admin, filepath.Join(logDir, "cpu-collector.pprof"), periods)
+			}
+		}()
+	}
+	var allInAt func() time.Time
+	if warmup > 0 {
+		var stop func()
+		allInAt, stop = watchAllIn(ctx, admin, uint64(s.total))
+		defer stop()
+	}
 	began := time.Now()
-	var latencies []float64 // one entry per 1,000 samples
+	var latencies []float64  // one entry per 1,000 samples
+	var lats []latencySample // the same, with their sample time
+	var polls []poll
+	// statusAt: when the collector's status last answered; the status that
+	// ends the loop said everything was in ClickHouse at that moment (the
+	// loop's other queries come after it and can take seconds when the
+	// machine is busy).
+	var statusAt time.Time
 	prev := map[int64]uint64{}
 	var lastCollected float64
-	deadline := began.Add(time.Duration(periods)*period + 5*time.Minute)
+	deadline := began.Add(time.Duration(warmup+periods)*period + 5*time.Minute)
 	pr := &progress{w: env.Progress, every: 5 * time.Second}
 	for {
 		select {
@@ -174,7 +252,10 @@ func runSustained(ctx context.Context, env Env, conn driver.Conn, vms, periods i
 		}
 		now := time.Now()
 		t := now.Sub(began).Seconds()
-		rss, _ := procStats(col.Process.Pid)
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", col.Process.Pid)); err != nil {
+			return nil, fmt.Errorf("load step of %d VMs: the collector exited (logs in %s)", vms, logDir)
+		}
+		rss, cpu := procStats(col.Process.Pid)
 		s.maxRSS = max(s.maxRSS, rss)
 		var st struct {
 			Checkpoint struct {
@@ -186,6 +267,7 @@ func runSustained(ctx context.Context, env Env, conn driver.Conn, vms, periods i
 		}
 		var collected float64
 		if getJSON("http://"+admin+"/v1/status", &st) == nil {
+			statusAt = time.Now()
 			s.maxBacklog = max(s.maxBacklog, st.Checkpoint.BacklogRecords)
 			for _, p := range st.Producers {
 				collected += float64(p.Samples)
@@ -194,6 +276,7 @@ func runSustained(ctx context.Context, env Env, conn driver.Conn, vms, periods i
 			s.series["backlog_records"] = append(s.series["backlog_records"], Point{t, float64(st.Checkpoint.BacklogRecords)})
 			s.series["collector_rss_mib"] = append(s.series["collector_rss_mib"], Point{t, float64(rss) / (1 << 20)})
 			lastCollected = collected
+			polls = append(polls, poll{at: now, cpu: cpu, rss: rss, backlog: st.Checkpoint.BacklogRecords, collected: uint64(collected), machine: machineCPU()})
 		}
 		// Newly visible f64 rows by 100 ms of sample time: latency is now
 		// minus the sample's timestamp (1 s resolution).
@@ -210,6 +293,7 @@ func runSustained(ctx context.Context, env Env, conn driver.Conn, vms, periods i
 					lat := now.Sub(time.Unix(0, bucket*100_000_000+50_000_000)).Seconds()
 					for i := uint64(0); i < (n-prev[bucket]+999)/1000; i++ {
 						latencies = append(latencies, lat)
+						lats = append(lats, latencySample{bucket, lat})
 					}
 					worst = max(worst, lat)
 					prev[bucket] = n
@@ -263,13 +347,28 @@ func runSustained(ctx context.Context, env Env, conn driver.Conn, vms, periods i
 	if seen != uint64(s.total) {
 		return nil, fmt.Errorf("zero-loss check failed: ClickHouse holds %d samples, producers released %d", seen, s.total)
 	}
-	if err := checkPerSeries(ctx, conn, db, producers*perProducerVMs*22, periods); err != nil {
-		return nil, err
+	if warmup == 0 {
+		if err := checkPerSeries(ctx, conn, db, producers*perProducerVMs*22, periods); err != nil {
+			return nil, err
+		}
+	} else {
+		// The watcher's moment if it saw one, else the loop's (at most a
+		// poll later).
+		allIn := statusAt
+		if at := allInAt(); !at.IsZero() && at.Before(allIn) {
+			allIn = at
+		}
+		m, err := measureWindow(ctx, conn, db, stepWindow{period: period, warmup: warmup, periods: periods}, producers*perProducerVMs*22, polls, lats, allIn, s.cpu)
+		if err != nil {
+			return nil, fmt.Errorf("load step of %d VMs: %w (logs in %s)", vms, err, logDir)
+		}
+		m.bufferBytes = bufferBytes
+		s.measured = m
 	}
 	slices.Sort(latencies)
 	q := func(f float64) float64 { return latencies[min(len(latencies)-1, int(f*float64(len(latencies))))] }
 	s.p50, s.p99, s.pmax = q(0.5), q(0.99), latencies[len(latencies)-1]
-	s.offered = float64(s.total) / (float64(periods) * period.Seconds())
+	s.offered = float64(s.total) / (float64(warmup+periods) * period.Seconds())
 	s.delivered = float64(s.total) / s.elapsed.Seconds()
 	return s, nil
 }
@@ -368,7 +467,7 @@ func RunRFD125(ctx context.Context, env Env) (*Result, error) {
 	t := Table{Title: "RFD 125 load, end to end (real processes, ClickHouse on the same machine)",
 		Columns: []string{"N", "VMs", "samples/s offered", "delivered/s", "max backlog", "RSS MiB", "CPU s/M", "p50 s", "p99 s", "max s", "vs direct"}}
 	for _, n := range steps {
-		s, err := runSustained(ctx, env, conn, 1000*n, periods)
+		s, err := runSustained(ctx, env, conn, 1000*n, 0, periods)
 		if err != nil {
 			return nil, err
 		}

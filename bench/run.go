@@ -16,6 +16,7 @@ type Env struct {
 	ClickHouse string        // native address
 	VMsPerSled []int         // rfd125 load steps
 	PeerVMs    int           // peer: VMs (default 20,000)
+	Warmup     int           // max: warm-up periods per load step, not counted (default 2; at least 1)
 	Period     time.Duration // measurement period of the load scenarios; default 10 s (tests shorten it)
 	// Profile: save a CPU profile of the measured process (collector,
 	// Prometheus agent) over the load's second period and after, as
