@@ -63,9 +63,11 @@ func (rs *rowSet) reset() {
 	for t, f := range rs.fields {
 		switch {
 		case f == nil:
-		case cap(f.keys) > keepFieldRows:
+		case cap(f.keys) > keepFieldRows && f.len() < cap(f.keys)/8:
 			// A start's batches define every timeseries; later ones a
-			// few. Arrays grown for the first would stay for good.
+			// few. Arrays grown for the first would stay for good: they
+			// go once a batch uses an eighth of them (while the start's
+			// batches go on, they are reused, not grown again each time).
 			rs.fields[t] = nil
 		default:
 			f.reset()
@@ -80,9 +82,10 @@ func (rs *rowSet) reset() {
 }
 
 // keepFieldRows is the capacity of a fields table's arrays a row set keeps
-// from one batch to the next: arrays grown past it (a start's batches,
-// ~220,000 fields rows) are dropped, measured 26 MB held for good at RFD
-// 125's N=100 otherwise.
+// from one batch to the next once batches stop needing more: arrays grown
+// past it (a start's batches, ~220,000 fields rows) are dropped after a
+// batch that used less than an eighth of them; measured 26 MB held for
+// good at RFD 125's N=100 otherwise.
 const keepFieldRows = 16 << 10
 
 // weight is what a batch is cut on (Options.BatchRows): its measurement

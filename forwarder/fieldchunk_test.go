@@ -57,8 +57,8 @@ func TestFieldsInsertedInChunks(t *testing.T) {
 }
 
 // TestRowSetDropsLargeFieldArrays: the fields arrays a start's batch grew
-// (every timeseries new) are not kept past the batch; small ones are
-// reused.
+// (every timeseries new) are kept while batches fill them, and dropped
+// after a batch that uses a small part of them; small ones are reused.
 func TestRowSetDropsLargeFieldArrays(t *testing.T) {
 	w := newWriter(nil, "db", 1<<20)
 	rs := newRowSet()
@@ -75,8 +75,15 @@ func TestRowSetDropsLargeFieldArrays(t *testing.T) {
 	}
 	rs.reset()
 	for _, t0 := range grown {
+		if rs.fields[t0] == nil {
+			t.Errorf("fields of type %v dropped after a batch that filled them: the next start's batch grows them again", t0)
+		}
+	}
+	w.addSamples(rs, sampletest.NewFleet(2).Append(nil, 44, 1_000_000), nil) // a steady batch: a few new timeseries
+	rs.reset()
+	for _, t0 := range grown {
 		if rs.fields[t0] != nil {
-			t.Errorf("fields of type %v kept %d rows of capacity after the batch", t0, cap(rs.fields[t0].keys))
+			t.Errorf("fields of type %v kept %d rows of capacity after a batch that used a few", t0, cap(rs.fields[t0].keys))
 		}
 	}
 	small := newRowSet()
