@@ -3,7 +3,6 @@ package collector_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"net/http/httptest"
 	"regexp"
 	"testing"
@@ -112,7 +111,7 @@ func countPrefix(t *testing.T, db *pebble.DB, prefix []byte) int {
 	n := 0
 	for it.First(); it.Valid(); it.Next() {
 		if !bytes.HasPrefix(it.Key(), prefix) {
-			t.Fatal(fmt.Sprintf("key %q outside %q", it.Key(), prefix))
+			t.Fatalf("key %q outside %q", it.Key(), prefix)
 		}
 		n++
 	}
