@@ -25,7 +25,7 @@ func TestV3BadValueOfForwardedSeriesKeepsTheSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() }) // after the drop below: cleanups run last first
 	db := fmt.Sprintf("storeddef_%d", time.Now().UnixNano()%1e9)
 	t.Cleanup(func() { conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db) })
 	c, err := Open(Options{DataDir: t.TempDir(), Forwarder: forwarder.Options{Addr: addr, Database: db, FlushAge: 100 * time.Millisecond}})
