@@ -257,14 +257,7 @@ func runSustained(ctx context.Context, env Env, conn driver.Conn, vms, warmup, p
 		}
 		rss, cpu := procStats(col.Process.Pid)
 		s.maxRSS = max(s.maxRSS, rss)
-		var st struct {
-			Checkpoint struct {
-				BacklogRecords uint64 `json:"backlog_records"`
-			} `json:"checkpoint"`
-			Producers []struct {
-				Samples uint64 `json:"samples"`
-			} `json:"producers"`
-		}
+		var st collectorProgress
 		var collected float64
 		if getJSON("http://"+admin+"/v1/status", &st) == nil {
 			statusAt = time.Now()

@@ -311,14 +311,7 @@ func watchAllIn(ctx context.Context, admin string, total uint64) (at func() time
 				return
 			case <-tick.C:
 			}
-			var st struct {
-				Checkpoint struct {
-					BacklogRecords uint64 `json:"backlog_records"`
-				} `json:"checkpoint"`
-				Producers []struct {
-					Samples uint64 `json:"samples"`
-				} `json:"producers"`
-			}
+			var st collectorProgress
 			if getJSON("http://"+admin+"/v1/status", &st) != nil {
 				continue
 			}
@@ -342,4 +335,15 @@ func watchAllIn(ctx context.Context, admin string, total uint64) (at func() time
 			cancel()
 			<-finished
 		}
+}
+
+// collectorProgress is what the bench reads of a collector's /v1/status:
+// its WAL backlog and the samples it took per producer.
+type collectorProgress struct {
+	Checkpoint struct {
+		BacklogRecords uint64 `json:"backlog_records"`
+	} `json:"checkpoint"`
+	Producers []struct {
+		Samples uint64 `json:"samples"`
+	} `json:"producers"`
 }
