@@ -12,7 +12,6 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/holdfast/holdfast/forwarder"
-	"github.com/holdfast/holdfast/internal/chtest"
 	"github.com/holdfast/holdfast/internal/sampletest"
 )
 
@@ -22,11 +21,7 @@ import (
 // compares different work. The fleet is larger than one batch and spans
 // three periods, so both first-seen and known timeseries are in it.
 func TestDirectBaselineWritesTheForwardersRows(t *testing.T) {
-	conn, err := forwarder.Dial(chtest.Addr(t), "default", "", 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	_, conn := dial(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	const vms, batch = 40, 500

@@ -17,13 +17,15 @@ import (
 	"github.com/holdfast/holdfast/wal"
 )
 
-func dial(b *testing.B) (string, driver.Conn) {
-	addr := chtest.Addr(b)
+// dial connects to the test ClickHouse; the connection closes after the
+// test's other cleanups (database drops registered later run first).
+func dial(tb testing.TB) (string, driver.Conn) {
+	addr := chtest.Addr(tb)
 	conn, err := forwarder.Dial(addr, "default", "", 5*time.Second)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	b.Cleanup(func() { conn.Close() })
+	tb.Cleanup(func() { conn.Close() })
 	return addr, conn
 }
 

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast/forwarder"
-	"github.com/holdfast/holdfast/internal/chtest"
 	"github.com/holdfast/holdfast/internal/sampletest"
 )
 
@@ -17,11 +16,7 @@ import (
 // --vm-offset) fail it although the total is right, and so does a series
 // missing a sample.
 func TestPerSeriesCheckSeesOverlapAndCollapse(t *testing.T) {
-	conn, err := forwarder.Dial(chtest.Addr(t), "default", "", 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	_, conn := dial(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	const vms, periods = 20, 3
@@ -44,7 +39,7 @@ func TestPerSeriesCheckSeesOverlapAndCollapse(t *testing.T) {
 	if err := checkPerSeries(ctx, conn, load([]int{0, vms}), 2*vms*22, periods); err != nil {
 		t.Fatalf("distinct VMs: %v", err)
 	}
-	err = checkPerSeries(ctx, conn, load([]int{0, 0}), 2*vms*22, periods)
+	err := checkPerSeries(ctx, conn, load([]int{0, 0}), 2*vms*22, periods)
 	if err == nil || !strings.Contains(err.Error(), "per-series check failed") {
 		t.Fatalf("two producers with the same VMs passed the per-series check: %v", err)
 	}

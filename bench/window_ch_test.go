@@ -23,11 +23,7 @@ import (
 // latency. A timeseries short of a measured sample fails the step, and so
 // does one with a sample too many.
 func TestMeasureWindowSplitsPerTimeseries(t *testing.T) {
-	conn, err := forwarder.Dial(chtest.Addr(t), "default", "", 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() }) // after the databases' drops (Cleanup runs last first)
+	_, conn := dial(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	const vms, warmup, periods = 20, 2, 2
@@ -111,11 +107,7 @@ func TestRunSustainedWithWarmupTiny(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/holdfast").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	conn, err := forwarder.Dial(addr, "default", "", 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	_, conn := dial(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	const vms, warmup, periods = 40, 2, 2

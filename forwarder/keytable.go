@@ -1,6 +1,9 @@
 package forwarder
 
-import "hash/maphash"
+import (
+	"hash/maphash"
+	"math/bits"
+)
 
 // fingerprintOf is the writer's second, independent hash of the bytes a
 // timeseries key hashes (pa.AppendTimeseriesKeyBytes): two timeseries under
@@ -98,21 +101,12 @@ func (t *keyTable) grow() {
 	slots := max(keyTableMinSlots, 2*len(t.keys))
 	keys, fps := t.keys, t.fps
 	t.keys, t.fps = make([]uint64, slots), make([]uint32, slots)
-	t.shift = uint(64 - bitsLen(slots-1))
+	t.shift = uint(64 - bits.Len(uint(slots-1)))
 	for i, k := range keys {
 		if k != 0 {
 			t.insert(k, fps[i])
 		}
 	}
-}
-
-// bitsLen is the number of bits needed for n (n+1 a power of two: log2).
-func bitsLen(n int) int {
-	b := 0
-	for ; n > 0; n >>= 1 {
-		b++
-	}
-	return b
 }
 
 // len is the number of keys held.
@@ -124,6 +118,3 @@ func (t *keyTable) reset() {
 	clear(t.keys)
 	t.n, t.zero, t.zeroFP = 0, false, 0
 }
-
-// sizeBytes is the memory its arrays take.
-func (t *keyTable) sizeBytes() int { return 12 * len(t.keys) }
