@@ -108,7 +108,7 @@ func drainDir(ctx context.Context, addr, db, dir string, opts forwarder.Options,
 		return 0, err
 	}
 	defer st.Close()
-	opts.Addr, opts.Database = addr, db
+	opts.Addr, opts.Database, opts.SessionDir = addr, db, filepath.Join(dir, "sessions")
 	f, err := forwarder.New(l, st, opts)
 	if err != nil {
 		return 0, err

@@ -100,6 +100,7 @@ func Open(opts Options) (*Collector, error) {
 	}
 	fo := opts.Forwarder
 	fo.Registerer, fo.Logger, fo.Quarantine = opts.Registerer, c.log, c.q
+	fo.SessionDir = filepath.Join(opts.DataDir, "sessions")
 	if c.fwd, err = forwarder.New(c.wal, c.state, fo); err != nil {
 		return nil, err
 	}

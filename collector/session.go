@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/holdfast/holdfast/forwarder"
 	pa "github.com/holdfast/holdfast/producerapi"
 	"github.com/holdfast/holdfast/quarantine"
 )
@@ -262,8 +261,8 @@ func (c *Collector) noteSession(p *producer) {
 // producer's current session from the forwarder's store: nil when it is
 // not there (yet).
 func (c *Collector) storedDefinition(producer string, s *session, id uint64) ([]byte, error) {
-	if producer == "" || c.state == nil {
+	if producer == "" || c.fwd == nil {
 		return nil, nil
 	}
-	return forwarder.StoredDefinition(c.state, producer, s.incarnation, s.id, id)
+	return c.fwd.StoredDefinition(producer, s.incarnation, s.id, id)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/http/httptest"
+	"path/filepath"
 	"regexp"
 	"testing"
 	"time"
@@ -92,11 +93,22 @@ func TestLeavingProducerSessionDeleted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
+	sessions := 0
 	for producer, wantAny := range map[string]bool{"stays": true, "leaves": false} {
-		n := countPrefix(t, st, []byte("sessdef/"+producer+"\x00"))
+		n := countPrefix(t, st, []byte("sessmeta/"+producer+"\x00"))
 		if (n > 0) != wantAny {
-			t.Errorf("%s: %d definitions in the state store, want any: %v", producer, n, wantAny)
+			t.Errorf("%s: %d sessions in the state store, want any: %v", producer, n, wantAny)
 		}
+		sessions += n
+	}
+	// Every definitions file left is a session the state store still
+	// has: the one that stays.
+	files, err := filepath.Glob(filepath.Join(dir, "sessions", "*.defs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != sessions {
+		t.Errorf("%d session definition files left, want %d (the staying producer's sessions)", len(files), sessions)
 	}
 }
 

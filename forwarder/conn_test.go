@@ -43,6 +43,7 @@ func TestCredentialsTLSAndFailover(t *testing.T) {
 	deliver := func(t *testing.T, opts Options) {
 		e := newEnv(t, srv.Addr)
 		opts.Database, opts.FlushAge, opts.BackoffMin, opts.BackoffMax = e.db, 50*time.Millisecond, 20*time.Millisecond, 500*time.Millisecond
+		opts.SessionDir = e.options().SessionDir
 		samples := sampletest.NewFleet(5).Append(nil, 500, 1_700_000_000_000_000_000)
 		e.appendPages(samples, 100)
 		f, _ := e.start(opts)

@@ -9,11 +9,13 @@ import (
 	"github.com/holdfast/holdfast/wal"
 )
 
-// Pebble panics when a write to its log fails (a full disk included), so
-// the forwarder never asks it to store a version 3 record's definitions
-// without room for them: before such a record it checks the free space of
-// the data directory's file system (the WAL's; the state store lives
-// beside it) and, short of it, stops reading there, delivers what it has
+// Pebble panics when a write to its log fails (a full disk included), and a
+// definition file that cannot be written stops the forwarder, so the
+// forwarder never stores a version 3 record's definitions or a new
+// session's metadata without room for them: before such a record it checks
+// the free space of the data directory's file systems (the WAL's, where
+// the state store lives beside it, and the session files') and, short of
+// it, stops reading there, delivers what it has
 // read (whose truncation frees the space when ClickHouse answers) and
 // tries again. Definitions must be stored before the WAL is truncated past
 // their record, so waiting is the only safe answer to a full disk; a disk
@@ -53,8 +55,12 @@ func (f *Forwarder) stateWriteFor(rec wal.Record) int {
 // roomForState reports whether need bytes fit on the data directory's
 // file system with the margin (true when the space cannot be measured).
 func (f *Forwarder) roomForState(need int) bool {
-	free := wal.FreeBytes(f.wal.Dir())
-	return free < 0 || free >= int64(need)+pebbleWriteMargin
+	for _, dir := range []string{f.wal.Dir(), f.opts.SessionDir} {
+		if free := wal.FreeBytes(dir); free >= 0 && free < int64(need)+pebbleWriteMargin {
+			return false
+		}
+	}
+	return true
 }
 
 // waitForRoom is Run's answer to a record it has no room to store the

@@ -24,11 +24,13 @@
 // A version 3 page record carries only the series definitions its session
 // (producer, incarnation, session id) had not sent before; its samples name
 // series by session id. The forwarder keeps per session an array indexed by
-// id (sessions.go) and stores every definition in the state store when it
-// first reads it (NoSync, ordered before the checkpoint's Sync write), so
-// that after a restart, and for bisection and quarantine, definitions of
-// records the WAL no longer holds are still found. The Run goroutine owns
-// the arrays; deliveries read definitions from the state store only.
+// id (sessions.go) and appends every definition to its session's file
+// (internal/sessdefs, Options.SessionDir) when it first reads it; the files
+// written since the last checkpoint are synced before the checkpoint's Sync
+// write, so that after a restart, and for bisection and quarantine,
+// definitions of records the WAL no longer holds are still found. The Run
+// goroutine owns the arrays and the files; deliveries read definitions
+// through sessdefs.Store.Lookup only.
 //
 // # Failures
 //

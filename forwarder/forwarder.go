@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/holdfast/holdfast/internal/backoff"
+	"github.com/holdfast/holdfast/internal/sessdefs"
 	pa "github.com/holdfast/holdfast/producerapi"
 	"github.com/holdfast/holdfast/quarantine"
 	"github.com/holdfast/holdfast/wal"
@@ -59,6 +60,10 @@ type Options struct {
 	MaxCachedSeries int
 	// Limits validate every sample read back from the WAL.
 	Limits pa.Limits
+	// SessionDir is the directory of page v3 sessions' definition files
+	// (internal/sessdefs), beside the state store and with the same
+	// lifetime: required.
+	SessionDir string
 
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -81,6 +86,9 @@ type Options struct {
 }
 
 func (o Options) withDefaults() (Options, error) {
+	if o.SessionDir == "" {
+		return o, errors.New("forwarder: Options.SessionDir is required (the directory of session definition files, beside the state store)")
+	}
 	if o.Database == "" {
 		o.Database = "holdfast"
 	}
@@ -192,6 +200,7 @@ type Forwarder struct {
 	series      *seriesCache      // likewise: version 2 series entries (series.go)
 	scan        *scan2            // likewise: addRecord2's scratch space
 	sess        *sessions         // the Run goroutine's: version 3 session dictionaries (sessions.go)
+	defs        *sessdefs.Store   // their definitions; owned by the Run goroutine (Lookup and Sync from any)
 	// The Run goroutine's: diskspace.go's scratch head and warning clock.
 	roomHead        pa.Record3Head
 	lastRoomWarning time.Time
@@ -268,7 +277,11 @@ func New(log *wal.Log, state *pebble.DB, opts Options) (*Forwarder, error) {
 	f.w.deferSeen = true // the Run goroutine marks keys seen (pipeline.go)
 	f.decoder = pa.NewSampleDecoder()
 	f.series, f.scan = newSeriesCache(opts.MaxCachedSeries), &scan2{}
-	f.sess = newSessions(state)
+	if f.defs, err = sessdefs.Open(opts.SessionDir, sessdefs.Options{OnRepair: f.sessionFileRepaired}); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("forwarder: %w", err)
+	}
+	f.sess = newSessions(state, f.defs)
 	if err := f.sess.load(log.Stats().LastIndex); err != nil {
 		f.Close()
 		return nil, err
@@ -292,6 +305,11 @@ func New(log *wal.Log, state *pebble.DB, opts Options) (*Forwarder, error) {
 func (f *Forwarder) Close() error {
 	if f.m != nil {
 		f.m.unregister()
+	}
+	if f.defs != nil {
+		if err := f.defs.CloseAll(); err != nil {
+			f.log.Error("closing session definition files", "err", err)
+		}
 	}
 	if f.ownQ && f.q != nil {
 		f.q.Close()
@@ -586,7 +604,7 @@ func (f *Forwarder) decodeWith(dec *pa.SampleDecoder, rec wal.Record, page *pa.P
 	}
 	clear(page.Samples) // drop references to the previous page's values
 	if isRecord3(rec) {
-		if err := decodeRecord3(f.state, rec.Payload, page); err != nil {
+		if err := decodeRecord3(f.defs, rec.Payload, page); err != nil {
 			return err
 		}
 	} else if err := dec.DecodePageRecord(rec.Payload, page); err != nil {
@@ -655,6 +673,11 @@ func (f *Forwarder) flushWith(ctx context.Context, b *batch, fl *flight) error {
 	}
 	if f.afterInsert != nil && len(b.indexes) > 0 {
 		f.afterInsert()
+	}
+	// Definitions the batch's records made are durable before the
+	// checkpoint that passes them.
+	if err := f.defs.Sync(); err != nil {
+		return fmt.Errorf("forwarder: %w", err)
 	}
 	if err := storeCheckpoint(f.state, b.last); err != nil {
 		return err

@@ -84,7 +84,8 @@ func (e *env) close() {
 }
 
 func (e *env) options() Options {
-	return Options{Addr: e.addr, Database: e.db, Cluster: e.cluster, FlushAge: 50 * time.Millisecond, BackoffMin: 20 * time.Millisecond, BackoffMax: 500 * time.Millisecond}
+	return Options{Addr: e.addr, Database: e.db, Cluster: e.cluster, FlushAge: 50 * time.Millisecond, BackoffMin: 20 * time.Millisecond, BackoffMax: 500 * time.Millisecond,
+		SessionDir: e.dir + "/sessions"}
 }
 
 // appendPages writes samples as pages of pageSize samples.

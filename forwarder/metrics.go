@@ -7,24 +7,25 @@ import (
 )
 
 type metrics struct {
-	set             *promutil.Set
-	rowsInserted    prometheus.Counter
-	recordsDone     prometheus.Counter
-	batches         prometheus.Counter
-	insertSeconds   prometheus.Histogram
-	batchRows       prometheus.Histogram
-	transientErrors prometheus.Counter
-	rejectedInserts prometheus.Counter
-	quarantined     *prometheus.CounterVec
-	keyCollisions   prometheus.Counter
-	checkpoint      prometheus.Gauge
-	backlogRecords  prometheus.GaugeFunc
-	seriesMisses    prometheus.Counter
-	undefinedSeries prometheus.Counter
-	diskWaits       prometheus.Counter
-	sessionsLoaded  prometheus.Gauge
-	sessionIDs      prometheus.Gauge
-	all             []prometheus.Collector
+	set                *promutil.Set
+	rowsInserted       prometheus.Counter
+	recordsDone        prometheus.Counter
+	batches            prometheus.Counter
+	insertSeconds      prometheus.Histogram
+	batchRows          prometheus.Histogram
+	transientErrors    prometheus.Counter
+	rejectedInserts    prometheus.Counter
+	quarantined        *prometheus.CounterVec
+	keyCollisions      prometheus.Counter
+	checkpoint         prometheus.Gauge
+	backlogRecords     prometheus.GaugeFunc
+	seriesMisses       prometheus.Counter
+	undefinedSeries    prometheus.Counter
+	diskWaits          prometheus.Counter
+	sessionsLoaded     prometheus.Gauge
+	sessionFileRepairs prometheus.Counter
+	sessionIDs         prometheus.Gauge
+	all                []prometheus.Collector
 }
 
 // newMetrics registers the forwarder's metrics; backlog reports the WAL
@@ -54,7 +55,8 @@ func newMetrics(reg prometheus.Registerer, backlog func() float64) (*metrics, er
 	m.sessionsLoaded = prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "sessions_loaded", Help: "Version 3 series sessions whose id arrays are in memory."})
 	m.sessionIDs = prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "session_ids", Help: "Series ids of the sessions in memory (about 33 bytes of memory each)."})
 	m.diskWaits = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "disk_space_waits_total", Help: "Times reading stopped before a version 3 record because the data directory's disk had no room to store its series definitions (the state store cannot fail a write safely); reading resumes when deliveries have truncated the WAL."})
-	m.all = append(m.all, m.seriesMisses, m.undefinedSeries, m.diskWaits, m.sessionsLoaded, m.sessionIDs)
+	m.sessionFileRepairs = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "session_file_repairs_total", Help: "Session definition files cut back at a record that did not read back (a torn write or a damaged disk); the cut bytes are copied aside."})
+	m.all = append(m.all, m.sessionFileRepairs, m.seriesMisses, m.undefinedSeries, m.diskWaits, m.sessionsLoaded, m.sessionIDs)
 	var err error
 	m.set, err = promutil.Register(reg, m.all...)
 	return m, err

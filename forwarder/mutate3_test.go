@@ -34,6 +34,7 @@ func TestRecord3RandomMutations(t *testing.T) {
 	defer db.Close()
 	q, _ := quarantine.Open(db, quarantine.Options{BudgetBytes: -1})
 	defer q.Close()
+	defsDir := t.TempDir()
 	r := rand.New(rand.NewPCG(7, 9))
 	for it := 0; it < 1000; it++ {
 		p := append([]byte{}, seeds[r.IntN(len(seeds))]...)
@@ -56,7 +57,7 @@ func TestRecord3RandomMutations(t *testing.T) {
 			continue
 		}
 		p[0] = 3
-		fw := scanForwarder3Q(t, db, q)
+		fw := scanForwarder3Q(t, db, q, defsDir)
 		b := &batch{}
 		b.reset()
 		var page pa.PageRecord
@@ -70,7 +71,7 @@ func TestRecord3RandomMutations(t *testing.T) {
 		}
 		taken := len(b.indexes) == 2
 		var dec pa.PageRecord
-		decErr := decodeRecord3(fw.state, p, &dec)
+		decErr := decodeRecord3(fw.defs, p, &dec)
 		if taken && decErr != nil {
 			t.Fatalf("record added, but it does not decode: %v", decErr)
 		}

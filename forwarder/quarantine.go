@@ -65,7 +65,7 @@ func (f *Forwarder) quarantine(q QuarantinedRecord, reason string) error {
 	if isRecord3(wal.Record{Type: wal.RecordType(q.Type), Payload: q.Payload}) {
 		// Stored self-contained: the quarantine's tools read one entry
 		// at a time, without the session's earlier definitions.
-		if p, ok := selfContained3(f.state, q.Payload); ok {
+		if p, ok := selfContained3(f.defs, q.Payload); ok {
 			e.Payload = p
 			e.Reason += " (stored as a version 2 record of the same samples)"
 		} else {

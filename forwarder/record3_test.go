@@ -1,18 +1,22 @@
 package forwarder
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/holdfast/holdfast/internal/sampletest"
+	"github.com/holdfast/holdfast/internal/sessdefs"
 	"github.com/holdfast/holdfast/internal/state"
 	pa "github.com/holdfast/holdfast/producerapi"
 	"github.com/holdfast/holdfast/wal"
@@ -57,6 +61,28 @@ func distinctTimes(samples []pa.Sample, t0 int64) []pa.Sample {
 		samples[i].TimestampNs = t0 + int64(i)
 	}
 	return samples
+}
+
+// sessionDefs counts the definitions in a session's file.
+func sessionDefs(t *testing.T, dir, skey string) int {
+	t.Helper()
+	n := 0
+	if err := reopenDefs(t, dir).Load(skey, func(uint32, []byte) { n++ }); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// reopenDefs opens a store of session files again (a restart), closed
+// when the test ends.
+func reopenDefs(t testing.TB, dir string) *sessdefs.Store {
+	t.Helper()
+	s, err := sessdefs.Open(dir, sessdefs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.CloseAll() })
+	return s
 }
 
 // sessionKeys counts the Pebble keys under prefix+session key.
@@ -215,7 +241,7 @@ func TestRecord3SupersededSessionDeleted(t *testing.T) {
 	key := func(s *session3) string {
 		return string(sessionKey(nil, []byte(s.producer), []byte(s.incarnation), s.id))
 	}
-	if n := sessionKeys(t, e.state, sessDefPrefix, key(cur)); n != len(cur.ids) {
+	if n := sessionDefs(t, e.dir+"/sessions", key(cur)); n != len(cur.ids) {
 		t.Fatalf("%d definitions of the new session stored, want %d", n, len(cur.ids))
 	}
 	// The next delivery joins the one that passed the new session's
@@ -226,7 +252,7 @@ func TestRecord3SupersededSessionDeleted(t *testing.T) {
 		s    *session3
 		want int
 	}{{old, 0}, {cur, len(cur.ids)}, {other, len(other.ids)}} {
-		if n := sessionKeys(t, e.state, sessDefPrefix, key(c.s)); n != c.want {
+		if n := sessionDefs(t, e.dir+"/sessions", key(c.s)); n != c.want {
 			t.Errorf("session %s/%d: %d definitions stored, want %d", c.s.producer, c.s.id, n, c.want)
 		}
 		want := min(c.want, 1)
@@ -276,7 +302,7 @@ func TestCrashChild3(t *testing.T) {
 // TestRecord3KilledAfterTruncation: a forwarder process reads a session's
 // defining record, delivers two batches (the WAL truncated past that
 // record) and is SIGKILLed after inserting the third, before its
-// checkpoint: the definitions it stored (NoSync) are what the restarted
+// checkpoint: the definitions it wrote to the session file are what the restarted
 // forwarder has, and it drains the rest: every sample seen exactly once.
 func TestRecord3KilledAfterTruncation(t *testing.T) {
 	e := newEnv(t, "")
@@ -322,4 +348,189 @@ func TestRecord3KilledAfterTruncation(t *testing.T) {
 			t.Fatalf("sample at %d: got %+v want %+v", s.TimestampNs, d, s.Datum)
 		}
 	}
+}
+
+// TestRecord3DefinitionsMovedFromTheStateStore: a state store written by a
+// version that kept session definitions in Pebble (sessdef/), with the WAL
+// truncated past the records that defined them. The forwarder moves them
+// into the session's file at start (deleting them from Pebble and a stray
+// file no session names) and drains the later records, which name the
+// moved definitions: every sample exactly once, nothing quarantined (a
+// definition not moved would quarantine its samples' records as naming an
+// undefined series).
+func TestRecord3DefinitionsMovedFromTheStateStore(t *testing.T) {
+	e := newEnv(t, "")
+	const ts = 1_700_000_000_000_000_000
+	fleet := sampletest.NewFleet(5)
+	sess := newSession3("test", "inc-1", 0xfeedface)
+	skey := string(sessionKey(nil, []byte(sess.producer), []byte(sess.incarnation), sess.id))
+	var all []pa.Sample
+	page := func(i int) []pa.Sample {
+		p := distinctTimes(fleet.Append(nil, 110, 0), ts+int64(i)*1000)
+		all = append(all, p...)
+		return p
+	}
+	defining := e.appendRecord(sess.record(page(0)))
+	for i := 1; i < 120; i++ {
+		e.appendRecord(sess.record(page(i)))
+	}
+	f, stop := e.start(e.options())
+	e.flush(f, time.Minute)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if first := e.wal.Stats().FirstIndex; first <= defining {
+		t.Fatalf("WAL starts at %d: not truncated past the defining record %d", first, defining)
+	}
+	e.close()
+
+	// Rewrite the state as the earlier version left it.
+	sessDir := e.dir + "/sessions"
+	type def struct {
+		id  uint32
+		raw []byte
+	}
+	var defs []def
+	if err := reopenDefs(t, sessDir).Load(skey, func(id uint32, raw []byte) {
+		defs = append(defs, def{id, append([]byte(nil), raw...)})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(defs) != 110 {
+		t.Fatalf("%d definitions in the session's file, want 110", len(defs))
+	}
+	if err := os.RemoveAll(sessDir); err != nil {
+		t.Fatal(err)
+	}
+	db, err := state.Open(e.dir+"/state", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range defs {
+		if err := db.Set(defKey(nil, skey, uint64(d.id)), d.raw, pebble.NoSync); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Definitions of a session the state store does not know: dropped.
+	if err := db.Set(defKey(nil, "gone\x00inc\x00\x00\x00\x00\x00\x00\x00\x00\x01", 0), defs[0].raw, pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	stray := reopenDefs(t, sessDir)
+	if err := stray.Append("stray\x00inc\x00\x00\x00\x00\x00\x00\x00\x00\x02", 0, defs[0].raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := stray.CloseAll(); err != nil {
+		t.Fatal(err)
+	}
+
+	e.open()
+	for i := 120; i < 130; i++ {
+		e.appendRecord(sess.record(page(i)))
+	}
+	f, _ = e.start(e.options())
+	e.flush(f, time.Minute)
+	if q, err := quarantined(e.state); err != nil || len(q) != 0 {
+		for _, r := range q {
+			t.Errorf("record %d quarantined: %s", r.Index, r.Reason)
+		}
+		t.Fatalf("%d records quarantined (%v), want none", len(q), err)
+	}
+	e.checkExactly(all)
+	if n := sessionKeys(t, e.state, sessDefPrefix, ""); n != 0 {
+		t.Errorf("%d definitions left in the state store", n)
+	}
+	// The session was the previous run's: once its records are drained it
+	// is deleted, and the stray file went at start.
+	if files, _ := filepath.Glob(sessDir + "/*.defs"); len(files) != 0 {
+		t.Errorf("session files %v left, want none", files)
+	}
+}
+
+// TestRecord3DamagedSessionFile: a byte of a session's definitions file
+// flips while the collector is down, after the WAL was truncated past the
+// defining record. At start the file is cut back before the damaged
+// definition (the cut bytes copied aside, the repair counted and logged);
+// the records that follow, whose samples name definitions now lost, are
+// quarantined with their reason, and a record naming only definitions
+// before the damage is delivered.
+func TestRecord3DamagedSessionFile(t *testing.T) {
+	e := newEnv(t, "")
+	const ts = 1_700_000_000_000_000_000
+	fleet := sampletest.NewFleet(5)
+	sess := newSession3("test", "inc-1", 0xbad)
+	skey := string(sessionKey(nil, []byte(sess.producer), []byte(sess.incarnation), sess.id))
+	series := fleet.Append(nil, 110, 0)
+	var delivered []pa.Sample
+	for i := 0; i < 120; i++ {
+		p := distinctTimes(series, ts+int64(i)*1000)
+		delivered = append(delivered, p...)
+		e.appendRecord(sess.record(p))
+	}
+	f, stop := e.start(e.options())
+	e.flush(f, time.Minute)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if first := e.wal.Stats().FirstIndex; first <= 1 {
+		t.Fatalf("WAL starts at %d: not truncated past the defining record", first)
+	}
+	// Flip a byte in the 60th definition (ids are defined in order).
+	path := filepath.Join(e.dir, "sessions")
+	files, _ := filepath.Glob(path + "/*.defs")
+	if len(files) != 1 {
+		t.Fatalf("session files %v, want one", files)
+	}
+	b, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := -1
+	n := 0
+	if err := reopenDefs(t, path).Load(skey, func(id uint32, raw []byte) {
+		if n++; n == 60 {
+			at = bytes.Index(b, raw)
+		}
+	}); err != nil || at < 0 {
+		t.Fatalf("finding the 60th definition: %v", err)
+	}
+	b[at+3] ^= 0x10
+	if err := os.WriteFile(files[0], b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// Ten records naming every series, one naming the first ten only.
+	var damaged []uint64
+	for i := 120; i < 130; i++ {
+		damaged = append(damaged, e.appendRecord(sess.record(distinctTimes(series, ts+int64(i)*1000))))
+	}
+	first10 := distinctTimes(series[:10], ts+int64(130)*1000)
+	delivered = append(delivered, first10...)
+	e.appendRecord(sess.record(first10))
+	reg := prometheus.NewRegistry()
+	opts := e.options()
+	opts.Registerer = reg
+	f, _ = e.start(opts)
+	e.flush(f, time.Minute)
+	if got := counterValue(f.m.sessionFileRepairs); got != 1 {
+		t.Errorf("holdfast_forwarder_session_file_repairs_total = %v, want 1", got)
+	}
+	if aside, _ := filepath.Glob(path + "/*.damaged"); len(aside) != 1 {
+		t.Errorf("evidence files %v, want one", aside)
+	}
+	q, err := quarantined(e.state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(q) != len(damaged) {
+		t.Fatalf("%d records quarantined, want %d", len(q), len(damaged))
+	}
+	for i, r := range q {
+		if r.Index != damaged[i] || !strings.Contains(r.Reason, "never defined") {
+			t.Errorf("quarantined record %d: %s; want record %d naming an undefined series", r.Index, r.Reason, damaged[i])
+		}
+	}
+	e.checkExactly(delivered)
 }

@@ -8,8 +8,7 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/cockroachdb/pebble"
-
+	"github.com/holdfast/holdfast/internal/sessdefs"
 	pa "github.com/holdfast/holdfast/producerapi"
 	"github.com/holdfast/holdfast/quarantine"
 	"github.com/holdfast/holdfast/wal"
@@ -128,7 +127,7 @@ func (f *Forwarder) addRecord3(ctx context.Context, b *batch, idx uint64, rec wa
 	}
 	if len(s.refused) > 0 {
 		clear(s.page.Samples)
-		if err := decodeRecord3(f.state, rec.Payload, &s.page); err != nil {
+		if err := decodeRecord3(f.defs, rec.Payload, &s.page); err != nil {
 			return false, true, fmt.Errorf("forwarder: record %d scanned but does not decode: %w", idx, err)
 		}
 		if err := f.quarantineCollisions(ctx, idx, &s.page, s.refused); err != nil {
@@ -140,7 +139,7 @@ func (f *Forwarder) addRecord3(ctx context.Context, b *batch, idx uint64, rec wa
 }
 
 // define3 takes a block's definitions into the session: ids first.. in
-// order, stored in Pebble (one NoSync batch per record) and resolved. An id
+// order, appended to the session's file (written to the OS per record) and resolved. An id
 // defined before must be defined again with the same bytes (a record
 // replayed after a restart): redefined is the index of the first def that
 // is not (-1: none), which makes the record malformed.
@@ -176,7 +175,9 @@ func (f *Forwarder) define3(sess *session, first uint64, ndefs int, refused []ui
 			*e = sessEntry{typ: sv.DatumType, state: stRefused}
 			continue
 		}
-		f.sess.putDef(sess, id, sv.Raw)
+		if err := f.sess.putDef(sess, id, sv.Raw); err != nil {
+			return -1, err
+		}
 		f.resolve3(sess, e, sv.Raw, &s.defIDs[i])
 	}
 	return -1, f.sess.commit()
@@ -191,7 +192,7 @@ func (f *Forwarder) sameDef(sess *session, e *sessEntry, id uint64, raw []byte, 
 		return false, nil
 	}
 	stored, err := f.sess.getDef(sess, id)
-	if errors.Is(err, pebble.ErrNotFound) {
+	if errors.Is(err, sessdefs.ErrNotFound) {
 		return false, nil
 	}
 	if err != nil {
@@ -234,11 +235,11 @@ func (f *Forwarder) resolve3(sess *session, e *sessEntry, raw []byte, into *pa.S
 	*into = id
 }
 
-// resolveStored3 resolves a definition read from Pebble (a session loaded
+// resolveStored3 resolves a definition read from its session file (a session loaded
 // after a restart) when a sample first names it.
 func (f *Forwarder) resolveStored3(sess *session, e *sessEntry, id uint64) error {
 	raw, err := f.sess.getDef(sess, id)
-	if errors.Is(err, pebble.ErrNotFound) {
+	if errors.Is(err, sessdefs.ErrNotFound) {
 		*e = sessEntry{typ: e.typ, state: stInvalid}
 		return nil
 	}
@@ -259,7 +260,7 @@ func (f *Forwarder) resolveStored3(sess *session, e *sessEntry, id uint64) error
 
 // identity3 returns the decoded identity of session id id for a new
 // timeseries' fields and schema rows: decoded by this record already, or
-// read again from Pebble (a series whose fields rows this batch must write
+// read again from the session file (a series whose fields rows this batch must write
 // again: the writer forgot its key, or a delivery bisected).
 func (f *Forwarder) identity3(sess *session, id uint64) (pa.SeriesIdentity, error) {
 	s := f.scan
@@ -333,21 +334,21 @@ func (f *Forwarder) appendScanned3(rs *rowSet, sess *session, e *sessEntry, sm *
 // decodeRecord3 decodes a version 3 record whole, definitions of earlier
 // records of its session read from the state store (safe from any
 // goroutine: bisection's rebuild, quarantine).
-func decodeRecord3(db *pebble.DB, payload []byte, rec *pa.PageRecord) error {
+func decodeRecord3(defs *sessdefs.Store, payload []byte, rec *pa.PageRecord) error {
 	var h pa.Record3Head
 	if err := pa.ParsePageRecord3(payload, &h); err != nil {
 		return err
 	}
 	skey := string(sessionKey(nil, h.Producer, h.Incarnation, h.Session))
-	return pa.DecodePageRecord3(payload, rec, defLookup(db, skey))
+	return pa.DecodePageRecord3(payload, rec, defLookup(defs, skey))
 }
 
 // selfContained3 returns a version 3 record as a version 2 record of the
 // same samples, readable without its session (for the quarantine, whose
 // tools read one entry at a time); ok=false when it does not decode.
-func selfContained3(db *pebble.DB, payload []byte) ([]byte, bool) {
+func selfContained3(defs *sessdefs.Store, payload []byte) ([]byte, bool) {
 	var rec pa.PageRecord
-	if err := decodeRecord3(db, payload, &rec); err != nil {
+	if err := decodeRecord3(defs, payload, &rec); err != nil {
 		return nil, false
 	}
 	return pa.AppendPageRecord2(nil, rec.Producer, rec.Incarnation, false, pa.AppendBlock2(nil, rec.Samples)), true

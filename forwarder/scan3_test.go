@@ -15,6 +15,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/holdfast/holdfast/internal/sampletest"
+	"github.com/holdfast/holdfast/internal/sessdefs"
 	"github.com/holdfast/holdfast/internal/state"
 	pa "github.com/holdfast/holdfast/producerapi"
 	"github.com/holdfast/holdfast/quarantine"
@@ -72,13 +73,21 @@ func (s *session3) recordRefusing(samples []pa.Sample, refused []pa.Sample) []by
 // scanForwarder3 is scanForwarder with a state store and a quarantine:
 // what version 3 records need (their definitions are stored).
 func scanForwarder3(t testing.TB, db *pebble.DB) *Forwarder {
-	return scanForwarder3Q(t, db, nil)
+	return scanForwarder3Q(t, db, nil, "")
 }
 
 // scanForwarder3Q is scanForwarder3 over a given state store and
 // quarantine (nil: new ones).
-func scanForwarder3Q(t testing.TB, db *pebble.DB, q *quarantine.Store) *Forwarder {
+func scanForwarder3Q(t testing.TB, db *pebble.DB, q *quarantine.Store, defsDir string) *Forwarder {
 	f := scanForwarder(t)
+	if defsDir == "" {
+		defsDir = t.TempDir()
+	}
+	defs, err := sessdefs.Open(defsDir, sessdefs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { defs.CloseAll() })
 	if db == nil {
 		var err error
 		if db, err = state.Open(t.TempDir(), nil); err != nil {
@@ -93,7 +102,7 @@ func scanForwarder3Q(t testing.TB, db *pebble.DB, q *quarantine.Store) *Forwarde
 		}
 		t.Cleanup(func() { q.Close() })
 	}
-	f.state, f.q, f.sess = db, q, newSessions(db)
+	f.state, f.q, f.defs, f.sess = db, q, defs, newSessions(db, defs)
 	f.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	return f
 }
@@ -268,12 +277,13 @@ func FuzzAddRecord3(f *testing.F) {
 		f.Fatal(err)
 	}
 	defer q.Close()
+	defsDir := f.TempDir()
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		if len(payload) == 0 {
 			return
 		}
 		payload[0] = 3
-		fw := scanForwarder3Q(t, db, q)
+		fw := scanForwarder3Q(t, db, q, defsDir)
 		b := &batch{}
 		b.reset()
 		var page pa.PageRecord
@@ -287,7 +297,7 @@ func FuzzAddRecord3(f *testing.F) {
 		}
 		taken := len(b.indexes) == 2
 		var dec pa.PageRecord
-		decErr := decodeRecord3(fw.state, payload, &dec)
+		decErr := decodeRecord3(fw.defs, payload, &dec)
 		if taken && decErr != nil {
 			t.Fatalf("record added, but it does not decode: %v", decErr)
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/cockroachdb/pebble"
 
+	"github.com/holdfast/holdfast/internal/sessdefs"
 	"github.com/holdfast/holdfast/internal/state"
 	pa "github.com/holdfast/holdfast/producerapi"
 )
@@ -18,20 +19,29 @@ import (
 // (0, 1, 2, ... per producer, incarnation and session). The forwarder keeps,
 // per session, an array indexed by id of what a sample's row needs (name,
 // key, fingerprint, datum type, state): a sample costs an index, not a
-// hash. Definitions are stored in Pebble when first read, so that after a
-// restart, a bisection or a quarantine the definitions of records the WAL
-// no longer holds are still found:
+// hash. Definitions are stored when first read, so that after a restart, a
+// bisection or a quarantine the definitions of records the WAL no longer
+// holds are still found: each in its session's append-only file
+// (internal/sessdefs, Options.SessionDir), and each session's first index in
+// Pebble:
 //
-//	sessdef/  producer 0x00 incarnation 0x00 session(BE8) id(BE4) -> the definition's bytes
-//	sessmeta/ producer 0x00 incarnation 0x00 session(BE8)         -> WAL index of its first record (BE8)
+//	sessmeta/ producer 0x00 incarnation 0x00 session(BE8) -> WAL index of its first record (BE8)
 //
-// Both are written NoSync, in one batch per record; the checkpoint's Sync
-// write orders after them, so every definition a checkpointed record made
-// is durable when the checkpoint is. A session superseded by a later one of
-// the same producer is deleted (memory and Pebble) once the checkpoint
-// passed its successor's first record: no record left to read or rebuild
-// needs it. A session not used for sessionIdle leaves memory (Pebble keeps
-// it; it is loaded again when a record names it).
+// Definitions are written to the OS per record, the metadata NoSync in one
+// batch per record; before the checkpoint's Sync write the definition files
+// written since the last checkpoint are synced, so every definition a
+// checkpointed record made is durable when the checkpoint is. A session
+// superseded by a later one of the same producer is deleted (memory, file
+// and Pebble) once the checkpoint passed its successor's first record: no
+// record left to read or rebuild needs it. A session not used for
+// sessionIdle leaves memory (its file stays; it is loaded again when a
+// record names it).
+//
+// Versions before 0.9 kept definitions in Pebble, under
+//
+//	sessdef/ producer 0x00 incarnation 0x00 session(BE8) id(BE4) -> the definition's bytes
+//
+// load moves them into files once (migrateDefs).
 var (
 	sessDefPrefix  = []byte("sessdef/")
 	sessMetaPrefix = []byte("sessmeta/")
@@ -58,7 +68,7 @@ type sessState uint8
 
 const (
 	stUndefined  sessState = iota // no definition read (yet, or lost with its record)
-	stUnresolved                  // defined (in Pebble), not yet decoded: a session loaded after a restart
+	stUnresolved                  // defined (in its file), not yet decoded: a session loaded after a restart
 	stOK                          // decoded, validated, keyed
 	stRefused                     // the writing collector refused it: no sample may name it
 	stInvalid                     // it does not validate here (e.g. stricter limits than the collector's)
@@ -171,25 +181,32 @@ func (s *session) nameIndex(name string) uint32 {
 	return i
 }
 
-// unload drops a session's arrays (Pebble keeps its definitions).
-func (ss *sessions) unload(s *session) {
+// unload drops a session's arrays and closes its file (which keeps its
+// definitions).
+func (ss *sessions) unload(s *session) error {
 	if s.loaded {
 		ss.loaded--
 		ss.ids -= len(s.types)
 	}
 	s.chunks, s.types, s.names, s.nameIdx, s.loaded = nil, nil, nil, nil, false
+	if err := ss.defs.Close(s.key); err != nil {
+		return fmt.Errorf("forwarder: %w", err)
+	}
+	return nil
 }
 
 // sessions holds the forwarder's session dictionaries. Used by the Run
-// goroutine only; deliveries read definitions from Pebble (defLookup).
+// goroutine only; deliveries read definitions with defLookup.
 type sessions struct {
 	db         *pebble.DB
+	defs       *sessdefs.Store
 	m          map[string]*session
 	current    map[string]*session // per producer, its latest session
 	superseded []*session          // sessions waiting for the checkpoint to pass their successor
 	last       *session
 	key        []byte // scratch: a session key being looked up
 	pk         []byte // scratch: a Pebble key
+	def        []byte // scratch: the definition getDef read
 	batch      *pebble.Batch
 	now        func() time.Time
 	sweptAt    time.Time
@@ -211,6 +228,14 @@ type sessions struct {
 type leftProducer struct {
 	producer string
 	last     uint64
+}
+
+// sessionFileRepaired reports a session file cut back where it stopped
+// reading back (sessdefs.Options.OnRepair).
+func (f *Forwarder) sessionFileRepaired(r sessdefs.Repair) {
+	f.m.sessionFileRepairs.Inc()
+	f.log.Error("session definitions file damaged: kept the definitions before the damage; samples naming the others are quarantined unless the WAL still holds their records",
+		"path", r.Path, "offset", r.Offset, "dropped_bytes", r.Dropped, "copied_to", r.Aside, "reason", r.Reason, "copy_err", r.Err)
 }
 
 // ProducerLeft tells the forwarder that the WAL will hold no more records
@@ -256,8 +281,8 @@ func (ss *sessions) noteRowSet(gen uint64) {
 	}
 }
 
-func newSessions(db *pebble.DB) *sessions {
-	return &sessions{db: db, m: make(map[string]*session), current: make(map[string]*session), now: time.Now}
+func newSessions(db *pebble.DB, defs *sessdefs.Store) *sessions {
+	return &sessions{db: db, defs: defs, m: make(map[string]*session), current: make(map[string]*session), now: time.Now}
 }
 
 // sessionKey appends producer 0x00 incarnation 0x00 session(BE8) to dst.
@@ -287,6 +312,19 @@ func defKey(dst []byte, skey string, id uint64) []byte {
 // store for good.
 func (ss *sessions) load(walLast uint64) error {
 	if err := ss.loadMetas(); err != nil {
+		return err
+	}
+	keys := make([]string, 0, len(ss.m))
+	for k := range ss.m {
+		keys = append(keys, k)
+	}
+	// Files of sessions Pebble does not know: a crash between a file's
+	// creation and its session's metadata, or between a session's
+	// deletion and its file's.
+	if _, err := ss.defs.RemoveOthers(keys); err != nil {
+		return fmt.Errorf("forwarder: %w", err)
+	}
+	if err := ss.migrateDefs(); err != nil {
 		return err
 	}
 	end := max(walLast, 1)
@@ -433,32 +471,21 @@ func (ss *sessions) loadMeta(s *session) (bool, error) {
 	return true, nil
 }
 
-// loadDefs reads which ids of s Pebble defines and their datum types; the
+// loadDefs reads which ids s's file defines and their datum types; the
 // definitions are decoded when a sample first names them (stUnresolved).
 func (ss *sessions) loadDefs(s *session) error {
 	before := len(s.types)
-	prefix := append(append([]byte{}, sessDefPrefix...), s.key...)
-	lower, upper := state.PrefixBounds(prefix)
-	it, err := ss.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
-	if err != nil {
-		return fmt.Errorf("forwarder: loading session definitions: %w", err)
-	}
-	defer it.Close()
-	for it.First(); it.Valid(); it.Next() {
-		k, v := it.Key(), it.Value()
-		if len(k) != len(prefix)+4 || len(v) == 0 {
-			continue
-		}
-		id := uint64(binary.BigEndian.Uint32(k[len(prefix):]))
-		t := pa.DatumType(v[len(v)-1])
+	err := ss.defs.Load(s.key, func(id32 uint32, def []byte) {
+		id := uint64(id32)
+		t := pa.DatumType(def[len(def)-1])
 		if id >= maxSessionIDs || !t.Valid() {
-			continue
+			return
 		}
 		e := s.slot(id)
 		*e = sessEntry{typ: t, state: stUnresolved}
 		s.types[id] = t
-	}
-	if err := it.Error(); err != nil {
+	})
+	if err != nil {
 		return fmt.Errorf("forwarder: loading session definitions: %w", err)
 	}
 	s.loaded = true
@@ -475,15 +502,21 @@ func (ss *sessions) stage() *pebble.Batch {
 	return ss.batch
 }
 
-// putDef stages a definition's bytes.
-func (ss *sessions) putDef(s *session, id uint64, raw []byte) {
-	ss.pk = defKey(ss.pk[:0], s.key, id)
-	ss.stage().Set(ss.pk, raw, nil)
+// putDef appends a definition to its session's file.
+func (ss *sessions) putDef(s *session, id uint64, raw []byte) error {
+	if err := ss.defs.Append(s.key, id, raw); err != nil {
+		return fmt.Errorf("forwarder: storing a session definition: %w", err)
+	}
+	return nil
 }
 
-// commit writes the record's staged definitions (NoSync: the checkpoint's
-// Sync write makes them durable before it).
+// commit writes the record's definitions to the OS and its new session's
+// metadata to Pebble (NoSync: the checkpoint syncs both before its Sync
+// write).
 func (ss *sessions) commit() error {
+	if err := ss.defs.Flush(); err != nil {
+		return fmt.Errorf("forwarder: storing session definitions: %w", err)
+	}
 	b := ss.batch
 	if b == nil || b.Empty() {
 		return nil
@@ -491,7 +524,7 @@ func (ss *sessions) commit() error {
 	err := b.Commit(pebble.NoSync)
 	b.Reset()
 	if err != nil {
-		return fmt.Errorf("forwarder: storing session definitions: %w", err)
+		return fmt.Errorf("forwarder: storing session metadata: %w", err)
 	}
 	return nil
 }
@@ -544,29 +577,23 @@ func (ss *sessions) sweep(checkpoint uint64) error {
 	ss.sweptAt = now
 	for _, s := range ss.m {
 		if s.loaded && now.Sub(s.used) >= sessionIdle {
-			ss.unload(s)
 			if ss.last == s {
 				ss.last = nil
+			}
+			if err := ss.unload(s); err != nil {
+				return err
 			}
 		}
 	}
 	return nil
 }
 
-// drop deletes a session from memory and Pebble.
+// drop deletes a session from memory, Pebble and its file. The metadata
+// goes first: a crash between the two leaves a file no session names,
+// which the next start deletes (load).
 func (ss *sessions) drop(s *session) error {
-	prefix := append(append([]byte{}, sessDefPrefix...), s.key...)
-	lower, upper := state.PrefixBounds(prefix)
-	b := ss.db.NewBatch()
-	defer b.Close()
-	if err := b.DeleteRange(lower, upper, nil); err != nil {
-		return fmt.Errorf("forwarder: deleting session definitions: %w", err)
-	}
-	if err := b.Delete(append(append([]byte{}, sessMetaPrefix...), s.key...), nil); err != nil {
-		return fmt.Errorf("forwarder: deleting session metadata: %w", err)
-	}
-	if err := b.Commit(pebble.NoSync); err != nil {
-		return fmt.Errorf("forwarder: deleting a superseded session: %w", err)
+	if err := ss.db.Delete(append(append([]byte{}, sessMetaPrefix...), s.key...), pebble.NoSync); err != nil {
+		return fmt.Errorf("forwarder: deleting a superseded session's metadata: %w", err)
 	}
 	delete(ss.m, s.key)
 	if ss.current[s.producer] == s {
@@ -575,16 +602,22 @@ func (ss *sessions) drop(s *session) error {
 	if ss.last == s {
 		ss.last = nil
 	}
-	ss.unload(s)
+	if s.loaded {
+		ss.loaded--
+		ss.ids -= len(s.types)
+	}
+	s.chunks, s.types, s.names, s.nameIdx, s.loaded = nil, nil, nil, nil, false
+	if err := ss.defs.Remove(s.key); err != nil {
+		return fmt.Errorf("forwarder: deleting a superseded session's definitions: %w", err)
+	}
 	return nil
 }
 
 // defLookup returns a SeriesLookup reading the definitions of a session
-// from Pebble (safe from a delivery goroutine); found definitions are kept
-// for the lookup's lifetime.
-func defLookup(db *pebble.DB, skey string) pa.SeriesLookup {
+// from its file (safe from a delivery goroutine); found definitions are
+// kept for the lookup's lifetime.
+func defLookup(defs *sessdefs.Store, skey string) pa.SeriesLookup {
 	var got map[uint64][]byte
-	var key []byte
 	return func(id uint64) ([]byte, bool) {
 		if raw, ok := got[id]; ok {
 			return raw, true
@@ -592,13 +625,10 @@ func defLookup(db *pebble.DB, skey string) pa.SeriesLookup {
 		if id >= maxSessionIDs {
 			return nil, false
 		}
-		key = defKey(key[:0], skey, id)
-		v, closer, err := db.Get(key)
+		raw, err := defs.Lookup(skey, id)
 		if err != nil {
 			return nil, false
 		}
-		raw := append([]byte(nil), v...)
-		closer.Close()
 		if got == nil {
 			got = make(map[uint64][]byte)
 		}
@@ -607,37 +637,102 @@ func defLookup(db *pebble.DB, skey string) pa.SeriesLookup {
 	}
 }
 
-// getDef reads one definition from Pebble.
 // StoredDefinition returns the definition of series id of a producer's
 // page v3 session as the forwarder stored it when it read the record that
 // defined it: nil when it has not (the record not read yet, the series
 // refused by the writing collector, or the session deleted). The collector
 // reads it to quarantine, with its identity, a refused sample of a series
-// defined on an earlier page (collector/verify3.go). Safe beside a running
-// forwarder: Pebble is.
-func StoredDefinition(db *pebble.DB, producer, incarnation string, session, id uint64) ([]byte, error) {
+// defined on an earlier page (collector/verify3.go). Safe from any
+// goroutine, beside a running forwarder.
+func (f *Forwarder) StoredDefinition(producer, incarnation string, session, id uint64) ([]byte, error) {
 	if id >= maxSessionIDs {
 		return nil, nil
 	}
 	skey := sessionKey(nil, []byte(producer), []byte(incarnation), session)
-	v, closer, err := db.Get(defKey(nil, string(skey), id))
-	if errors.Is(err, pebble.ErrNotFound) {
+	raw, err := f.defs.Lookup(string(skey), id)
+	if errors.Is(err, sessdefs.ErrNotFound) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("forwarder: reading the definition of series %d of a session of %q: %w", id, producer, err)
 	}
-	defer closer.Close()
-	return append([]byte(nil), v...), nil
+	return raw, nil
 }
 
+// getDef reads one definition of s (sessdefs.ErrNotFound: none); the
+// bytes are valid until the next call.
 func (ss *sessions) getDef(s *session, id uint64) ([]byte, error) {
-	ss.pk = defKey(ss.pk[:0], s.key, id)
-	v, closer, err := ss.db.Get(ss.pk)
+	var err error
+	ss.def, err = ss.defs.Get(ss.def[:0], s.key, id)
+	return ss.def, err
+}
+
+// migrateDefs moves definitions an earlier version kept in Pebble
+// (sessdef/) into their sessions' files, then deletes them from Pebble.
+// Each file is written anew and synced before the Pebble keys go (Sync), so
+// a crash part way through does the move again at the next start.
+func (ss *sessions) migrateDefs() error {
+	lower, upper := state.PrefixBounds(sessDefPrefix)
+	it, err := ss.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("forwarder: reading stored session definitions: %w", err)
 	}
-	raw := append([]byte(nil), v...)
-	closer.Close()
-	return raw, nil
+	defer it.Close()
+	moved := false
+	valid := it.First()
+	for valid {
+		k := it.Key()[len(sessDefPrefix):]
+		if len(k) < 4 {
+			valid = it.Next()
+			continue
+		}
+		skey := string(k[:len(k)-4])
+		next := func() (uint64, []byte, bool, error) {
+			for ; valid; valid = it.Next() {
+				k := it.Key()[len(sessDefPrefix):]
+				if len(k) != len(skey)+4 || string(k[:len(skey)]) != skey {
+					return 0, nil, false, nil // the next session's
+				}
+				v := it.Value()
+				if len(v) == 0 {
+					continue
+				}
+				id := uint64(binary.BigEndian.Uint32(k[len(skey):]))
+				def := append([]byte(nil), v...)
+				valid = it.Next()
+				return id, def, true, nil
+			}
+			return 0, nil, false, it.Error()
+		}
+		if _, known := ss.m[skey]; !known {
+			for { // no session names them: dropped with the range below
+				if _, _, ok, err := next(); err != nil {
+					return fmt.Errorf("forwarder: reading stored session definitions: %w", err)
+				} else if !ok {
+					break
+				}
+			}
+			moved = true
+			continue
+		}
+		if err := ss.defs.Import(skey, next); err != nil {
+			return fmt.Errorf("forwarder: moving session definitions to %s: %w", ss.defs.Dir(), err)
+		}
+		moved = true
+	}
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("forwarder: reading stored session definitions: %w", err)
+	}
+	if !moved {
+		return nil
+	}
+	b := ss.db.NewBatch()
+	defer b.Close()
+	if err := b.DeleteRange(lower, upper, nil); err != nil {
+		return fmt.Errorf("forwarder: deleting moved session definitions: %w", err)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("forwarder: deleting moved session definitions: %w", err)
+	}
+	return nil
 }

@@ -110,7 +110,7 @@ func TestSupersededSessionsSweptAtStartUp(t *testing.T) {
 		{44, []*session3{s1, s2}, []*session3{s3, q}},
 		{45, []*session3{s1, s2, s3, q}, nil},
 	} {
-		ss := newSessions(f.state) // a restart
+		ss := newSessions(f.state, reopenDefs(t, f.defs.Dir())) // a restart
 		if err := ss.load(45); err != nil {
 			t.Fatal(err)
 		}
@@ -118,12 +118,12 @@ func TestSupersededSessionsSweptAtStartUp(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, s := range c.gone {
-			if n := sessionKeys(t, f.state, sessDefPrefix, key(s)) + sessionKeys(t, f.state, sessMetaPrefix, key(s)); n != 0 {
+			if n := sessionDefs(t, f.defs.Dir(), key(s)) + sessionKeys(t, f.state, sessMetaPrefix, key(s)); n != 0 {
 				t.Errorf("checkpoint %d: session %d has %d keys left, want none", c.checkpoint, s.id, n)
 			}
 		}
 		for _, s := range c.kept {
-			if n := sessionKeys(t, f.state, sessDefPrefix, key(s)); n != len(s.ids) {
+			if n := sessionDefs(t, f.defs.Dir(), key(s)); n != len(s.ids) {
 				t.Errorf("checkpoint %d: session %s/%d has %d definitions, want %d", c.checkpoint, s.producer, s.id, n, len(s.ids))
 			}
 		}
@@ -146,7 +146,7 @@ func TestReadingOrderDecidesSupersession(t *testing.T) {
 	if err := f.add(ctx, b, 1000, wal.Record{Type: wal.TypePage, Payload: old.record(fleet)}, &page); err != nil {
 		t.Fatal(err)
 	}
-	f2 := scanForwarder3Q(t, f.state, f.q) // a restart over another WAL, ending at 4
+	f2 := scanForwarder3Q(t, f.state, f.q, f.defs.Dir()) // a restart over another WAL, ending at 4
 	if err := f2.sess.load(4); err != nil {
 		t.Fatal(err)
 	}
@@ -159,10 +159,10 @@ func TestReadingOrderDecidesSupersession(t *testing.T) {
 	if err := f2.sess.sweep(1000); err != nil {
 		t.Fatal(err)
 	}
-	if n := sessionKeys(t, f.state, sessDefPrefix, key(cur)); n != len(cur.ids) {
+	if n := sessionDefs(t, f.defs.Dir(), key(cur)); n != len(cur.ids) {
 		t.Errorf("the current session has %d definitions left, want %d", n, len(cur.ids))
 	}
-	if n := sessionKeys(t, f.state, sessDefPrefix, key(old)); n != 0 {
+	if n := sessionDefs(t, f.defs.Dir(), key(old)); n != 0 {
 		t.Errorf("the old session has %d definitions left, want none", n)
 	}
 }
@@ -222,7 +222,7 @@ func TestPreviousRunSessionsDeletedOnceForwarded(t *testing.T) {
 	key := func(s *session3) string {
 		return string(sessionKey(nil, []byte(s.producer), []byte(s.incarnation), s.id))
 	}
-	f2 := scanForwarder3Q(t, f.state, f.q) // a restart; the WAL ends at 11
+	f2 := scanForwarder3Q(t, f.state, f.q, f.defs.Dir()) // a restart; the WAL ends at 11
 	if err := f2.sess.load(11); err != nil {
 		t.Fatal(err)
 	}
@@ -241,16 +241,16 @@ func TestPreviousRunSessionsDeletedOnceForwarded(t *testing.T) {
 	if err := f2.sess.sweep(10); err != nil {
 		t.Fatal(err)
 	}
-	if n := sessionKeys(t, f.state, sessDefPrefix, key(gone)); n != len(gone.ids) {
+	if n := sessionDefs(t, f.defs.Dir(), key(gone)); n != len(gone.ids) {
 		t.Errorf("checkpoint 10 (the WAL ended at 11 at the start): the previous run's session has %d definitions, want %d", n, len(gone.ids))
 	}
 	if err := f2.sess.sweep(11); err != nil {
 		t.Fatal(err)
 	}
-	if n := sessionKeys(t, f.state, sessDefPrefix, key(gone)) + sessionKeys(t, f.state, sessMetaPrefix, key(gone)); n != 0 {
+	if n := sessionDefs(t, f.defs.Dir(), key(gone)) + sessionKeys(t, f.state, sessMetaPrefix, key(gone)); n != 0 {
 		t.Errorf("checkpoint 11: the previous run's session has %d keys left, want none", n)
 	}
-	if n := sessionKeys(t, f.state, sessDefPrefix, key(continued)); n != len(continued.ids) {
+	if n := sessionDefs(t, f.defs.Dir(), key(continued)); n != len(continued.ids) {
 		t.Errorf("the continued session has %d definitions, want %d", n, len(continued.ids))
 	}
 }

@@ -88,7 +88,8 @@ func forward(ctx context.Context, log *slog.Logger, out io.Writer, cfg forwardCo
 		fmt.Fprintf(out, "appended %d simulated samples to the WAL (indexes ..%d)\n", cfg.generate, l.Stats().LastIndex)
 	}
 	f, err := forwarder.New(l, st, forwarder.Options{Addr: cfg.addr, Database: cfg.db, Cluster: cfg.cluster,
-		Username: cfg.client.Username, Password: cfg.client.Password, TLS: cfg.client.TLS, Registerer: reg, Logger: log})
+		Username: cfg.client.Username, Password: cfg.client.Password, TLS: cfg.client.TLS, Registerer: reg, Logger: log,
+		SessionDir: filepath.Join(cfg.dataDir, "sessions")})
 	if err != nil {
 		return err
 	}
