@@ -135,18 +135,7 @@ func TestRecord3RestartAfterTruncation(t *testing.T) {
 	}
 	e.close()
 	e.open()
-	for i := 120; i < 130; i++ {
-		e.appendRecord(sess.record(page(i)))
-	}
-	f, _ = e.start(e.options())
-	e.flush(f, time.Minute)
-	if q, err := quarantined(e.state); err != nil || len(q) != 0 {
-		for _, r := range q {
-			t.Errorf("record %d quarantined: %s", r.Index, r.Reason)
-		}
-		t.Fatalf("%d records quarantined (%v), want none", len(q), err)
-	}
-	e.checkExactly(all)
+	e.drainAgain(sess, page, 120, 130, &all)
 }
 
 // TestRecord3BisectionQuarantinesTheBadRecord: ClickHouse refuses every
@@ -426,18 +415,7 @@ func TestRecord3DefinitionsMovedFromTheStateStore(t *testing.T) {
 	}
 
 	e.open()
-	for i := 120; i < 130; i++ {
-		e.appendRecord(sess.record(page(i)))
-	}
-	f, _ = e.start(e.options())
-	e.flush(f, time.Minute)
-	if q, err := quarantined(e.state); err != nil || len(q) != 0 {
-		for _, r := range q {
-			t.Errorf("record %d quarantined: %s", r.Index, r.Reason)
-		}
-		t.Fatalf("%d records quarantined (%v), want none", len(q), err)
-	}
-	e.checkExactly(all)
+	e.drainAgain(sess, page, 120, 130, &all)
 	if n := sessionKeys(t, e.state, sessDefPrefix, ""); n != 0 {
 		t.Errorf("%d definitions left in the state store", n)
 	}
@@ -533,4 +511,23 @@ func TestRecord3DamagedSessionFile(t *testing.T) {
 		}
 	}
 	e.checkExactly(delivered)
+}
+
+// drainAgain appends the session's records of pages from..to-1, runs a
+// forwarder until it drained them, and checks that nothing was quarantined
+// and that ClickHouse holds every sample of all exactly once.
+func (e *env) drainAgain(sess *session3, page func(int) []pa.Sample, from, to int, all *[]pa.Sample) {
+	e.t.Helper()
+	for i := from; i < to; i++ {
+		e.appendRecord(sess.record(page(i)))
+	}
+	f, _ := e.start(e.options())
+	e.flush(f, time.Minute)
+	if q, err := quarantined(e.state); err != nil || len(q) != 0 {
+		for _, r := range q {
+			e.t.Errorf("record %d quarantined: %s", r.Index, r.Reason)
+		}
+		e.t.Fatalf("%d records quarantined (%v), want none", len(q), err)
+	}
+	e.checkExactly(*all)
 }

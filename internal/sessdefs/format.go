@@ -21,7 +21,11 @@ const (
 	// markBits: the sparse index holds the offset of the first record of
 	// every 1<<markBits ids.
 	markBits = 6
-	suffix   = ".defs"
+	// maxMarkedID bounds the ids the sparse index covers (2 MiB of marks
+	// at most; the forwarder's sessions stop at 1<<24 ids): a damaged or
+	// hostile file naming id 2³²-1 costs no memory for the ids below.
+	maxMarkedID = 1 << 24
+	suffix      = ".defs"
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)

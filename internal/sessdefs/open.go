@@ -53,13 +53,12 @@ func (s *Store) open(key string, create bool, fn func(uint32, []byte)) (*file, e
 	fi.mu.size, fi.end = size, size
 	s.mu.Lock()
 	s.mu.files[key] = fi
-	if size == fi.first {
-		// New (or emptied): its directory entry must reach the disk with
-		// the first Sync that syncs it.
-		s.mu.dirty[fi] = struct{}{}
-		s.mu.dirDirty = true
-	}
 	s.mu.Unlock()
+	// Synced at the next Sync whatever it holds, with its directory entry:
+	// a new file's must reach the disk, and a file a killed process wrote
+	// may still be only in the page cache, where a replay that finds its
+	// definitions there writes nothing that would mark it.
+	s.markDirty(fi, true)
 	return fi, nil
 }
 
@@ -124,7 +123,10 @@ func (s *Store) scanOpen(fi *file, fn func(uint32, []byte)) error {
 			return nil
 		}
 		if err != nil {
-			return &CorruptionError{Path: fi.path, Offset: off, Err: err}
+			if isDamage(err) {
+				return &CorruptionError{Path: fi.path, Offset: off, Err: err}
+			}
+			return fmt.Errorf("sessdefs: reading %s: %w", fi.path, err)
 		}
 		fn(id, def)
 		off = next
@@ -137,8 +139,16 @@ func (fi *file) note(id uint32, off int64) {
 	if fi.count > 0 && id <= fi.lastID {
 		fi.mu.unsorted = true
 	}
-	for b := int(id >> markBits); len(fi.mu.marks) <= b; {
-		fi.mu.marks = append(fi.mu.marks, off)
+	if id >= maxMarkedID {
+		// Marks would cost memory for every id below it: searches for
+		// such ids start at the first record beyond the bound.
+		if fi.mu.beyond == 0 {
+			fi.mu.beyond = off
+		}
+	} else {
+		for b := int(id >> markBits); len(fi.mu.marks) <= b; {
+			fi.mu.marks = append(fi.mu.marks, off)
+		}
 	}
 	fi.mu.Unlock()
 	fi.lastID, fi.count = id, fi.count+1
@@ -186,6 +196,11 @@ func (s *Store) repair(fi *file, off, size int64, reason error) error {
 	if err := fi.h.Sync(); err != nil {
 		return fmt.Errorf("sessdefs: repairing %s: %w", fi.path, err)
 	}
+	if r.Aside != "" {
+		if err := syncDir(s.dir); err != nil { // the evidence's name
+			r.Err = err
+		}
+	}
 	if s.opts.OnRepair != nil {
 		s.opts.OnRepair(r)
 	}
@@ -224,8 +239,11 @@ func lookupPath(rd *reader, path, key string, id uint32) ([]byte, error) {
 		return nil, fmt.Errorf("sessdefs: %w", err)
 	}
 	hkey, n, err := readHeader(h, st.Size())
+	if err != nil && !isDamage(err) {
+		return nil, fmt.Errorf("sessdefs: reading %s: %w", path, err)
+	}
 	if err != nil || hkey != key {
-		return nil, ErrNotFound
+		return nil, ErrNotFound // damaged: the owner repairs it when it opens it
 	}
 	// No sparse index here: every record from the first, ids in any order.
 	def, _, err := find(rd, h, int64(n), st.Size(), id, true)

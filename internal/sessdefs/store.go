@@ -40,10 +40,21 @@ type Store struct {
 	opts Options
 	mu   struct {
 		sync.Mutex
-		files    map[string]*file
-		dirty    map[*file]struct{}
-		dirDirty bool
+		files map[string]*file
+		// dirty holds the files written since their last fsync, each with
+		// the write generation (gen) it was marked at: a Sync removes a
+		// file only when no write came after the one its fsync covers.
+		dirty    map[*file]uint64
+		gen      uint64
+		dirDirty uint64 // like dirty's generations, for the directory (0: clean)
+		// failed is the first fsync error: sticky, as a failed fsync
+		// may have dropped the data it did not write (Linux marks the
+		// pages clean), so a later fsync's success proves nothing.
+		failed error
 	}
+	// syncMu serialises Syncs: one that finds nothing dirty while another
+	// is still syncing must not return before it.
+	syncMu sync.Mutex
 	// The owner's: appends not yet written (all of one file) and the
 	// buffer Get reads through.
 	pending *file
@@ -61,6 +72,7 @@ type file struct {
 		size     int64   // bytes written to the OS: what readers may read
 		marks    []int64 // per 1<<markBits ids, the offset of the first record of an id at or above them
 		unsorted bool    // a record was appended out of id order: readers scan from first
+		beyond   int64   // offset of the first record of an id at or above maxMarkedID (0: none)
 		closed   bool
 	}
 	// The owner's.
@@ -68,7 +80,10 @@ type file struct {
 	lastID     uint32
 	count      int
 	cursor     int64  // offset after the record the last Get found
-	cursorNext uint32 // every record from cursor on has an id at or above it
+	cursorNext uint64 // every record from cursor on has an id at or above it
+	// broken is the error of a failed write: the file takes no more
+	// appends (its sparse index may name records that are not there).
+	broken error
 }
 
 // Open opens (creating) the directory of session files.
@@ -81,7 +96,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	s := &Store{dir: dir, opts: opts, rd: reader{size: 64 << 10}}
 	s.mu.files = make(map[string]*file)
-	s.mu.dirty = make(map[*file]struct{})
+	s.mu.dirty = make(map[*file]uint64)
 	return s, nil
 }
 
@@ -123,6 +138,9 @@ func (s *Store) Append(key string, id uint64, def []byte) error {
 		}
 		s.pending = fi
 	}
+	if fi.broken != nil {
+		return fi.broken
+	}
 	off := fi.end
 	s.pend = appendRecord(s.pend, uint32(id), def)
 	fi.end += int64(recordHead + len(def))
@@ -144,22 +162,22 @@ func (s *Store) Flush() error {
 	fi.mu.Unlock()
 	if _, err := fi.h.WriteAt(s.pend, at); err != nil {
 		// A short write (a full disk) leaves part of a record: cut it, so
-		// that later appends follow whole records. The definitions not
-		// written are lost to this file; the caller stops, and the WAL
-		// still holds their record (its checkpoint is not written).
+		// that a reopening reads whole records. The definitions not
+		// written are lost to this file, which takes no more appends;
+		// the caller stops, and the WAL still holds their records (no
+		// checkpoint passed them). The next start reads the file again.
 		s.pend = s.pend[:0]
 		fi.end = at
 		if terr := fi.h.Truncate(at); terr != nil {
 			err = errors.Join(err, terr)
 		}
-		return fmt.Errorf("sessdefs: writing %s: %w", fi.path, err)
+		fi.broken = fmt.Errorf("sessdefs: writing %s: %w", fi.path, err)
+		return fi.broken
 	}
 	fi.mu.Lock()
 	fi.mu.size += int64(len(s.pend))
 	fi.mu.Unlock()
-	s.mu.Lock()
-	s.mu.dirty[fi] = struct{}{}
-	s.mu.Unlock()
+	s.markDirty(fi, false)
 	if cap(s.pend) > 4<<20 {
 		s.pend = nil // a burst's buffer is not kept
 	}
@@ -174,8 +192,11 @@ func (s *Store) Get(dst []byte, key string, id uint64) ([]byte, error) {
 		return dst, ErrNotFound
 	}
 	fi, err := s.file(key, false)
-	if err != nil || fi == nil {
-		return dst, errors.Join(err, ErrNotFound)
+	if err != nil {
+		return dst, err
+	}
+	if fi == nil {
+		return dst, ErrNotFound
 	}
 	if s.pending == fi {
 		if err := s.Flush(); err != nil {
@@ -185,14 +206,14 @@ func (s *Store) Get(dst []byte, key string, id uint64) ([]byte, error) {
 	fi.mu.Lock()
 	start, limit, unsorted := startOf(fi, uint32(id)), fi.mu.size, fi.mu.unsorted
 	fi.mu.Unlock()
-	if !unsorted && fi.cursorNext <= uint32(id) && fi.cursor > start {
+	if !unsorted && fi.cursorNext <= id && fi.cursor > start {
 		start = fi.cursor
 	}
 	def, next, err := find(&s.rd, fi.h, start, limit, uint32(id), unsorted)
 	if err != nil {
-		return dst, err
+		return dst, wrapRead(fi.path, err)
 	}
-	fi.cursor, fi.cursorNext = next, uint32(id)+1
+	fi.cursor, fi.cursorNext = next, id+1
 	return append(dst, def...), nil
 }
 
@@ -219,7 +240,7 @@ func (s *Store) Lookup(key string, id uint64) ([]byte, error) {
 	if h != nil {
 		def, _, err := find(&rd, h, start, limit, uint32(id), unsorted)
 		if !errors.Is(err, os.ErrClosed) {
-			return append([]byte(nil), def...), err
+			return append([]byte(nil), def...), wrapRead(filepath.Join(s.dir, fileName(key)), err)
 		}
 		// Closed under us (unloaded or removed): read it from its path.
 	}
@@ -239,6 +260,8 @@ func (s *Store) Close(key string) error {
 	s.mu.Lock()
 	_, dirty := s.mu.dirty[fi]
 	s.mu.Unlock()
+	// A Sync in progress may hold fi without having synced it yet: the
+	// entry stays in dirty until its fsync succeeded, so this one syncs.
 	if dirty {
 		if err := fi.h.Sync(); err != nil {
 			return fmt.Errorf("sessdefs: syncing %s: %w", fi.path, err)
@@ -319,7 +342,15 @@ func (s *Store) Import(key string, next func() (id uint64, def []byte, ok bool, 
 	if err := fi.h.Sync(); err != nil {
 		return fmt.Errorf("sessdefs: syncing %s: %w", fi.path, err)
 	}
-	return syncDir(s.dir)
+	if err := syncDir(s.dir); err != nil {
+		return err
+	}
+	// Not left open: an upgrade may move more sessions than the process
+	// may hold files; Load opens it when its session is named.
+	s.mu.Lock()
+	delete(s.mu.dirty, fi)
+	s.mu.Unlock()
+	return s.forget(fi)
 }
 
 // Sync makes every appended definition durable: it syncs the files
@@ -327,38 +358,73 @@ func (s *Store) Import(key string, next func() (id uint64, def []byte, ok bool, 
 // Safe from any goroutine; what the owner flushed before a Sync began is
 // on disk when it returns.
 func (s *Store) Sync() error {
-	s.mu.Lock()
-	files := make([]*file, 0, len(s.mu.dirty))
-	for fi := range s.mu.dirty {
-		files = append(files, fi)
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	type marked struct {
+		fi  *file
+		gen uint64
 	}
-	clear(s.mu.dirty)
-	dirDirty := s.mu.dirDirty
-	s.mu.dirDirty = false
+	s.mu.Lock()
+	if err := s.mu.failed; err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	files := make([]marked, 0, len(s.mu.dirty))
+	for fi, gen := range s.mu.dirty {
+		files = append(files, marked{fi, gen})
+	}
+	dirGen := s.mu.dirDirty
 	s.mu.Unlock()
 	var errs []error
-	for _, fi := range files {
+	for _, m := range files {
 		// Closed: Close synced it first, or Remove deleted it.
-		if err := fi.h.Sync(); err != nil && !errors.Is(err, os.ErrClosed) {
-			errs = append(errs, fmt.Errorf("sessdefs: syncing %s: %w", fi.path, err))
+		if err := m.fi.h.Sync(); err != nil && !errors.Is(err, os.ErrClosed) {
+			errs = append(errs, fmt.Errorf("sessdefs: syncing %s: %w", m.fi.path, err))
 		}
 	}
-	if dirDirty {
+	if dirGen != 0 {
 		if err := syncDir(s.dir); err != nil {
 			errs = append(errs, err)
 		}
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if len(errs) > 0 {
-		// Synced or not, mark them again: the next Sync retries.
-		s.mu.Lock()
-		for _, fi := range files {
-			s.mu.dirty[fi] = struct{}{}
+		s.mu.failed = errors.Join(errs...)
+		return s.mu.failed
+	}
+	for _, m := range files {
+		if s.mu.dirty[m.fi] == m.gen {
+			delete(s.mu.dirty, m.fi) // no write since the one synced
 		}
-		s.mu.dirDirty = s.mu.dirDirty || dirDirty
-		s.mu.Unlock()
-		return errors.Join(errs...)
+	}
+	if s.mu.dirDirty == dirGen {
+		s.mu.dirDirty = 0
 	}
 	return nil
+}
+
+// markDirty notes a write to fi (and to the directory when dir): the next
+// Sync syncs it.
+func (s *Store) markDirty(fi *file, dir bool) {
+	s.mu.Lock()
+	s.mu.gen++
+	s.mu.dirty[fi] = s.mu.gen
+	if dir {
+		s.mu.dirDirty = s.mu.gen
+	}
+	s.mu.Unlock()
+}
+
+// wrapRead names the file in a read error (not ErrNotFound).
+func wrapRead(path string, err error) error {
+	if err == nil || errors.Is(err, ErrNotFound) {
+		return err
+	}
+	if isDamage(err) {
+		return &CorruptionError{Path: path, Err: err}
+	}
+	return fmt.Errorf("sessdefs: reading %s: %w", path, err)
 }
 
 // CloseAll closes every file (syncing the written ones).
@@ -421,8 +487,17 @@ func startOf(fi *file, id uint32) int64 {
 	if fi.mu.unsorted {
 		return fi.first
 	}
+	if id >= maxMarkedID {
+		if fi.mu.beyond == 0 {
+			return fi.mu.size
+		}
+		return fi.mu.beyond
+	}
 	b := int(id >> markBits)
 	if b >= len(fi.mu.marks) {
+		if fi.mu.beyond != 0 {
+			return fi.mu.beyond // no mark: the records beyond come next
+		}
 		return fi.mu.size // past every record
 	}
 	return fi.mu.marks[b]
