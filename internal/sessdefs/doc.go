@@ -30,9 +30,11 @@
 // # Durability
 //
 // Append and Flush write to the operating system only. Sync fsyncs every
-// file written since the last Sync, and the directory when a file was
-// created: the forwarder calls it before it writes a checkpoint, so every
+// file written since the last Sync or opened since the store was (a killed
+// process may have left a file's tail in the page cache only), and the
+// directory: the forwarder calls it before it writes a checkpoint, so every
 // definition a checkpointed record made is on disk when the checkpoint is.
+// A failed fsync is sticky: every later Sync returns it.
 // A crash can leave a torn last record (or, after a disk fault, a damaged
 // one anywhere): opening a file keeps the records before the first bad one,
 // copies the rest aside to "<name>.damaged" and truncates the file there
