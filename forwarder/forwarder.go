@@ -204,8 +204,9 @@ type Forwarder struct {
 	// The Run goroutine's: diskspace.go's scratch head and warning clock.
 	roomHead        pa.Record3Head
 	lastRoomWarning time.Time
-	flight          *flight // likewise: the delivery in flight (pipeline.go)
-	spare           *batch  // likewise: the batch to fill next
+	sessionFilesAt  time.Time // likewise: when the session file gauges were last set
+	flight          *flight   // likewise: the delivery in flight (pipeline.go)
+	spare           *batch    // likewise: the batch to fill next
 
 	// afterInsert, when set by tests, runs after a batch is in ClickHouse
 	// and before its checkpoint is written.

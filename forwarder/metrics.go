@@ -25,6 +25,8 @@ type metrics struct {
 	sessionsLoaded     prometheus.Gauge
 	sessionFileRepairs prometheus.Counter
 	sessionIDs         prometheus.Gauge
+	sessionFiles       prometheus.Gauge
+	sessionFileBytes   prometheus.Gauge
 	all                []prometheus.Collector
 }
 
@@ -56,7 +58,9 @@ func newMetrics(reg prometheus.Registerer, backlog func() float64) (*metrics, er
 	m.sessionIDs = prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "session_ids", Help: "Series ids of the sessions in memory (about 33 bytes of memory each)."})
 	m.diskWaits = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "disk_space_waits_total", Help: "Times reading stopped before a version 3 record because the data directory's disk had no room to store its series definitions (the state store cannot fail a write safely); reading resumes when deliveries have truncated the WAL."})
 	m.sessionFileRepairs = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "session_file_repairs_total", Help: "Session definition files cut back at a record that did not read back (a torn write or a damaged disk); the cut bytes are copied aside."})
-	m.all = append(m.all, m.sessionFileRepairs, m.seriesMisses, m.undefinedSeries, m.diskWaits, m.sessionsLoaded, m.sessionIDs)
+	m.sessionFiles = prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "session_files", Help: "Page v3 session definition files in the data directory's sessions/ (about one per producer collected); updated every minute."})
+	m.sessionFileBytes = prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "session_file_bytes", Help: "Bytes of the page v3 session definition files (about 120 bytes a series); updated every minute."})
+	m.all = append(m.all, m.sessionFiles, m.sessionFileBytes, m.sessionFileRepairs, m.seriesMisses, m.undefinedSeries, m.diskWaits, m.sessionsLoaded, m.sessionIDs)
 	var err error
 	m.set, err = promutil.Register(reg, m.all...)
 	return m, err

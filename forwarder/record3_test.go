@@ -491,6 +491,10 @@ func TestRecord3DamagedSessionFile(t *testing.T) {
 	opts := e.options()
 	opts.Registerer = reg
 	f, _ = e.start(opts)
+	// Set at start, before the file is read (and repaired).
+	if n, bytes := gaugeValue(f.m.sessionFiles), gaugeValue(f.m.sessionFileBytes); n != 1 || bytes != float64(len(b)) {
+		t.Errorf("session file gauges at start: %v files, %v bytes; want 1 and %d", n, bytes, len(b))
+	}
 	e.flush(f, time.Minute)
 	if got := counterValue(f.m.sessionFileRepairs); got != 1 {
 		t.Errorf("holdfast_forwarder_session_file_repairs_total = %v, want 1", got)

@@ -259,7 +259,25 @@ func (f *Forwarder) sweepSessions(checkpoint uint64) error {
 	f.mu.left = nil
 	f.mu.Unlock()
 	f.sess.left = append(f.sess.left, left...)
-	return f.sess.sweep(checkpoint)
+	if err := f.sess.sweep(checkpoint); err != nil {
+		return err
+	}
+	if now := f.sess.now(); now.Sub(f.sessionFilesAt) >= time.Minute {
+		f.sessionFilesAt = now
+		f.noteSessionFiles()
+	}
+	return nil
+}
+
+// noteSessionFiles sets the session file gauges.
+func (f *Forwarder) noteSessionFiles() {
+	n, bytes, err := f.defs.Usage()
+	if err != nil {
+		f.log.Warn("measuring the session definition files", "err", err)
+		return
+	}
+	f.m.sessionFiles.Set(float64(n))
+	f.m.sessionFileBytes.Set(float64(bytes))
 }
 
 // noteRowSet is told the generation of the row set entries are about to

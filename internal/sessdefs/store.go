@@ -427,6 +427,28 @@ func wrapRead(path string, err error) error {
 	return fmt.Errorf("sessdefs: reading %s: %w", path, err)
 }
 
+// Usage returns how many session files the directory holds and their
+// bytes on disk (a directory listing: for a gauge, not a hot path). Safe
+// from any goroutine.
+func (s *Store) Usage() (files int, bytes int64, err error) {
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return 0, 0, fmt.Errorf("sessdefs: %w", err)
+	}
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), suffix) || e.IsDir() {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			continue // removed since the listing
+		}
+		files++
+		bytes += info.Size()
+	}
+	return files, bytes, nil
+}
+
 // CloseAll closes every file (syncing the written ones).
 func (s *Store) CloseAll() error {
 	s.mu.Lock()

@@ -309,6 +309,13 @@ func TestRemoveAndRemoveOthers(t *testing.T) {
 	if len(names) != 2 {
 		t.Fatalf("left %v; want c's file and the evidence", names)
 	}
+	info, err := os.Stat(filepath.Join(dir, fileName(keys[2])))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files, bytes, err := s.Usage(); err != nil || files != 1 || bytes != info.Size() {
+		t.Fatalf("Usage = %d files, %d bytes, %v; want 1 and %d (the evidence not counted)", files, bytes, err, info.Size())
+	}
 	if d, err := s.Lookup(keys[2], 0); err != nil || !bytes.Equal(d, def(0)) {
 		t.Fatalf("Lookup of a kept session = %q, %v", d, err)
 	}
