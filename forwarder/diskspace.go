@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"time"
 
+	"github.com/holdfast/holdfast/internal/sessdefs"
 	pa "github.com/holdfast/holdfast/producerapi"
 	"github.com/holdfast/holdfast/wal"
 )
@@ -30,6 +31,7 @@ const pebbleWriteMargin = 5 << 20
 // store: a version 3 record's definitions, or a new session's metadata;
 // 0 when it writes nothing. An estimate from the record's size.
 func (f *Forwarder) stateWriteFor(rec wal.Record) int {
+	f.roomDefs = 0
 	if !isRecord3(rec) {
 		return 0
 	}
@@ -49,7 +51,32 @@ func (f *Forwarder) stateWriteFor(rec wal.Record) int {
 	if ndefs == 0 && f.sess.known(h.Producer, h.Incarnation, h.Session) {
 		return 0
 	}
+	f.roomDefs = int(min(ndefs, maxSessionIDs))
 	return len(rec.Payload) + 4096
+}
+
+// reserveDefinitions reserves room in the session's file for the
+// definitions of the record stateWriteFor last measured (its payload plus
+// each definition's record head), false when the disk has none. Free space
+// measured a moment ago proves nothing to a disk another process is
+// filling: a definition write that then failed would stop the forwarder,
+// so the blocks are allocated before the record is taken.
+func (f *Forwarder) reserveDefinitions(need int) bool {
+	if f.roomDefs == 0 {
+		return true
+	}
+	h := &f.roomHead
+	f.roomKey = sessionKey(f.roomKey[:0], h.Producer, h.Incarnation, h.Session)
+	err := f.defs.Reserve(string(f.roomKey), int64(need)+int64(f.roomDefs)*16)
+	if err == nil {
+		return true
+	}
+	if sessdefs.IsNoSpace(err) {
+		return false
+	}
+	// Not about space: the append will say what it is, if anything.
+	f.log.Warn("reserving room for a record's series definitions", "err", err)
+	return true
 }
 
 // roomForState reports whether need bytes fit on the data directory's

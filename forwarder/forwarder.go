@@ -203,6 +203,8 @@ type Forwarder struct {
 	defs        *sessdefs.Store   // their definitions; owned by the Run goroutine (Lookup and Sync from any)
 	// The Run goroutine's: diskspace.go's scratch head and warning clock.
 	roomHead        pa.Record3Head
+	roomDefs        int    // the definitions in the record roomHead holds
+	roomKey         []byte // scratch: its session key
 	lastRoomWarning time.Time
 	sessionFilesAt  time.Time // likewise: when the session file gauges were last set
 	flight          *flight   // likewise: the delivery in flight (pipeline.go)
@@ -211,6 +213,9 @@ type Forwarder struct {
 	// afterInsert, when set by tests, runs after a batch is in ClickHouse
 	// and before its checkpoint is written.
 	afterInsert func()
+	// afterRoomCheck, when set by tests, runs between a record's room
+	// check and its reading (another process filling the disk then).
+	afterRoomCheck func()
 
 	mu struct {
 		sync.Mutex
@@ -453,7 +458,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 			return err
 		case ok:
 			readFailures = 0
-			if need := f.stateWriteFor(rec); need > 0 && !f.roomForState(need) {
+			if need := f.stateWriteFor(rec); need > 0 && (!f.roomForState(need) || !f.reserveDefinitions(need)) {
 				more, err := f.waitForRoom(ctx, dctx, &b, r, idx, need)
 				if err != nil {
 					return err
@@ -462,6 +467,9 @@ func (f *Forwarder) Run(ctx context.Context) error {
 					return nil
 				}
 				continue
+			}
+			if f.afterRoomCheck != nil {
+				f.afterRoomCheck()
 			}
 			if err := f.add(ctx, b, idx, rec, &page); err != nil {
 				if ctx.Err() != nil {

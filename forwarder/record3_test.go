@@ -18,6 +18,7 @@ import (
 	"github.com/holdfast/holdfast/internal/sampletest"
 	"github.com/holdfast/holdfast/internal/sessdefs"
 	"github.com/holdfast/holdfast/internal/state"
+	"github.com/holdfast/holdfast/internal/tmpfstest"
 	pa "github.com/holdfast/holdfast/producerapi"
 	"github.com/holdfast/holdfast/wal"
 )
@@ -534,4 +535,78 @@ func (e *env) drainAgain(sess *session3, page func(int) []pa.Sample, from, to in
 		e.t.Fatalf("%d records quarantined (%v), want none", len(q), err)
 	}
 	e.checkExactly(*all)
+}
+
+// TestRecord3DefinitionsOnADiskFilledMeanwhile: the session files' disk
+// (a real 8 MiB tmpfs) is filled by another process between the forwarder's
+// free-space check and its reading of a record that defines 440 series.
+// The room reserved in the session's file before the record was taken
+// holds its definitions, so the forwarder goes on: every sample delivered
+// once, the definitions stored. Without the reservation the definition
+// write failed with ENOSPC and stopped the forwarder (found in CI by
+// collector.TestFullDiskFreedFromOutside).
+func TestRecord3DefinitionsOnADiskFilledMeanwhile(t *testing.T) {
+	e := newEnv(t, "")
+	mnt := tmpfstest.Mount(t, "8m")
+	const ts = 1_700_000_000_000_000_000
+	sess := newSession3("test", "inc-1", 0xf11)
+	var all []pa.Sample
+	for i := 0; i < 3; i++ {
+		p := distinctTimes(sampletest.NewFleet(20).Append(nil, 440, 0), ts+int64(i)*1000)
+		all = append(all, p...)
+		e.appendRecord(sess.record(p))
+	}
+	opts := e.options()
+	opts.SessionDir = filepath.Join(mnt, "sessions")
+	f, err := New(e.wal, e.state, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	filled := false
+	f.afterRoomCheck = func() {
+		if !filled {
+			filled = true
+			fillDisk(t, filepath.Join(mnt, "filler"))
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	fctx, fcancel := context.WithTimeout(context.Background(), time.Minute)
+	defer fcancel()
+	if err := f.Flush(fctx); err != nil {
+		cancel()
+		t.Fatalf("Flush: %v; Run: %v", err, <-done)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if !filled {
+		t.Fatal("the disk was never filled")
+	}
+	e.checkExactly(all)
+	skey := string(sessionKey(nil, []byte(sess.producer), []byte(sess.incarnation), sess.id))
+	if n := sessionDefs(t, opts.SessionDir, skey); n != 440 {
+		t.Fatalf("%d definitions stored, want 440", n)
+	}
+}
+
+// fillDisk writes a file until its disk is full.
+func fillDisk(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	for n := len(buf); n >= 512; n /= 2 {
+		for {
+			if _, err := f.Write(buf[:n]); err != nil {
+				break
+			}
+		}
+	}
 }

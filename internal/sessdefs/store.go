@@ -84,6 +84,10 @@ type file struct {
 	// broken is the error of a failed write: the file takes no more
 	// appends (its sparse index may name records that are not there).
 	broken error
+	// reserved is the offset up to which the file's blocks are allocated
+	// (Reserve); noFallocate: its file system cannot.
+	reserved    int64
+	noFallocate bool
 }
 
 // Open opens (creating) the directory of session files.

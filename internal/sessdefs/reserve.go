@@ -1,0 +1,45 @@
+package sessdefs
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+)
+
+// reserveChunk is the least a reservation allocates: records come a page
+// at a time, and one fallocate serves many.
+const reserveChunk = 1 << 20
+
+// Reserve makes sure key's file (created if needed) has its next n bytes
+// allocated on disk (fallocate, keeping the file's size), so that appends
+// up to them cannot fail for want of space: the forwarder reserves before
+// it takes a record's definitions, and a full disk makes it wait (an error
+// for which IsNoSpace is true) instead of failing half way through a
+// record. On a file system without fallocate it reserves nothing and
+// returns nil (appends may then fail on a full disk, stopping the caller).
+func (s *Store) Reserve(key string, n int64) error {
+	fi, err := s.file(key, true)
+	if err != nil {
+		return err
+	}
+	if fi.noFallocate || fi.end+n <= fi.reserved {
+		return nil
+	}
+	from := max(fi.end, fi.reserved)
+	size := max(fi.end+n-from, reserveChunk)
+	err = syscall.Fallocate(int(fi.h.Fd()), 1 /* FALLOC_FL_KEEP_SIZE */, from, size)
+	switch {
+	case err == nil:
+		fi.reserved = from + size
+		return nil
+	case errors.Is(err, syscall.EOPNOTSUPP), errors.Is(err, syscall.ENOSYS):
+		fi.noFallocate = true
+		return nil
+	}
+	return fmt.Errorf("sessdefs: reserving %d bytes in %s: %w", size, fi.path, err)
+}
+
+// IsNoSpace reports whether err says the disk is full.
+func IsNoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
