@@ -567,7 +567,7 @@ func TestRecord3DefinitionsOnADiskFilledMeanwhile(t *testing.T) {
 	f.afterRoomCheck = func() {
 		if !filled {
 			filled = true
-			fillDisk(t, filepath.Join(mnt, "filler"))
+			tmpfstest.Fill(t, filepath.Join(mnt, "filler"))
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -590,23 +590,5 @@ func TestRecord3DefinitionsOnADiskFilledMeanwhile(t *testing.T) {
 	skey := string(sessionKey(nil, []byte(sess.producer), []byte(sess.incarnation), sess.id))
 	if n := sessionDefs(t, opts.SessionDir, skey); n != 440 {
 		t.Fatalf("%d definitions stored, want 440", n)
-	}
-}
-
-// fillDisk writes a file until its disk is full.
-func fillDisk(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 64<<10)
-	for n := len(buf); n >= 512; n /= 2 {
-		for {
-			if _, err := f.Write(buf[:n]); err != nil {
-				break
-			}
-		}
 	}
 }

@@ -9,27 +9,6 @@ import (
 	"github.com/holdfast/holdfast/internal/tmpfstest"
 )
 
-// fill writes a file until the disk is full.
-func fill(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 64<<10)
-	for {
-		if _, err := f.Write(buf); err != nil {
-			break
-		}
-	}
-	for { // the last pages
-		if _, err := f.Write(buf[:512]); err != nil {
-			return
-		}
-	}
-}
-
 // TestReserveOnAFullDisk: on a full disk (a real tmpfs) Reserve says so
 // (IsNoSpace) and leaves the file as it was; once room was reserved, appends
 // within it succeed even after something else filled the disk, which is
@@ -45,7 +24,7 @@ func TestReserveOnAFullDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	filler := filepath.Join(mnt, "filler")
-	fill(t, filler)
+	tmpfstest.Fill(t, filler)
 	if err := s.Reserve(testKey, 256<<10); !IsNoSpace(err) {
 		t.Fatalf("Reserve on a full disk = %v, want no space", err)
 	}
@@ -56,7 +35,7 @@ func TestReserveOnAFullDisk(t *testing.T) {
 	if err := s.Reserve(testKey, n*(recordHead+60)); err != nil {
 		t.Fatalf("Reserve with room: %v", err)
 	}
-	fill(t, filler)
+	tmpfstest.Fill(t, filler)
 	for id := uint64(1); id <= n; id++ {
 		if err := s.Append(testKey, id, def(id)); err != nil {
 			t.Fatal(err)

@@ -44,3 +44,22 @@ func TryMount(t testing.TB, size string) (dir, whyNot string) {
 	})
 	return dir, ""
 }
+
+// Fill writes a file at path until its file system is full, to the last
+// 512 bytes it takes.
+func Fill(t testing.TB, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	for n := len(buf); n >= 512; n /= 2 {
+		for {
+			if _, err := f.Write(buf[:n]); err != nil {
+				break
+			}
+		}
+	}
+}
