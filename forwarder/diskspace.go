@@ -67,6 +67,14 @@ func (f *Forwarder) reserveDefinitions(need int) bool {
 	}
 	h := &f.roomHead
 	f.roomKey = sessionKey(f.roomKey[:0], h.Producer, h.Incarnation, h.Session)
+	// A known session not in memory (a previous run's, or idle) is loaded
+	// now, as reading the record would: its file is read through once,
+	// not once to reserve and again to load.
+	if s := f.sess.m[string(f.roomKey)]; s != nil && !s.loaded {
+		if err := f.sess.loadDefs(s); err != nil {
+			return true // reading the record loads it again and says why
+		}
+	}
 	err := f.defs.Reserve(string(f.roomKey), int64(need)+int64(f.roomDefs)*16)
 	if err == nil {
 		return true

@@ -126,14 +126,7 @@ func TestRecord3RestartAfterTruncation(t *testing.T) {
 	for i := 1; i < 120; i++ {
 		e.appendRecord(sess.record(page(i)))
 	}
-	f, stop := e.start(e.options())
-	e.flush(f, time.Minute)
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
-	if first := e.wal.Stats().FirstIndex; first <= defining {
-		t.Fatalf("WAL starts at %d: not truncated past the defining record %d", first, defining)
-	}
+	e.drainPast(defining)
 	e.close()
 	e.open()
 	e.drainAgain(sess, page, 120, 130, &all)
@@ -364,15 +357,7 @@ func TestRecord3DefinitionsMovedFromTheStateStore(t *testing.T) {
 	for i := 1; i < 120; i++ {
 		e.appendRecord(sess.record(page(i)))
 	}
-	f, stop := e.start(e.options())
-	e.flush(f, time.Minute)
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	if first := e.wal.Stats().FirstIndex; first <= defining {
-		t.Fatalf("WAL starts at %d: not truncated past the defining record %d", first, defining)
-	}
+	e.drainPast(defining)
 	e.close()
 
 	// Rewrite the state as the earlier version left it.
@@ -447,15 +432,7 @@ func TestRecord3DamagedSessionFile(t *testing.T) {
 		delivered = append(delivered, p...)
 		e.appendRecord(sess.record(p))
 	}
-	f, stop := e.start(e.options())
-	e.flush(f, time.Minute)
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	if first := e.wal.Stats().FirstIndex; first <= 1 {
-		t.Fatalf("WAL starts at %d: not truncated past the defining record", first)
-	}
+	e.drainPast(1)
 	// Flip a byte in the 60th definition (ids are defined in order).
 	path := filepath.Join(e.dir, "sessions")
 	files, _ := filepath.Glob(path + "/*.defs")
@@ -491,7 +468,7 @@ func TestRecord3DamagedSessionFile(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	opts := e.options()
 	opts.Registerer = reg
-	f, _ = e.start(opts)
+	f, _ := e.start(opts)
 	// Set at start, before the file is read (and repaired).
 	if n, bytes := gaugeValue(f.m.sessionFiles), gaugeValue(f.m.sessionFileBytes); n != 1 || bytes != float64(len(b)) {
 		t.Errorf("session file gauges at start: %v files, %v bytes; want 1 and %d", n, bytes, len(b))
@@ -590,5 +567,20 @@ func TestRecord3DefinitionsOnADiskFilledMeanwhile(t *testing.T) {
 	skey := string(sessionKey(nil, []byte(sess.producer), []byte(sess.incarnation), sess.id))
 	if n := sessionDefs(t, opts.SessionDir, skey); n != 440 {
 		t.Fatalf("%d definitions stored, want 440", n)
+	}
+}
+
+// drainPast runs a forwarder until it drained the WAL, stops it, and checks
+// that the WAL was truncated past the record at index defining.
+func (e *env) drainPast(defining uint64) {
+	e.t.Helper()
+	f, stop := e.start(e.options())
+	e.flush(f, time.Minute)
+	if err := stop(); err != nil {
+		e.t.Fatal(err)
+	}
+	f.Close()
+	if first := e.wal.Stats().FirstIndex; first <= defining {
+		e.t.Fatalf("WAL starts at %d: not truncated past the defining record %d", first, defining)
 	}
 }

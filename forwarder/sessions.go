@@ -184,15 +184,20 @@ func (s *session) nameIndex(name string) uint32 {
 // unload drops a session's arrays and closes its file (which keeps its
 // definitions).
 func (ss *sessions) unload(s *session) error {
+	ss.release(s)
+	if err := ss.defs.Close(s.key); err != nil {
+		return fmt.Errorf("forwarder: %w", err)
+	}
+	return nil
+}
+
+// release drops a session's arrays from memory and the counts.
+func (ss *sessions) release(s *session) {
 	if s.loaded {
 		ss.loaded--
 		ss.ids -= len(s.types)
 	}
 	s.chunks, s.types, s.names, s.nameIdx, s.loaded = nil, nil, nil, nil, false
-	if err := ss.defs.Close(s.key); err != nil {
-		return fmt.Errorf("forwarder: %w", err)
-	}
-	return nil
 }
 
 // sessions holds the forwarder's session dictionaries. Used by the Run
@@ -620,11 +625,7 @@ func (ss *sessions) drop(s *session) error {
 	if ss.last == s {
 		ss.last = nil
 	}
-	if s.loaded {
-		ss.loaded--
-		ss.ids -= len(s.types)
-	}
-	s.chunks, s.types, s.names, s.nameIdx, s.loaded = nil, nil, nil, nil, false
+	ss.release(s)
 	if err := ss.defs.Remove(s.key); err != nil {
 		return fmt.Errorf("forwarder: deleting a superseded session's definitions: %w", err)
 	}
