@@ -156,15 +156,30 @@ func BenchmarkServePageV3VsV2(b *testing.B) {
 }
 
 // TestServePageV3AllocatesNothingPerSample: once a session holds the
-// series, serving a v3 page of 10,000 samples allocates a bounded number
-// of times (the page's own slice and token, the request), not per sample.
+// series, serving a v3 page allocates a fixed number of times (the page's
+// own slice and token, the request and its URL), not per sample or per
+// series. The count is compared between pages of 1,000 and 10,000 samples
+// rather than against a fixed number, because the fixed part varies with
+// the race detector and with the runtime's own allocations: one allocation
+// per series would add 409 to the difference, one per sample 9,000.
 func TestServePageV3AllocatesNothingPerSample(t *testing.T) {
+	small, large := allocationsToServePageV3(t, 1_000), allocationsToServePageV3(t, 10_000)
+	if grew := large - small; grew > 50 {
+		t.Fatalf("serving a v3 page allocated %.0f times at 1,000 samples and %.0f at 10,000: %.0f more, want at most 50 (none per sample or series)", small, large, grew)
+	}
+	t.Logf("allocations a page: %.0f at 1,000 samples, %.0f at 10,000", small, large)
+}
+
+// allocationsToServePageV3 is the mean number of allocations to serve a
+// page of n samples over five pages, after three pages that establish the
+// session and size the buffers.
+func allocationsToServePageV3(t *testing.T, n int) float64 {
+	t.Helper()
 	s, err := pa.NewServer(pa.ServerOptions{ID: "allocs", Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
 	v3 := &pageClient{h: s.Handler(), id: "v3", accept: pa.ContentTypeBinaryV3, w: bodyWriter{h: http.Header{}}}
-	const n = 10_000
 	batch := sampletest.NewFleet(n/22).Append(nil, n, 0)
 	round := int64(0)
 	add := func() {
@@ -174,7 +189,7 @@ func TestServePageV3AllocatesNothingPerSample(t *testing.T) {
 		}
 		s.Add(batch)
 	}
-	for i := 0; i < 3; i++ { // the session, and the buffers' sizes
+	for i := 0; i < 3; i++ {
 		add()
 		v3.serve(t)
 	}
@@ -186,13 +201,9 @@ func TestServePageV3AllocatesNothingPerSample(t *testing.T) {
 		got := v3.serve(t)
 		runtime.ReadMemStats(&after)
 		if got != n {
-			t.Fatalf("page of %d samples", got)
+			t.Fatalf("page of %d samples, want %d", got, n)
 		}
 		total += float64(after.Mallocs - before.Mallocs)
 	}
-	if per := total / 5; per > 100 {
-		t.Fatalf("%.0f allocations to serve a v3 page of %d samples, want at most 100 (none per sample)", per, n)
-	} else {
-		t.Logf("%.0f allocations a page of %d samples", per, n)
-	}
+	return total / 5
 }
