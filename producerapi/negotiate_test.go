@@ -3,6 +3,7 @@ package producerapi_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -204,4 +205,33 @@ func TestPageV2ByteLimit(t *testing.T) {
 			maxBytes, got[2], got[1], got[3])
 	}
 	t.Logf("samples in %d bytes: v1 %d, v2 %d, v3 %d", maxBytes, got[1], got[2], got[3])
+}
+
+// TestBinaryPagesAnnounceTheirLength: a binary page larger than net/http's
+// chunking buffer is sent with its Content-Length, so the collector reads
+// it into one buffer of that size rather than growing one.
+func TestBinaryPagesAnnounceTheirLength(t *testing.T) {
+	s, hs := newProducer(t, pa.ServerOptions{})
+	if err := s.Add(fleet(2000, 1)); err != nil {
+		t.Fatal(err)
+	}
+	for _, ct := range []string{pa.ContentTypeBinaryV3, pa.ContentTypeBinaryV2} {
+		req, _ := http.NewRequest(http.MethodGet, hs.URL+"/v1/collectors/c"+ct[len(ct)-9:len(ct)-7]+"/page?limit=2000", nil)
+		req.Header.Set("Accept", ct)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusOK || len(body) < 8<<10 {
+			t.Fatalf("%s: status %d, %d bytes; want a page of at least 8 KiB", ct, resp.StatusCode, len(body))
+		}
+		if resp.ContentLength != int64(len(body)) {
+			t.Errorf("%s: Content-Length %d for a body of %d bytes", ct, resp.ContentLength, len(body))
+		}
+	}
 }

@@ -514,6 +514,10 @@ func (s *Server) handlePage(w http.ResponseWriter, r *http.Request, ps httproute
 		}
 		setPageHeaders(w.Header(), &p)
 		w.Header().Set("Content-Type", ct)
+		// Announced, so the collector reads the body into one buffer of
+		// its size instead of growing one (net/http would send a body
+		// larger than its chunking buffer without a length).
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 		w.Write(body)
 		if cap(body) <= 16<<20 { // one huge page must not stay pinned
 			*bp = body
