@@ -61,6 +61,7 @@ func startLoad(env Env, name, chAddr, db string, vms, periods int, extra ...stri
 	for _, p := range l.paddrs {
 		l.colArgs = append(l.colArgs, "--producer", "http://"+p)
 	}
+	l.colArgs = append(l.colArgs, env.CollectorArgs...)
 	l.began = time.Now()
 	if err := l.startCollector(); err != nil {
 		l.ps.stop()

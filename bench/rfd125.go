@@ -208,6 +208,7 @@ func runSustained(ctx context.Context, env Env, conn driver.Conn, vms, warmup, p
 	for _, p := range paddrs {
 		args = append(args, "--producer", "http://"+p)
 	}
+	args = append(args, env.CollectorArgs...)
 	col, err := ps.start(env.Binary, args...)
 	if err != nil {
 		return nil, err

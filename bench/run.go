@@ -22,6 +22,9 @@ type Env struct {
 	// Prometheus agent) over the load's second period and after, as
 	// cpu-*.pprof in its log directory.
 	Profile bool
+	// CollectorArgs are extra flags given to every collector process a
+	// scenario starts (after its own, so they win), e.g. --memory-limit.
+	CollectorArgs []string
 }
 
 func (e Env) period() time.Duration {

@@ -34,6 +34,8 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	vms := fs.String("vms", "10,20,50,100", "rfd125: VMs per sled (10 projects x 10 teams x 10 sleds x N)")
 	profile := fs.Bool("profile", false, "save CPU profiles of the measured processes (collector, Prometheus agent) in the working directory (with --dir to keep them)")
 	peerVMs := fs.Int("peer-vms", 20_000, "peer: VMs (22 samples each every 10 s) for both holdfast and the Prometheus agent")
+	var collectorArgs stringList
+	fs.Var(&collectorArgs, "collector-arg", "an extra flag for every collector a scenario starts, e.g. --collector-arg=--memory-limit=256MiB (repeatable)")
 	warmup := fs.Int("warmup", 2, "max: warm-up periods of each load step, not counted (the first defines every series and writes its fields rows)")
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		fmt.Fprintf(stderr, "holdfast bench: want a scenario: %s or all\n", strings.Join(scenarios, ", "))
@@ -77,6 +79,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	env.PeerVMs = *peerVMs
 	env.Warmup = *warmup
 	env.Profile = *profile
+	env.CollectorArgs = collectorArgs
 	failed := false
 	for _, s := range run {
 		fmt.Fprintf(stdout, "bench: %s (budget %v)\n", s, *duration)
