@@ -17,13 +17,20 @@ func fingerprintOf(seed maphash.Seed, keyBytes []byte) uint32 {
 
 // keyTable is the writer's set of written timeseries keys with their
 // fingerprints: an open-addressing hash table (linear probing) over two
-// parallel arrays, 12 bytes a slot, filled to at most 13/16 before it
-// doubles: 15–30 bytes a key. At RFD 125's 2.2 M keys it takes 22.9 bytes a
-// key against 26.4 for the map[uint64]uint64 it replaced (a Go map slot of
-// a uint64 key is 16 bytes plus a control byte, whatever the value), and a
-// lookup of a random key among a million is 3.4 times faster (34 against
-// 116 ns: one probe sequence in one array; `TestKeyTableMemory`,
-// `BenchmarkKeyTableGet`). Keys are FNV-1a hashes already; a
+// parallel arrays, 12 bytes a slot. It is filled to at most 3/4 and then
+// grows by a quarter, not twice: its slot count need not be a power of two
+// (a key's home slot is the high word of its mixed hash times the slot
+// count), so any number of keys takes 16–20 bytes a key rather than the
+// 15–30 of doubling (17.2 against 22.9 at RFD 125's 2.2 M keys, where the
+// doubled table was half empty), and a growth holds 2.25 times the old
+// arrays for a moment rather than 3 times. The price: each key is rehashed
+// about four times over the table's life instead of twice. Lookups of
+// random keys among a million took the same time as with doubling within
+// this machine's noise (`BenchmarkKeyTableGet`, 19–27 against 15–31 ns in
+// alternating runs); the load stays under 3/4 so that probe sequences stay
+// short. A Go map[uint64]uint64 takes 26.4 bytes a key (a slot of a uint64
+// key is 16 bytes plus a control byte, whatever the value;
+// `TestKeyTableMemory`). Keys are FNV-1a hashes already; the
 // multiplicative mix spreads them over the slots anyway, so keys that tests
 // force to collide or that share their low bits probe no worse.
 //
@@ -31,10 +38,9 @@ func fingerprintOf(seed maphash.Seed, keyBytes []byte) uint32 {
 // deliveries only read it while the Run goroutine does not write
 // (pipeline.go).
 type keyTable struct {
-	keys  []uint64 // 0: empty slot (key 0 is kept aside)
-	fps   []uint32
-	n     int  // keys held, key 0 included
-	shift uint // 64 - log2(len(keys))
+	keys []uint64 // 0: empty slot (key 0 is kept aside)
+	fps  []uint32
+	n    int // keys held, key 0 included
 	// zero and zeroFP hold key 0, which cannot mark itself in keys.
 	zero   bool
 	zeroFP uint32
@@ -42,8 +48,10 @@ type keyTable struct {
 
 const keyTableMinSlots = 1024
 
+// slot is key's home slot: its mixed hash scaled to [0, len(t.keys)).
 func (t *keyTable) slot(key uint64) int {
-	return int((key * 0x9e3779b97f4a7c15) >> t.shift)
+	hi, _ := bits.Mul64(key*0x9e3779b97f4a7c15, uint64(len(t.keys)))
+	return int(hi)
 }
 
 // get returns key's fingerprint.
@@ -54,8 +62,10 @@ func (t *keyTable) get(key uint64) (fp uint32, ok bool) {
 	if len(t.keys) == 0 {
 		return 0, false
 	}
-	mask := len(t.keys) - 1
-	for i := t.slot(key); ; i = (i + 1) & mask {
+	for i := t.slot(key); ; i++ {
+		if i == len(t.keys) {
+			i = 0
+		}
 		switch t.keys[i] {
 		case key:
 			return t.fps[i], true
@@ -74,7 +84,7 @@ func (t *keyTable) put(key uint64, fp uint32) {
 		t.zero, t.zeroFP = true, fp
 		return
 	}
-	if (t.n+1)*16 > len(t.keys)*13 {
+	if (t.n+1)*4 > len(t.keys)*3 {
 		t.grow()
 	}
 	if t.insert(key, fp) {
@@ -84,8 +94,10 @@ func (t *keyTable) put(key uint64, fp uint32) {
 
 // insert places key in its slot; true when it was not there.
 func (t *keyTable) insert(key uint64, fp uint32) bool {
-	mask := len(t.keys) - 1
-	for i := t.slot(key); ; i = (i + 1) & mask {
+	for i := t.slot(key); ; i++ {
+		if i == len(t.keys) {
+			i = 0
+		}
 		switch t.keys[i] {
 		case key:
 			t.fps[i] = fp
@@ -98,10 +110,9 @@ func (t *keyTable) insert(key uint64, fp uint32) bool {
 }
 
 func (t *keyTable) grow() {
-	slots := max(keyTableMinSlots, 2*len(t.keys))
+	slots := max(keyTableMinSlots, len(t.keys)+len(t.keys)/4)
 	keys, fps := t.keys, t.fps
 	t.keys, t.fps = make([]uint64, slots), make([]uint32, slots)
-	t.shift = uint(64 - bits.Len(uint(slots-1)))
 	for i, k := range keys {
 		if k != 0 {
 			t.insert(k, fps[i])
