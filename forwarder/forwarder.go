@@ -578,6 +578,9 @@ func (f *Forwarder) add(ctx context.Context, b *batch, idx uint64, rec wal.Recor
 		return nil
 	}
 	if err := f.decode(rec, page); err != nil {
+		if errors.Is(err, errDefinitionUnreadable) {
+			return fmt.Errorf("forwarder: record %d: %w", idx, err) // as any failure of the state store
+		}
 		reason := "malformed"
 		switch {
 		case rec.Type != wal.TypePage:

@@ -332,16 +332,29 @@ func (f *Forwarder) appendScanned3(rs *rowSet, sess *session, e *sessEntry, sm *
 }
 
 // decodeRecord3 decodes a version 3 record whole, definitions of earlier
-// records of its session read from the state store (safe from any
-// goroutine: bisection's rebuild, quarantine).
+// records of its session read from the session's file (safe from any
+// goroutine: bisection's rebuild, quarantine). When a definition could not
+// be read, the error wraps errDefinitionUnreadable and the read's error,
+// not the decoder's: the record may be whole, so it must not be taken for
+// malformed.
 func decodeRecord3(defs *sessdefs.Store, payload []byte, rec *pa.PageRecord) error {
 	var h pa.Record3Head
 	if err := pa.ParsePageRecord3(payload, &h); err != nil {
 		return err
 	}
 	skey := string(sessionKey(nil, h.Producer, h.Incarnation, h.Session))
-	return pa.DecodePageRecord3(payload, rec, defLookup(defs, skey))
+	var unreadable error
+	err := pa.DecodePageRecord3(payload, rec, defLookup(defs, skey, &unreadable))
+	if unreadable != nil {
+		return fmt.Errorf("%w: %w", errDefinitionUnreadable, unreadable)
+	}
+	return err
 }
+
+// errDefinitionUnreadable marks a record that could not be decoded because
+// its session file could not be read: a failure of the disk, not of the
+// record, so it is never quarantined for it.
+var errDefinitionUnreadable = errors.New("forwarder: reading a session definition")
 
 // selfContained3 returns a version 3 record as a version 2 record of the
 // same samples, readable without its session (for the quarantine, whose

@@ -2,11 +2,15 @@ package forwarder
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/cockroachdb/pebble"
@@ -381,5 +385,51 @@ func TestRecord3InvalidQuarantinedSelfContainedDefsKept(t *testing.T) {
 	var rec pa.PageRecord
 	if err := pa.DecodePageRecord(q[0].Payload, &rec); err != nil || rec.Version != 2 || len(rec.Samples) != len(good)+1 {
 		t.Fatalf("quarantined payload: %v, version %d, %d samples; want a version 2 record of %d", err, rec.Version, len(rec.Samples), len(good)+1)
+	}
+}
+
+// TestRecord3UnreadableDefinitionIsNotMalformed: a record whose earlier
+// definitions cannot be read from the session's file (here the file is a
+// directory: EISDIR; in production EMFILE or EIO) fails to decode with the
+// read's error, marked errDefinitionUnreadable so that it is never
+// quarantined as malformed; a definition the file does not have is the
+// decoder's "undefined series" as before.
+func TestRecord3UnreadableDefinitionIsNotMalformed(t *testing.T) {
+	dir := t.TempDir()
+	f := scanForwarder3Q(t, nil, nil, dir)
+	good := sampletest.NewFleet(1).Append(nil, 22, 1)
+	sess := newSession3("p", "i", 12)
+	first := sess.record(good)
+	later := sess.record(good) // ids only: every definition from the file
+	b := &batch{}
+	b.reset()
+	var page pa.PageRecord
+	if err := f.add(context.Background(), b, 1, wal.Record{Type: wal.TypePage, Payload: first}, &page); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.defs.CloseAll(); err != nil { // lookups now open the file by its path
+		t.Fatal(err)
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "*.defs"))
+	if err != nil || len(files) != 1 {
+		t.Fatalf("session files %v (%v), want one", files, err)
+	}
+	var rec pa.PageRecord
+	if err := decodeRecord3(f.defs, later, &rec); err != nil || len(rec.Samples) != len(good) {
+		t.Fatalf("with the file: %v, %d samples; want %d", err, len(rec.Samples), len(good))
+	}
+	if err := os.Remove(files[0]); err != nil {
+		t.Fatal(err)
+	}
+	err = decodeRecord3(f.defs, later, &rec)
+	if err == nil || errors.Is(err, errDefinitionUnreadable) {
+		t.Fatalf("without the file: %v; want the decoder's undefined series, not an unreadable definition", err)
+	}
+	if err := os.Mkdir(files[0], 0o755); err != nil {
+		t.Fatal(err)
+	}
+	err = decodeRecord3(f.defs, later, &rec)
+	if !errors.Is(err, errDefinitionUnreadable) || !errors.Is(err, syscall.EISDIR) {
+		t.Fatalf("file unreadable: %v; want errDefinitionUnreadable wrapping EISDIR", err)
 	}
 }
