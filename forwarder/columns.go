@@ -42,12 +42,12 @@ func newRowSet() *rowSet {
 	return &rowSet{newKeys: map[uint64]uint32{}, newSchemas: map[pa.SchemaKey]struct{}{}, gen: nextRowSetGen()}
 }
 
-// nextRowSetGen returns a new row set generation whose low 32 bits are not
+// nextRowSetGen returns a new row set generation whose low 8 bits are not
 // 0: session entries keep only those bits (sessEntry.gen), and a zero entry
 // must match no row set.
 func nextRowSetGen() uint64 {
 	for {
-		if g := rowSetGen.Add(1); uint32(g) != 0 {
+		if g := rowSetGen.Add(1); uint8(g) != 0 {
 			return g
 		}
 	}

@@ -91,8 +91,10 @@ type writer struct {
 	// seenEpoch numbers seenKeys' contents: it changes whenever seenKeys
 	// is emptied, so a session entry that noted its key in seenKeys at
 	// this epoch knows it still is (seenKeys only grows between). At
-	// MaxUint16 it stops changing and the notes are no longer trusted.
-	seenEpoch   uint16
+	// MaxUint8 it stops changing and the notes are no longer trusted (a
+	// fleet larger than MaxSeenKeys empties the set again and again, and
+	// gains little from the notes anyway).
+	seenEpoch   uint8
 	maxSeen     int
 	seenSchemas map[pa.SchemaKey]struct{}
 	names       interner
@@ -201,7 +203,7 @@ func (w *writer) insertTokened(ctx context.Context, rs *rowSet, token string) er
 // its key is there (sessEntry.seen).
 func (w *writer) forgetSeen() {
 	w.seenKeys.reset()
-	if w.seenEpoch < math.MaxUint16 {
+	if w.seenEpoch < math.MaxUint8 {
 		w.seenEpoch++
 	}
 }

@@ -122,7 +122,7 @@ func (f *Forwarder) addRecord3(ctx context.Context, b *batch, idx uint64, rec wa
 			// Sticky: the rest of the session's samples of this series
 			// are refused too, whatever the key caches forget.
 			e.state = stCollision
-			s.refused = append(s.refused, collision{index: i, key: e.key, name: sess.names[e.name]})
+			s.refused = append(s.refused, collision{index: i, key: e.key(), name: sess.names[e.name]})
 		}
 	}
 	if len(s.refused) > 0 {
@@ -231,7 +231,7 @@ func (f *Forwarder) resolve3(sess *session, e *sessEntry, raw []byte, into *pa.S
 		*e = sessEntry{typ: t, state: stInvalid}
 		return
 	}
-	*e = sessEntry{key: c.key, fp: c.fp, name: sess.nameIndex(c.name), typ: id.DatumType, state: stOK}
+	*e = resolvedEntry(c.key, c.fp, sess.nameIndex(c.name), id.DatumType)
 	*into = id
 }
 
@@ -280,21 +280,22 @@ func (f *Forwarder) identity3(sess *session, id uint64) (pa.SeriesIdentity, erro
 // addScanned3 is addScanned for a version 3 sample: the series is the
 // session entry e. false: its key belongs to another timeseries.
 func (f *Forwarder) addScanned3(rs *rowSet, sess *session, e *sessEntry, sm *scanned) (bool, error) {
-	if e.gen != uint32(rs.gen) {
-		if e.seen != 0 && e.seen == f.w.seenEpoch && e.seen != math.MaxUint16 {
+	if e.gen != uint8(rs.gen) {
+		if e.seen != 0 && e.seen == f.w.seenEpoch && e.seen != math.MaxUint8 {
 			// Written, and the key is still this series' (sessEntry.seen).
-			e.gen = uint32(rs.gen)
+			e.gen = uint8(rs.gen)
 			return f.appendScanned3(rs, sess, e, sm), nil
 		}
 		if e.state == stCollision {
 			return false, nil
 		}
-		ok, known := f.w.admit(rs, e.key, e.fp)
+		key := e.key()
+		ok, known := f.w.admit(rs, key, e.fp)
 		if !ok {
 			return false, nil
 		}
 		if known {
-			if _, written := f.w.seenKeys.get(e.key); written {
+			if _, written := f.w.seenKeys.get(key); written {
 				e.seen = f.w.seenEpoch
 			}
 		}
@@ -310,13 +311,13 @@ func (f *Forwarder) addScanned3(rs *rowSet, sess *session, e *sessEntry, sm *sca
 			if !sm.missing {
 				setDatum(d, sm)
 			}
-			if !rs.add(sess.names[e.name], e.key, e.fp, &smp, f.w) {
+			if !rs.add(sess.names[e.name], key, e.fp, &smp, f.w) {
 				return false, nil
 			}
-			e.gen = uint32(rs.gen)
+			e.gen = uint8(rs.gen)
 			return true, nil
 		}
-		e.gen = uint32(rs.gen)
+		e.gen = uint8(rs.gen)
 	}
 	return f.appendScanned3(rs, sess, e, sm), nil
 }
@@ -326,7 +327,7 @@ func (f *Forwarder) appendScanned3(rs *rowSet, sess *session, e *sessEntry, sm *
 	if rs.meas[e.typ] == nil {
 		rs.meas[e.typ] = &measurementRows{t: e.typ}
 	}
-	rs.meas[e.typ].addScanned(sess.names[e.name], e.key, sm)
+	rs.meas[e.typ].addScanned(sess.names[e.name], e.key(), sm)
 	rs.rows++
 	return true
 }

@@ -117,7 +117,7 @@ func scanForwarder3Q(t testing.TB, db *pebble.DB, q *quarantine.Store, defsDir s
 // session id only), and after the writer forgot the keys (identities read
 // back from the state store, fields written again). With wrap, the row
 // set after the keys are forgotten has a generation equal to the previous
-// one's in its low 32 bits (what session entries keep): the entries must
+// one's in its low 8 bits (what session entries keep): the entries must
 // not take it for the row set they were admitted into.
 func TestRecord3RowsEqualRecord2Rows(t *testing.T) {
 	in := append(sampletest.EveryDatumType(math.MinInt64+1000), sampletest.NewFleet(3).Append(nil, 200, 1)...)
@@ -154,7 +154,7 @@ func TestRecord3RowsEqualRecord2Rows(t *testing.T) {
 				if round == 1 {
 					p.f.w.forgetSeen()
 					if c.wrap && p.f == v3 {
-						rowSetGen.Store(p.b.rows.gen + 1<<32 - 1)
+						rowSetGen.Store(p.b.rows.gen + 1<<8 - 1)
 					}
 				} else {
 					for k, fp := range p.b.rows.newKeys {
