@@ -36,12 +36,15 @@ type scan2 struct {
 	fresh   bool          // ids holds identities of this record
 	key     []byte        // a version 1 sample's series entry, rebuilt
 	// Version 3 (scan3.go): the record's head, the identities decoded
-	// from its definitions (defIDs[i] is id defFirst+i) and from Pebble
-	// (idents), for new timeseries' fields rows.
+	// from its definitions (defIDs[i] is id defFirst+i) and from its
+	// session's file (idents), for new timeseries' fields rows; defDec
+	// decodes them into an arena rewound at the next record (the fields
+	// rows copy what they keep).
 	head     pa.Record3Head
 	defIDs   []pa.SeriesIdentity
 	defFirst uint64
 	idents   map[uint64]pa.SeriesIdentity
+	defDec   *pa.SeriesDecoder
 }
 
 // addRecord2 adds a version 2 page record straight from its bytes to the
@@ -109,6 +112,10 @@ func (f *Forwarder) beginRecord(entries int) *scan2 {
 	if len(s.idents) > 0 {
 		clear(s.idents)
 	}
+	if s.defDec == nil {
+		s.defDec = pa.NewSeriesDecoder()
+	}
+	s.defDec.Rewind() // nothing holds the previous record's identities now
 	clear(s.samples) // drop the previous record's byte references
 	s.samples = s.samples[:0]
 	return s

@@ -221,7 +221,7 @@ func (f *Forwarder) resolve3(sess *session, e *sessEntry, raw []byte, into *pa.S
 	if len(raw) > 0 {
 		t = pa.DatumType(raw[len(raw)-1])
 	}
-	id, err := pa.DecodeSeries(raw)
+	id, err := f.scan.defDec.Decode(raw) // valid until the next record's beginRecord
 	if err != nil {
 		*e = sessEntry{typ: t, state: stInvalid}
 		return

@@ -195,6 +195,13 @@ type decoder struct {
 	// exact: allocate field slices of exactly the size needed instead of
 	// carving them from a 1,024-field arena (for one-off decodes).
 	exact bool
+	// reuse (SeriesDecoder): chunk is the whole of the arena's current
+	// chunk (arena is its unused rest), kept to be carved again after a
+	// rewind; chunks counts the chunks made since the last rewind because
+	// the arena ran out.
+	reuse  bool
+	chunk  []Field
+	chunks int
 	// fieldsLeft is what the current sample may still hold of
 	// lim.maxFields (target and metric fields together, as Validate counts).
 	fieldsLeft int
@@ -288,7 +295,15 @@ func (d *decoder) takeFields(n int) []Field {
 		return make([]Field, n)
 	}
 	if len(d.arena) < n {
-		d.arena = make([]Field, 1024)
+		size := 1024
+		if d.reuse && d.chunk != nil {
+			size = cap(d.chunk)
+			d.chunks++ // more than the arena held since the last rewind
+		}
+		d.arena = make([]Field, size)
+		if d.reuse {
+			d.chunk = d.arena
+		}
 	}
 	out := d.arena[:n:n]
 	d.arena = d.arena[n:]

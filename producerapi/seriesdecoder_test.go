@@ -1,0 +1,85 @@
+package producerapi_test
+
+import (
+	"reflect"
+	"testing"
+
+	pa "github.com/holdfast/holdfast/producerapi"
+)
+
+// seriesRaws returns the series entries of samples, as blocks carry them.
+func seriesRaws(samples []pa.Sample) [][]byte {
+	raws := make([][]byte, len(samples))
+	for i := range samples {
+		raws[i] = pa.AppendSeries(nil, &samples[i])
+	}
+	return raws
+}
+
+// TestSeriesDecoderDecodesAsDecodeSeries: through rewinds, records of
+// every size (one entry to more than the arena holds) and entries whose
+// field types differ at the same arena positions, a SeriesDecoder returns
+// exactly what DecodeSeries does, and refuses what it refuses.
+func TestSeriesDecoderDecodesAsDecodeSeries(t *testing.T) {
+	raws := seriesRaws(block2Corpus())
+	sd := pa.NewSeriesDecoder()
+	check := func(raw []byte) pa.SeriesIdentity {
+		t.Helper()
+		want, wantErr := pa.DecodeSeries(raw)
+		got, err := sd.Decode(raw)
+		if (err == nil) != (wantErr == nil) || !reflect.DeepEqual(got, want) {
+			t.Fatalf("Decode = %+v, %v; DecodeSeries = %+v, %v", got, err, want, wantErr)
+		}
+		return got
+	}
+	for _, record := range []int{1, 7, 100, len(raws)} {
+		for round := 0; round < 3; round++ {
+			var ids []pa.SeriesIdentity
+			for i := 0; i < record; i++ {
+				// Rotate, so that the arena's slots see other field types.
+				ids = append(ids, check(raws[(i+round*3)%len(raws)]))
+			}
+			// Every identity of the record is intact until the rewind.
+			for i, id := range ids {
+				want, _ := pa.DecodeSeries(raws[(i+round*3)%len(raws)])
+				if !reflect.DeepEqual(id, want) {
+					t.Fatalf("record of %d, round %d: identity %d changed before the rewind", record, round, i)
+				}
+			}
+			sd.Rewind()
+		}
+	}
+	for _, bad := range [][]byte{nil, {0xff}, raws[0][:len(raws[0])-1], append(append([]byte{}, raws[0]...), 0)} {
+		check(bad)
+		sd.Rewind()
+	}
+}
+
+// TestSeriesDecoderReusesItsArena: once the arena fits a record, decoding
+// a record of RFD 125 definitions and rewinding allocates nothing (names
+// and string values interned, field slices carved from the kept arena);
+// with DecodeSeries every definition allocates.
+func TestSeriesDecoderReusesItsArena(t *testing.T) {
+	raws := seriesRaws(block2Corpus()[len(block2Corpus())-440:]) // the fleet's
+	sd := pa.NewSeriesDecoder()
+	record := func() {
+		for _, raw := range raws {
+			if _, err := sd.Decode(raw); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sd.Rewind()
+	}
+	record()
+	record() // the arena grown to the record's size
+	if a := testing.AllocsPerRun(20, record); a != 0 {
+		t.Errorf("%.0f allocations to decode %d definitions and rewind, want 0", a, len(raws))
+	}
+	if a := testing.AllocsPerRun(5, func() {
+		for _, raw := range raws {
+			pa.DecodeSeries(raw)
+		}
+	}); a < float64(len(raws)) {
+		t.Errorf("DecodeSeries made %.0f allocations for %d definitions: the comparison is void", a, len(raws))
+	}
+}
