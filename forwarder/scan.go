@@ -116,7 +116,7 @@ func (f *Forwarder) beginRecord(entries int) *scan2 {
 		s.defDec = pa.NewSeriesDecoder()
 	}
 	s.defDec.Rewind() // nothing holds the previous record's identities now
-	clear(s.samples) // drop the previous record's byte references
+	clear(s.samples)  // drop the previous record's byte references
 	s.samples = s.samples[:0]
 	return s
 }
