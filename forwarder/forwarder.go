@@ -46,8 +46,8 @@ type Options struct {
 	BackoffMax    time.Duration // retry delay cap; default 30 s
 
 	// MaxSeenKeys bounds the set of timeseries keys whose fields were
-	// written (key and fingerprint: 16 bytes and no pointer for the GC to
-	// follow); default 4,194,304, about 20 bytes a key in the map. It
+	// written (key and fingerprint in 12-byte slots with no pointer for the
+	// GC to follow, keyTable); default 4,194,304, 16–20 bytes a key. It
 	// should hold the fleet's timeseries: when it starts over, every
 	// timeseries' fields rows are written again (RFD 125 has 440,000
 	// timeseries per collector at N=20, 2.2 M at N=100; the old default of

@@ -91,9 +91,9 @@ type writer struct {
 	// seenEpoch numbers seenKeys' contents: it changes whenever seenKeys
 	// is emptied, so a session entry that noted its key in seenKeys at
 	// this epoch knows it still is (seenKeys only grows between). At
-	// MaxUint8 it stops changing and the notes are no longer trusted (a
-	// fleet larger than MaxSeenKeys empties the set again and again, and
-	// gains little from the notes anyway).
+	// MaxUint8 it stops changing and the notes are no longer trusted,
+	// until the forwarder clears every note and starts it over
+	// (Forwarder.renewSeenEpoch).
 	seenEpoch   uint8
 	maxSeen     int
 	seenSchemas map[pa.SchemaKey]struct{}

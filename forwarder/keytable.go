@@ -20,10 +20,10 @@ func fingerprintOf(seed maphash.Seed, keyBytes []byte) uint32 {
 // parallel arrays, 12 bytes a slot. It is filled to at most 3/4 and then
 // grows by a quarter, not twice: its slot count need not be a power of two
 // (a key's home slot is the high word of its mixed hash times the slot
-// count), so any number of keys takes 16–20 bytes a key rather than the
-// 15–30 of doubling (17.2 against 22.9 at RFD 125's 2.2 M keys, where the
-// doubled table was half empty), and a growth holds 2.25 times the old
-// arrays for a moment rather than 3 times. The price: each key is rehashed
+// count), so any number of keys past the first 768 takes 16–20 bytes a
+// key rather than the 15–30 of doubling (17.2 against 22.9 at RFD 125's
+// 2.2 M keys, where the doubled table was half empty), and a growth holds
+// 2.25 times the old arrays for a moment rather than 3 times. The price: each key is rehashed
 // about four times over the table's life instead of twice. Lookups of
 // random keys among a million took the same time as with doubling within
 // this machine's noise (`BenchmarkKeyTableGet`, 19–27 against 15–31 ns in

@@ -72,6 +72,7 @@ func (f *Forwarder) join() error {
 	f.w.inflight = nil
 	if err == nil && !fl.dw.bisected && f.Status().CheckpointIndex >= fl.b.last {
 		f.w.markSeen(fl.b.rows)
+		f.renewSeenEpoch()
 	}
 	fl.b.reset()
 	f.spare = fl.b

@@ -65,10 +65,17 @@ func (f *Forwarder) quarantine(q QuarantinedRecord, reason string) error {
 	if isRecord3(wal.Record{Type: wal.RecordType(q.Type), Payload: q.Payload}) {
 		// Stored self-contained: the quarantine's tools read one entry
 		// at a time, without the session's earlier definitions.
-		if p, ok := selfContained3(f.defs, q.Payload); ok {
+		p, err := selfContained3(f.defs, q.Payload)
+		switch {
+		case err == nil:
 			e.Payload = p
 			e.Reason += " (stored as a version 2 record of the same samples)"
-		} else {
+		case errors.Is(err, errDefinitionUnreadable):
+			// Stored as it is, the entry would need the session's file,
+			// which goes with the session: keep the record in the WAL
+			// rather than quarantine what could not be read back.
+			return fmt.Errorf("forwarder: quarantining record %d: %w", q.Index, err)
+		default: // it does not decode: stored as it is, with its origin
 			var h pa.Record3Head
 			if pa.ParsePageRecord3(q.Payload, &h) == nil {
 				e.Producer, e.Incarnation = string(h.Producer), string(h.Incarnation)

@@ -108,6 +108,7 @@ func (f *Forwarder) beginRecord(entries int) *scan2 {
 	clear(s.slots)
 	s.ids = s.ids[:0]
 	s.fresh = false
+	clear(s.defIDs[:cap(s.defIDs)]) // they alias the arena rewound below, or chunks it dropped
 	s.defIDs = s.defIDs[:0]
 	if len(s.idents) > 0 {
 		clear(s.idents)

@@ -359,11 +359,11 @@ var errDefinitionUnreadable = errors.New("forwarder: reading a session definitio
 
 // selfContained3 returns a version 3 record as a version 2 record of the
 // same samples, readable without its session (for the quarantine, whose
-// tools read one entry at a time); ok=false when it does not decode.
-func selfContained3(defs *sessdefs.Store, payload []byte) ([]byte, bool) {
+// tools read one entry at a time), or decodeRecord3's error.
+func selfContained3(defs *sessdefs.Store, payload []byte) ([]byte, error) {
 	var rec pa.PageRecord
 	if err := decodeRecord3(defs, payload, &rec); err != nil {
-		return nil, false
+		return nil, err
 	}
-	return pa.AppendPageRecord2(nil, rec.Producer, rec.Incarnation, false, pa.AppendBlock2(nil, rec.Samples)), true
+	return pa.AppendPageRecord2(nil, rec.Producer, rec.Incarnation, false, pa.AppendBlock2(nil, rec.Samples)), nil
 }

@@ -115,7 +115,7 @@ func scanForwarder3Q(t testing.TB, db *pebble.DB, q *quarantine.Store, defsDir s
 // exactly the rows version 2 records of the same samples build, for every
 // datum type: first (fields and schemas), again (steady state, samples by
 // session id only), and after the writer forgot the keys (identities read
-// back from the state store, fields written again). With wrap, the row
+// back from the session's file, fields written again). With wrap, the row
 // set after the keys are forgotten has a generation equal to the previous
 // one's in its low 8 bits (what session entries keep): the entries must
 // not take it for the row set they were admitted into.
@@ -388,23 +388,31 @@ func TestRecord3InvalidQuarantinedSelfContainedDefsKept(t *testing.T) {
 	}
 }
 
-// TestRecord3UnreadableDefinitionIsNotMalformed: a record whose earlier
-// definitions cannot be read from the session's file (here the file is a
-// directory: EISDIR; in production EMFILE or EIO) fails to decode with the
-// read's error, marked errDefinitionUnreadable so that it is never
-// quarantined as malformed; a definition the file does not have is the
-// decoder's "undefined series" as before.
+// TestRecord3UnreadableDefinitionIsNotMalformed: when the definitions of
+// earlier records cannot be read from the session's file (here the file
+// is a directory: EISDIR; in production EMFILE or EIO), decoding a record
+// whole fails with the read's error, marked errDefinitionUnreadable, and
+// neither the decoding path of a record with an invalid sample nor a
+// quarantine takes the record for malformed or stores what could not be
+// read back: both return the error and the quarantine stays empty. A
+// definition the file does not have is the decoder's "undefined series"
+// as before.
 func TestRecord3UnreadableDefinitionIsNotMalformed(t *testing.T) {
 	dir := t.TempDir()
 	f := scanForwarder3Q(t, nil, nil, dir)
 	good := sampletest.NewFleet(1).Append(nil, 22, 1)
+	small := pa.Sample{Target: good[0].Target, Metric: pa.Named{Name: "small"}, TimestampNs: 1, Datum: pa.Datum{Type: pa.DatumI8, Int: 1}}
 	sess := newSession3("p", "i", 12)
-	first := sess.record(good)
+	sess.verified = false
+	first := sess.record(append(append([]pa.Sample{}, good...), small))
 	later := sess.record(good) // ids only: every definition from the file
+	small.TimestampNs, small.Datum.Int = 2, 1000
+	invalid := sess.record([]pa.Sample{good[0], small}) // ids only, a value out of range: the decoding path
 	b := &batch{}
 	b.reset()
 	var page pa.PageRecord
-	if err := f.add(context.Background(), b, 1, wal.Record{Type: wal.TypePage, Payload: first}, &page); err != nil {
+	ctx := context.Background()
+	if err := f.add(ctx, b, 1, wal.Record{Type: wal.TypePage, Payload: first}, &page); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.defs.CloseAll(); err != nil { // lookups now open the file by its path
@@ -418,7 +426,7 @@ func TestRecord3UnreadableDefinitionIsNotMalformed(t *testing.T) {
 	if err := decodeRecord3(f.defs, later, &rec); err != nil || len(rec.Samples) != len(good) {
 		t.Fatalf("with the file: %v, %d samples; want %d", err, len(rec.Samples), len(good))
 	}
-	if err := os.Remove(files[0]); err != nil {
+	if err := os.Rename(files[0], files[0]+".aside"); err != nil {
 		t.Fatal(err)
 	}
 	err = decodeRecord3(f.defs, later, &rec)
@@ -428,8 +436,40 @@ func TestRecord3UnreadableDefinitionIsNotMalformed(t *testing.T) {
 	if err := os.Mkdir(files[0], 0o755); err != nil {
 		t.Fatal(err)
 	}
-	err = decodeRecord3(f.defs, later, &rec)
-	if !errors.Is(err, errDefinitionUnreadable) || !errors.Is(err, syscall.EISDIR) {
-		t.Fatalf("file unreadable: %v; want errDefinitionUnreadable wrapping EISDIR", err)
+	unreadable := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, errDefinitionUnreadable) || !errors.Is(err, syscall.EISDIR) {
+			t.Fatalf("%s, file unreadable: %v; want errDefinitionUnreadable wrapping EISDIR", what, err)
+		}
+	}
+	unreadable("decodeRecord3", decodeRecord3(f.defs, later, &rec))
+	err = f.add(ctx, b, 2, wal.Record{Type: wal.TypePage, Payload: invalid}, &page)
+	unreadable("add of a record with an invalid sample", err)
+	if strings.Contains(err.Error(), "quarantining") {
+		// The quarantine refuses it too (below), but the decoding path
+		// must not take the record for malformed in the first place.
+		t.Fatalf("add: %v; the decoding path tried to quarantine the record", err)
+	}
+	unreadable("quarantine", f.quarantine(QuarantinedRecord{Index: 3, Type: uint8(wal.TypePage), Payload: later, Reason: "rejected"}, "rejected"))
+	if n := f.q.Stats().Records; n != 0 {
+		t.Fatalf("%d records quarantined, want none", n)
+	}
+	// The file back: the same record is quarantined as invalid, stored
+	// self-contained.
+	if err := os.Remove(files[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(files[0]+".aside", files[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.add(ctx, b, 2, wal.Record{Type: wal.TypePage, Payload: invalid}, &page); err != nil {
+		t.Fatal(err)
+	}
+	q, err := quarantined(f.state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(q) != 1 || q[0].Index != 2 || !strings.Contains(q[0].Reason, "version 2 record") {
+		t.Fatalf("quarantined %+v, want record 2 as invalid, self-contained", q)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/cockroachdb/pebble"
@@ -229,8 +230,8 @@ type sessions struct {
 	// loaded and ids count the sessions in memory and their ids (the
 	// gauges holdfast_forwarder_sessions_loaded and _session_ids).
 	loaded, ids int
-	// genHigh is the high 32 bits of the row set generation the entries'
-	// gens belong to (sessEntry.gen).
+	// genHigh is the row set generation's bits above the low 8 that the
+	// entries' gens belong to (sessEntry.gen).
 	genHigh uint64
 	// left are producers whose collector stopped collecting them
 	// (Forwarder.ProducerLeft), waiting for the checkpoint to pass the
@@ -314,6 +315,32 @@ func (ss *sessions) noteRowSet(gen uint64) {
 			}
 		}
 	}
+}
+
+// clearSeen clears every loaded entry's note that its key is in the
+// writer's seenKeys (sessEntry.seen).
+func (ss *sessions) clearSeen() {
+	for _, s := range ss.m {
+		for _, ch := range s.chunks {
+			for i := range ch {
+				ch[i].seen = 0
+			}
+		}
+	}
+}
+
+// renewSeenEpoch starts the writer's seenEpoch over when it has run out
+// (254 emptyings of seenKeys: a fleet larger than MaxSeenKeys empties it
+// again and again), clearing every loaded entry's note first, so that the
+// notes keep saving the lookups of a series' first sample in a batch.
+// Entries of sessions not in memory carry no note. Run goroutine only,
+// with no delivery reading the entries.
+func (f *Forwarder) renewSeenEpoch() {
+	if f.w.seenEpoch < math.MaxUint8 {
+		return
+	}
+	f.sess.clearSeen()
+	f.w.seenEpoch = 1
 }
 
 func newSessions(db *pebble.DB, defs *sessdefs.Store) *sessions {

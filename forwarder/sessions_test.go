@@ -262,3 +262,72 @@ func TestPreviousRunSessionsDeletedOnceForwarded(t *testing.T) {
 		t.Errorf("the continued session has %d definitions, want %d", n, len(continued.ids))
 	}
 }
+
+// TestSeenEpochRenewed: when the writer's seenEpoch has run out, the
+// forwarder clears every loaded entry's note and starts it over, and the
+// next admission of a written series notes it again; before that, nothing
+// is cleared.
+func TestSeenEpochRenewed(t *testing.T) {
+	f := scanForwarder3(t, nil)
+	ctx := context.Background()
+	samples := sampletest.NewFleet(2).Append(nil, 44, 1)
+	sess := newSession3("p", "i", 9)
+	b := &batch{}
+	b.reset()
+	var page pa.PageRecord
+	add := func(idx uint64) {
+		t.Helper()
+		if err := f.add(ctx, b, idx, wal.Record{Type: wal.TypePage, Payload: sess.record(samples)}, &page); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add(1)
+	for k, fp := range b.rows.newKeys { // written
+		f.w.seenKeys.put(k, fp)
+	}
+	b.reset()
+	add(2) // admitted into a new row set: the written keys are noted
+	notes := func() (noted, other int) {
+		for _, s := range f.sess.m {
+			for _, ch := range s.chunks {
+				for i := range ch {
+					switch {
+					case ch[i].state != stOK:
+					case ch[i].seen == f.w.seenEpoch:
+						noted++
+					default:
+						other++
+					}
+				}
+			}
+		}
+		return noted, other
+	}
+	if noted, other := notes(); noted != len(samples) || other != 0 {
+		t.Fatalf("%d entries noted at epoch %d and %d not, want all %d", noted, f.w.seenEpoch, other, len(samples))
+	}
+	f.w.seenEpoch = math.MaxUint8 - 1
+	f.renewSeenEpoch()
+	if _, other := notes(); f.w.seenEpoch != math.MaxUint8-1 || other != len(samples) {
+		t.Fatalf("epoch %d, %d notes of an older epoch: renewed before the epoch ran out", f.w.seenEpoch, other)
+	}
+	f.w.seenEpoch = math.MaxUint8
+	f.renewSeenEpoch()
+	for _, s := range f.sess.m {
+		for _, ch := range s.chunks {
+			for i := range ch {
+				if ch[i].seen != 0 {
+					t.Fatalf("entry %d still noted at epoch %d after the renewal", i, ch[i].seen)
+				}
+			}
+		}
+	}
+	if f.w.seenEpoch != 1 {
+		t.Fatalf("epoch %d after the renewal, want 1", f.w.seenEpoch)
+	}
+	b.reset()
+	add(3)
+	if noted, _ := notes(); noted != len(samples) {
+		t.Fatalf("%d entries noted at the renewed epoch, want %d", noted, len(samples))
+	}
+}

@@ -621,9 +621,11 @@ func (sd *SampleDecoder) DecodeSeries(raw []byte) (SeriesIdentity, error) {
 // does, with names and string field values interned and field slices
 // carved from one arena that Rewind makes reusable: for a forwarder
 // resolving a record's definitions, whose identities are needed only while
-// it reads that record. It allocates nothing per series once its arena has
-// grown to a record's needs (at most maxReusedFields fields are kept for
-// reuse: a record needing more allocates the rest, as DecodeSeries would).
+// it reads that record. Once its arena has grown to a record's needs it
+// allocates nothing per series, except the strings its interner no longer
+// holds (65,536 of them: it starts over when full). At most
+// maxReusedFields fields are kept for reuse: a record needing more
+// allocates further chunks of that size, dropped at the next Rewind.
 // Not safe for concurrent use.
 type SeriesDecoder struct {
 	d  decoder
@@ -655,13 +657,14 @@ func (sd *SeriesDecoder) Decode(raw []byte) (SeriesIdentity, error) {
 // ones.
 func (sd *SeriesDecoder) Rewind() {
 	d := &sd.d
-	switch {
-	case d.chunks > 0 && cap(d.chunk) < maxReusedFields:
+	if d.chunks > 0 && cap(d.chunk) < maxReusedFields {
 		d.chunk = make([]Field, min(2*cap(d.chunk), maxReusedFields))
-	case d.chunks > 0 || len(d.arena) < len(d.chunk):
-		clear(d.chunk) // the decoder sets only the members a field's type uses
+	} else {
+		// The decoder sets only the members a field's type uses; arena
+		// is the unused rest of chunk.
+		clear(d.chunk[:len(d.chunk)-len(d.arena)])
 	}
-	d.arena, d.chunks = d.chunk, 0
+	d.arena, d.chunks, d.b = d.chunk, 0, nil
 }
 
 // decodeSeries decodes a series entry with d's interner and field arena.

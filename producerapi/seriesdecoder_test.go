@@ -17,7 +17,7 @@ func seriesRaws(samples []pa.Sample) [][]byte {
 }
 
 // TestSeriesDecoderDecodesAsDecodeSeries: through rewinds, records of
-// every size (one entry to more than the arena holds) and entries whose
+// every size (one entry to more than the largest arena kept) and entries whose
 // field types differ at the same arena positions, a SeriesDecoder returns
 // exactly what DecodeSeries does, and refuses what it refuses.
 func TestSeriesDecoderDecodesAsDecodeSeries(t *testing.T) {
@@ -32,7 +32,9 @@ func TestSeriesDecoderDecodesAsDecodeSeries(t *testing.T) {
 		}
 		return got
 	}
-	for _, record := range []int{1, 7, 100, len(raws)} {
+	// 30,000 entries hold more fields than the largest arena kept
+	// (maxReusedFields): a record overflowing an arena that cannot grow.
+	for _, record := range []int{1, 7, 100, len(raws), 30_000, 5} {
 		for round := 0; round < 3; round++ {
 			var ids []pa.SeriesIdentity
 			for i := 0; i < record; i++ {
