@@ -1,6 +1,7 @@
 package producerapi_test
 
 import (
+	"bytes"
 	"reflect"
 	"testing"
 
@@ -84,4 +85,37 @@ func TestSeriesDecoderReusesItsArena(t *testing.T) {
 	}); a < float64(len(raws)) {
 		t.Errorf("DecodeSeries made %.0f allocations for %d definitions: the comparison is void", a, len(raws))
 	}
+}
+
+// FuzzSeriesDecoder: entries of arbitrary bytes (the input split at 0xff),
+// decoded through one SeriesDecoder with a rewind every few entries, decode
+// exactly as DecodeSeries does (identity or error), and never panic.
+func FuzzSeriesDecoder(f *testing.F) {
+	raws := seriesRaws(block2Corpus())
+	for i := 0; i+3 < len(raws); i += 97 {
+		seed := []byte{byte(i % 5)}
+		for _, r := range raws[i : i+3] {
+			seed = append(append(seed, r...), 0xff)
+		}
+		f.Add(seed)
+	}
+	f.Add([]byte{0, 0xff, 0xff})
+	sd := pa.NewSeriesDecoder()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) == 0 {
+			return
+		}
+		every := int(data[0]%8) + 1
+		for i, raw := range bytes.Split(data[1:], []byte{0xff}) {
+			want, wantErr := pa.DecodeSeries(raw)
+			got, err := sd.Decode(raw)
+			if (err == nil) != (wantErr == nil) || !reflect.DeepEqual(got, want) {
+				t.Fatalf("entry %d: Decode = %+v, %v; DecodeSeries = %+v, %v", i, got, err, want, wantErr)
+			}
+			if (i+1)%every == 0 {
+				sd.Rewind()
+			}
+		}
+		sd.Rewind()
+	})
 }
