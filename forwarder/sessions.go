@@ -672,14 +672,17 @@ func (ss *sessions) drop(s *session) error {
 }
 
 // defLookup returns a SeriesLookup reading the definitions of a session
-// from its file (safe from a delivery goroutine); found definitions are
-// kept for the lookup's lifetime. A definition the file does not hold is
-// not found; one the file could not be read for (an I/O error, no file
-// descriptor left) is not found either, since SeriesLookup has no error,
-// and the first such error is kept in *failed for the caller to report in
-// place of the decoder's "undefined series".
+// from its file (safe from a delivery goroutine; sessdefs.Lookuper: a file
+// the owner has closed, an idle session's, is read once rather than once
+// per id); found definitions are kept for the lookup's lifetime. A
+// definition the file does not hold is not found; one the file could not
+// be read for (an I/O error, no file descriptor left) is not found either,
+// since SeriesLookup has no error, and the first such error is kept in
+// *failed for the caller to report in place of the decoder's "undefined
+// series".
 func defLookup(defs *sessdefs.Store, skey string, failed *error) pa.SeriesLookup {
 	var got map[uint64][]byte
+	lookup := defs.Lookuper(skey)
 	return func(id uint64) ([]byte, bool) {
 		if raw, ok := got[id]; ok {
 			return raw, true
@@ -687,7 +690,7 @@ func defLookup(defs *sessdefs.Store, skey string, failed *error) pa.SeriesLookup
 		if id >= maxSessionIDs {
 			return nil, false
 		}
-		raw, err := defs.Lookup(skey, id)
+		raw, err := lookup(id)
 		if err != nil {
 			if !errors.Is(err, sessdefs.ErrNotFound) && *failed == nil {
 				*failed = err

@@ -130,3 +130,45 @@ func BenchmarkDefinitionsPebble(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkClosedFileLookups: the definitions of a record of 1,000 ids
+// looked up in a closed session file of 110,000 (a producer's share of RFD
+// 125 at N=100) by Lookup, which scans the file from its start for each
+// id, and by a Lookuper, which reads it once. Reported per record.
+func BenchmarkClosedFileLookups(b *testing.B) {
+	dir := b.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.CloseAll()
+	const n = 110_000
+	for id := uint64(0); id < n; id++ {
+		if err := s.Append(testKey, id, def(id)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := s.Sync(); err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Close(testKey); err != nil {
+		b.Fatal(err)
+	}
+	record := func(lookup func(id uint64) ([]byte, error)) {
+		for id := uint64(n - 1000); id < n; id++ {
+			if _, err := lookup(id); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.Run("Lookup", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			record(func(id uint64) ([]byte, error) { return s.Lookup(testKey, id) })
+		}
+	})
+	b.Run("Lookuper", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			record(s.Lookuper(testKey))
+		}
+	})
+}

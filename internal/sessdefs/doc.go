@@ -45,6 +45,7 @@
 // # Concurrency
 //
 // One goroutine owns a Store (the forwarder's Run goroutine): Load, Append,
-// Flush, Get, Close, Remove and Import are its alone. Lookup and Sync are
-// safe from any goroutine, beside the owner.
+// Flush, Get, Close, Remove and Import are its alone. Lookup, Lookuper and
+// Sync are safe from any goroutine, beside the owner (a lookup Lookuper
+// returns is one goroutine's).
 package sessdefs

@@ -223,6 +223,49 @@ func copyTail(h *os.File, off, size int64, to string) error {
 	return out.Close()
 }
 
+// readAllPath reads every definition of the file at path without opening
+// it in the store (Lookuper), up to its first damage: no file is no
+// definition; a file of another key or a damaged header, none either.
+func readAllPath(path, key string) (map[uint32][]byte, error) {
+	all := make(map[uint32][]byte)
+	h, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return all, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sessdefs: %w", err)
+	}
+	defer h.Close()
+	st, err := h.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("sessdefs: %w", err)
+	}
+	hkey, n, err := readHeader(h, st.Size())
+	if err != nil && !isDamage(err) {
+		return nil, fmt.Errorf("sessdefs: reading %s: %w", path, err)
+	}
+	if err != nil || hkey != key {
+		return all, nil // damaged: the owner repairs it when it opens it
+	}
+	rd := reader{size: 256 << 10}
+	var buf []byte // one allocation per 64 KiB of definitions, not per definition
+	for off := int64(n); ; {
+		id, def, next, err := rd.record(h, off, st.Size())
+		if err == io.EOF || err != nil && isDamage(err) {
+			return all, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("sessdefs: reading %s: %w", path, err)
+		}
+		if cap(buf)-len(buf) < len(def) {
+			buf = make([]byte, 0, max(64<<10, len(def)))
+		}
+		buf = append(buf, def...)
+		all[id] = buf[len(buf)-len(def) : len(buf) : len(buf)]
+		off = next
+	}
+}
+
 // lookupPath finds id in the file at path without opening it in the store
 // (a reader beside the owner, for a file the owner has not open).
 func lookupPath(rd *reader, path, key string, id uint32) ([]byte, error) {

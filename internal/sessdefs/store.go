@@ -251,6 +251,40 @@ func (s *Store) Lookup(key string, id uint64) ([]byte, error) {
 	return lookupPath(&rd, filepath.Join(s.dir, fileName(key)), key, uint32(id))
 }
 
+// Lookuper returns a lookup of key's definitions for a reader beside the
+// owner that asks for many of them (decoding a whole record): Lookup for a
+// file the owner has open (its sparse index finds each id), and for one it
+// has not (an idle session, unloaded), the file read once, at the first
+// lookup, into memory, rather than scanned from its start for every id,
+// which made decoding a record of n ids of such a session read the file n
+// times. What a damaged file holds after its damage is not found, as with
+// Lookup. Safe from any goroutine; the lookup itself is not safe for
+// concurrent use.
+func (s *Store) Lookuper(key string) func(id uint64) ([]byte, error) {
+	var all map[uint32][]byte // the closed file's definitions, once read
+	var failed error
+	return func(id uint64) ([]byte, error) {
+		if all == nil && failed == nil {
+			if fi := s.lookupOpen(key); fi != nil {
+				fi.mu.Lock()
+				open := !fi.mu.closed
+				fi.mu.Unlock()
+				if open {
+					return s.Lookup(key, id)
+				}
+			}
+			all, failed = readAllPath(filepath.Join(s.dir, fileName(key)), key)
+		}
+		if failed != nil {
+			return nil, failed
+		}
+		if def, ok := all[uint32(id)]; ok && id <= math.MaxUint32 {
+			return append([]byte(nil), def...), nil
+		}
+		return nil, ErrNotFound
+	}
+}
+
 // Close writes and syncs key's file if needed and closes it (the session
 // left memory; Load opens it again).
 func (s *Store) Close(key string) error {

@@ -106,6 +106,7 @@ func TestAppendGetLookupLoad(t *testing.T) {
 		all = append(all, id)
 	}
 	check("Lookup", func(id uint64) ([]byte, error) { return s.Lookup(testKey, id) })
+	check("Lookuper of an open file", s.Lookuper(testKey))
 	if err := s.Sync(); err != nil {
 		t.Fatal(err)
 	}
@@ -120,6 +121,38 @@ func TestAppendGetLookupLoad(t *testing.T) {
 	}
 	if _, err := s.Lookup(testKey, 3); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Lookup(3) of a closed file: %v", err)
+	}
+	// A Lookuper reads a closed file once: it still answers every id
+	// with the file gone, and a torn tail loses only the last record.
+	path := filepath.Join(dir, fileName(testKey))
+	saved, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lk := s.Lookuper(testKey)
+	if _, err := lk(all[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	check("Lookuper of a closed file, read once", lk)
+	if _, err := s.Lookuper(testKey)(all[0]); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Lookuper of a removed file: %v; want ErrNotFound", err)
+	}
+	if err := os.WriteFile(path, saved[:len(saved)-2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	torn := s.Lookuper(testKey)
+	last := all[len(all)-1]
+	if _, err := torn(last); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Lookuper(%d) past a torn tail: %v; want ErrNotFound", last, err)
+	}
+	if got, err := torn(all[len(all)-2]); err != nil || !bytes.Equal(got, def(all[len(all)-2])) {
+		t.Fatalf("Lookuper(%d) before a torn tail = %q, %v", all[len(all)-2], got, err)
+	}
+	if err := os.WriteFile(path, saved, 0o644); err != nil {
+		t.Fatal(err)
 	}
 
 	s2 := openStore(t, dir, nil)
