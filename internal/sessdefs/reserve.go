@@ -39,6 +39,27 @@ func (s *Store) Reserve(key string, n int64) error {
 	return fmt.Errorf("sessdefs: reserving %d bytes in %s: %w", size, fi.path, err)
 }
 
+// release gives back the blocks Reserve allocated past fi's end, the
+// file's size and bytes unchanged: an idle session's file, or every file
+// at shutdown, keeps no room it is not using, so a collector of many
+// producers does not hold a reservation (at least reserveChunk) for each.
+// Best effort: where the truncation fails the blocks stay until the file
+// is removed, and nothing is lost either way. Owner only, after the file
+// was flushed.
+func (s *Store) release(fi *file) {
+	fi.mu.Lock()
+	end := max(fi.end, fi.mu.size) // equal once flushed
+	fi.mu.Unlock()
+	if fi.noFallocate || fi.broken != nil || fi.reserved <= end {
+		return // a broken file's end is not to be trusted: keep its blocks
+	}
+	// Truncating to the size it has frees the blocks past it (ext4, xfs
+	// and tmpfs do; ext4 ignores a hole punched past the end).
+	if err := fi.h.Truncate(end); err == nil {
+		fi.reserved = end
+	}
+}
+
 // IsNoSpace reports whether err says the disk is full.
 func IsNoSpace(err error) bool {
 	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/holdfast/holdfast/internal/tmpfstest"
@@ -55,5 +56,60 @@ func TestReserveOnAFullDisk(t *testing.T) {
 	// Without a reservation, the next file cannot be made.
 	if err := s.Append("another\x00i\x00s", 0, def(0)); !IsNoSpace(err) {
 		t.Fatalf("Append of a new session on a full disk = %v, want no space", err)
+	}
+}
+
+// TestCloseGivesBackTheReservation: the room Reserve allocated past a
+// file's end is given back when the file is closed (an idle session, or
+// shutdown), so many producers' sessions do not each hold a reservation;
+// the definitions are all there afterwards. On the test directory's file
+// system and on a real tmpfs.
+func TestCloseGivesBackTheReservation(t *testing.T) {
+	dirs := map[string]string{"temp dir": t.TempDir()}
+	if mnt, whyNot := tmpfstest.TryMount(t, "16m"); whyNot == "" {
+		dirs["tmpfs"] = mnt
+	} else {
+		t.Logf("no tmpfs: %s", whyNot)
+	}
+	for name, dir := range dirs {
+		t.Run(name, func(t *testing.T) {
+			s := openStore(t, dir, nil)
+			for id := uint64(0); id < 100; id++ {
+				if err := s.Append(testKey, id, def(id)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.Reserve(testKey, 4<<20); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, fileName(testKey))
+			allocated := func() (size, blocks int64) {
+				t.Helper()
+				var st syscall.Stat_t
+				if err := syscall.Stat(path, &st); err != nil {
+					t.Fatal(err)
+				}
+				return st.Size, st.Blocks * 512
+			}
+			size, held := allocated()
+			if held < 4<<20 {
+				t.Skipf("%s holds %d bytes after a 4 MiB reservation: its file system does not preallocate", dir, held)
+			}
+			if err := s.Close(testKey); err != nil {
+				t.Fatal(err)
+			}
+			after, kept := allocated()
+			if after != size || kept > size+64<<10 {
+				t.Fatalf("after Close: size %d (was %d), %d bytes allocated; want the size unchanged and at most 64 KiB past it", after, size, kept)
+			}
+			for id := uint64(0); id < 100; id++ {
+				if d, err := s.Lookup(testKey, id); err != nil || !bytes.Equal(d, def(id)) {
+					t.Fatalf("Lookup(%d) after Close = %q, %v", id, d, err)
+				}
+			}
+		})
 	}
 }

@@ -285,8 +285,9 @@ func (s *Store) Lookuper(key string) func(id uint64) ([]byte, error) {
 	}
 }
 
-// Close writes and syncs key's file if needed and closes it (the session
-// left memory; Load opens it again).
+// Close writes and syncs key's file if needed, gives back the room
+// reserved past its end (release), and closes it (the session left memory;
+// Load opens it again).
 func (s *Store) Close(key string) error {
 	fi := s.lookupOpen(key)
 	if fi == nil {
@@ -305,6 +306,7 @@ func (s *Store) Close(key string) error {
 			return fmt.Errorf("sessdefs: syncing %s: %w", fi.path, err)
 		}
 	}
+	s.release(fi)
 	return s.forget(fi)
 }
 
