@@ -223,34 +223,49 @@ func copyTail(h *os.File, off, size int64, to string) error {
 	return out.Close()
 }
 
-// readAllPath reads every definition of the file at path without opening
-// it in the store (Lookuper), up to its first damage: no file is no
-// definition; a file of another key or a damaged header, none either.
-func readAllPath(path, key string) (map[uint32][]byte, error) {
-	all := make(map[uint32][]byte)
-	h, err := os.Open(path)
+// openPath opens the file at path for a reader beside the owner (one the
+// owner has not open) and reads its header: h is nil, with no error, when
+// there is no file, or a file of another key or with a damaged header
+// (the owner repairs it when it opens it): no definition either way. The
+// caller closes h.
+func openPath(path, key string) (h *os.File, first, size int64, err error) {
+	h, err = os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return all, nil
+		return nil, 0, 0, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("sessdefs: %w", err)
+		return nil, 0, 0, fmt.Errorf("sessdefs: %w", err)
 	}
-	defer h.Close()
 	st, err := h.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("sessdefs: %w", err)
+		h.Close()
+		return nil, 0, 0, fmt.Errorf("sessdefs: %w", err)
 	}
 	hkey, n, err := readHeader(h, st.Size())
 	if err != nil && !isDamage(err) {
-		return nil, fmt.Errorf("sessdefs: reading %s: %w", path, err)
+		h.Close()
+		return nil, 0, 0, fmt.Errorf("sessdefs: reading %s: %w", path, err)
 	}
 	if err != nil || hkey != key {
-		return all, nil // damaged: the owner repairs it when it opens it
+		h.Close()
+		return nil, 0, 0, nil
 	}
+	return h, int64(n), st.Size(), nil
+}
+
+// readAllPath reads every definition of the file at path without opening
+// it in the store (Lookuper), up to its first damage.
+func readAllPath(path, key string) (map[uint32][]byte, error) {
+	all := make(map[uint32][]byte)
+	h, first, size, err := openPath(path, key)
+	if h == nil || err != nil {
+		return all, err
+	}
+	defer h.Close()
 	rd := reader{size: 256 << 10}
 	var buf []byte // one allocation per 64 KiB of definitions, not per definition
-	for off := int64(n); ; {
-		id, def, next, err := rd.record(h, off, st.Size())
+	for off := first; ; {
+		id, def, next, err := rd.record(h, off, size)
 		if err == io.EOF || err != nil && isDamage(err) {
 			return all, nil
 		}
@@ -269,27 +284,16 @@ func readAllPath(path, key string) (map[uint32][]byte, error) {
 // lookupPath finds id in the file at path without opening it in the store
 // (a reader beside the owner, for a file the owner has not open).
 func lookupPath(rd *reader, path, key string, id uint32) ([]byte, error) {
-	h, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	h, first, size, err := openPath(path, key)
+	if err != nil {
+		return nil, err
+	}
+	if h == nil {
 		return nil, ErrNotFound
 	}
-	if err != nil {
-		return nil, fmt.Errorf("sessdefs: %w", err)
-	}
 	defer h.Close()
-	st, err := h.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("sessdefs: %w", err)
-	}
-	hkey, n, err := readHeader(h, st.Size())
-	if err != nil && !isDamage(err) {
-		return nil, fmt.Errorf("sessdefs: reading %s: %w", path, err)
-	}
-	if err != nil || hkey != key {
-		return nil, ErrNotFound // damaged: the owner repairs it when it opens it
-	}
 	// No sparse index here: every record from the first, ids in any order.
-	def, _, err := find(rd, h, int64(n), st.Size(), id, true)
+	def, _, err := find(rd, h, first, size, id, true)
 	if err != nil {
 		if isDamage(err) {
 			return nil, ErrNotFound
