@@ -108,7 +108,9 @@ func (f *Forwarder) beginRecord(entries int) *scan2 {
 	clear(s.slots)
 	s.ids = s.ids[:0]
 	s.fresh = false
-	clear(s.defIDs[:cap(s.defIDs)]) // they alias the arena rewound below, or chunks it dropped
+	// The last record's identities alias the arena rewound below, or
+	// chunks it dropped; those before it were cleared the same way.
+	clear(s.defIDs)
 	s.defIDs = s.defIDs[:0]
 	if len(s.idents) > 0 {
 		clear(s.idents)

@@ -151,8 +151,7 @@ func (f *Forwarder) define3(sess *session, first uint64, ndefs int, refused []ui
 	if cap(s.defIDs) < ndefs {
 		s.defIDs = make([]pa.SeriesIdentity, ndefs)
 	}
-	s.defIDs = s.defIDs[:ndefs]
-	clear(s.defIDs)
+	s.defIDs = s.defIDs[:ndefs] // zero: beginRecord cleared what the last record used
 	s.defFirst = first
 	before := len(sess.types)
 	defer func() { f.sess.ids += len(sess.types) - before }()

@@ -81,7 +81,7 @@ const (
 // aligns to 4 bytes, not 8), so 2.2 M series take 44 MB the garbage
 // collector never scans.
 type sessEntry struct {
-	keyLo, keyHi uint32 // TimeseriesKey (key, setKey)
+	keyLo, keyHi uint32 // TimeseriesKey (key, resolvedEntry)
 	fp           uint32 // the writer's fingerprint
 	name         uint32 // index into session.names
 	// gen is the low 8 bits of the row set (rowSet.gen) this series was
@@ -308,22 +308,15 @@ func (ss *sessions) noteRowSet(gen uint64) {
 		return
 	}
 	ss.genHigh = h
-	for _, s := range ss.m {
-		for _, ch := range s.chunks {
-			for i := range ch {
-				ch[i].gen = 0
-			}
-		}
-	}
+	ss.eachLoadedEntry(func(e *sessEntry) { e.gen = 0 })
 }
 
-// clearSeen clears every loaded entry's note that its key is in the
-// writer's seenKeys (sessEntry.seen).
-func (ss *sessions) clearSeen() {
+// eachLoadedEntry calls fn with every entry of the sessions in memory.
+func (ss *sessions) eachLoadedEntry(fn func(*sessEntry)) {
 	for _, s := range ss.m {
 		for _, ch := range s.chunks {
 			for i := range ch {
-				ch[i].seen = 0
+				fn(&ch[i])
 			}
 		}
 	}
@@ -339,7 +332,7 @@ func (f *Forwarder) renewSeenEpoch() {
 	if f.w.seenEpoch < math.MaxUint8 {
 		return
 	}
-	f.sess.clearSeen()
+	f.sess.eachLoadedEntry(func(e *sessEntry) { e.seen = 0 })
 	f.w.seenEpoch = 1
 }
 

@@ -222,6 +222,9 @@ type interner struct {
 	m   map[string]string
 }
 
+// newInterner returns an interner of up to 65,536 strings.
+func newInterner() interner { return interner{max: 1 << 16, m: make(map[string]string)} }
+
 func (in *interner) get(b []byte) string {
 	if s, ok := in.m[string(b)]; ok { // no allocation for the lookup
 		return s
@@ -253,7 +256,7 @@ type SampleDecoder struct {
 
 // NewSampleDecoder returns a decoder that interns up to 65,536 strings.
 func NewSampleDecoder() *SampleDecoder {
-	sd := &SampleDecoder{in: interner{max: 1 << 16, m: make(map[string]string)}}
+	sd := &SampleDecoder{in: newInterner()}
 	sd.series.in = &sd.in
 	return sd
 }

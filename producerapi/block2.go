@@ -640,7 +640,7 @@ const maxReusedFields = 1 << 16
 // NewSeriesDecoder returns a SeriesDecoder that interns up to 65,536
 // strings.
 func NewSeriesDecoder() *SeriesDecoder {
-	sd := &SeriesDecoder{in: interner{max: 1 << 16, m: make(map[string]string)}}
+	sd := &SeriesDecoder{in: newInterner()}
 	sd.d.in, sd.d.reuse = &sd.in, true
 	return sd
 }

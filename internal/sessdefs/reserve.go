@@ -53,8 +53,8 @@ func (s *Store) release(fi *file) {
 	if fi.noFallocate || fi.broken != nil || fi.reserved <= end {
 		return // a broken file's end is not to be trusted: keep its blocks
 	}
-	// Truncating to the size it has frees the blocks past it (ext4, xfs
-	// and tmpfs do; ext4 ignores a hole punched past the end).
+	// Truncating to the size it has frees the blocks past it (tested on
+	// ext4 and tmpfs; ext4 ignores a hole punched past the end).
 	if err := fi.h.Truncate(end); err == nil {
 		fi.reserved = end
 	}

@@ -228,6 +228,16 @@ func (s *Store) Lookup(key string, id uint64) ([]byte, error) {
 		return nil, ErrNotFound
 	}
 	rd := reader{size: 16 << 10}
+	if def, open, err := s.lookupIfOpen(&rd, key, uint32(id)); open {
+		return def, err
+	}
+	return lookupPath(&rd, filepath.Join(s.dir, fileName(key)), key, uint32(id))
+}
+
+// lookupIfOpen is Lookup of a file the owner has open (its sparse index
+// finds id); open=false when it has not, or closed it under the read
+// (unloaded or removed): the caller reads it from its path.
+func (s *Store) lookupIfOpen(rd *reader, key string, id uint32) (def []byte, open bool, err error) {
 	s.mu.Lock()
 	fi := s.mu.files[key]
 	var start, limit int64
@@ -236,19 +246,19 @@ func (s *Store) Lookup(key string, id uint64) ([]byte, error) {
 	if fi != nil {
 		fi.mu.Lock()
 		if !fi.mu.closed {
-			start, limit, unsorted, h = startOf(fi, uint32(id)), fi.mu.size, fi.mu.unsorted, fi.h
+			start, limit, unsorted, h = startOf(fi, id), fi.mu.size, fi.mu.unsorted, fi.h
 		}
 		fi.mu.Unlock()
 	}
 	s.mu.Unlock()
-	if h != nil {
-		def, _, err := find(&rd, h, start, limit, uint32(id), unsorted)
-		if !errors.Is(err, os.ErrClosed) {
-			return append([]byte(nil), def...), wrapRead(filepath.Join(s.dir, fileName(key)), err)
-		}
-		// Closed under us (unloaded or removed): read it from its path.
+	if h == nil {
+		return nil, false, nil
 	}
-	return lookupPath(&rd, filepath.Join(s.dir, fileName(key)), key, uint32(id))
+	def, _, err = find(rd, h, start, limit, id, unsorted)
+	if errors.Is(err, os.ErrClosed) {
+		return nil, false, nil
+	}
+	return append([]byte(nil), def...), true, wrapRead(filepath.Join(s.dir, fileName(key)), err)
 }
 
 // Lookuper returns a lookup of key's definitions for a reader beside the
@@ -263,22 +273,21 @@ func (s *Store) Lookup(key string, id uint64) ([]byte, error) {
 func (s *Store) Lookuper(key string) func(id uint64) ([]byte, error) {
 	var all map[uint32][]byte // the closed file's definitions, once read
 	var failed error
+	rd := reader{size: 16 << 10}
 	return func(id uint64) ([]byte, error) {
+		if id > math.MaxUint32 {
+			return nil, ErrNotFound
+		}
 		if all == nil && failed == nil {
-			if fi := s.lookupOpen(key); fi != nil {
-				fi.mu.Lock()
-				open := !fi.mu.closed
-				fi.mu.Unlock()
-				if open {
-					return s.Lookup(key, id)
-				}
+			if def, open, err := s.lookupIfOpen(&rd, key, uint32(id)); open {
+				return def, err
 			}
 			all, failed = readAllPath(filepath.Join(s.dir, fileName(key)), key)
 		}
 		if failed != nil {
 			return nil, failed
 		}
-		if def, ok := all[uint32(id)]; ok && id <= math.MaxUint32 {
+		if def, ok := all[uint32(id)]; ok {
 			return append([]byte(nil), def...), nil
 		}
 		return nil, ErrNotFound
