@@ -9,6 +9,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/holdfast/holdfast/forwarder"
+	"github.com/holdfast/holdfast/internal/chbatch"
 	"github.com/holdfast/holdfast/internal/sampletest"
 	pa "github.com/holdfast/holdfast/producerapi"
 )
@@ -25,8 +26,9 @@ import (
 // samples in system.query_log): the "ceiling" was mostly fields inserts.
 // Here, as a user who knows the fleet would, fields and schemas are written
 // once per timeseries, rows are built into reused typed column buffers
-// outside the timed section, and the timed section is only PrepareBatch,
-// one columnar Append per column and Send, table after table.
+// outside the timed section, and the timed section is only the INSERT of
+// each table: one columnar Append per column and Send, on the statement's
+// batch kept from the last INSERT (internal/chbatch), as the forwarder does.
 
 // directRows is one batch of rows in typed columns, reused batch after batch.
 type directRows struct {
@@ -76,6 +78,7 @@ func (f *directFields) reset() {
 // directInserter builds and inserts directRows into one database.
 type directInserter struct {
 	conn        driver.Conn
+	batches     *chbatch.Pool
 	db          string
 	seen        map[uint64]struct{} // timeseries whose fields are written: the whole fleet, no bound
 	seenSchemas map[pa.SchemaKey]struct{}
@@ -89,7 +92,7 @@ type directInserter struct {
 }
 
 func newDirectInserter(conn driver.Conn, db string) *directInserter {
-	return &directInserter{conn: conn, db: db, seen: map[uint64]struct{}{}, seenSchemas: map[pa.SchemaKey]struct{}{}, names: map[[2]string]string{}}
+	return &directInserter{conn: conn, batches: chbatch.NewPool(conn, nil), db: db, seen: map[uint64]struct{}{}, seenSchemas: map[pa.SchemaKey]struct{}{}, names: map[[2]string]string{}}
 }
 
 func (d *directInserter) name(s *pa.Sample) string {
@@ -259,21 +262,13 @@ type col struct {
 // send runs one INSERT with one columnar Append per column.
 func (d *directInserter) send(ctx context.Context, table string, cols ...col) error {
 	names := make([]string, len(cols))
+	data := make([]any, len(cols))
 	for i, c := range cols {
-		names[i] = c.name
+		names[i], data[i] = c.name, c.data
 	}
-	b, err := d.conn.PrepareBatch(ctx, fmt.Sprintf("INSERT INTO %s.%s (%s)", d.db, table, strings.Join(names, ", ")))
-	if err != nil {
-		return fmt.Errorf("direct baseline: preparing insert into %s: %w", table, err)
-	}
-	defer b.Close()
-	for i, c := range cols {
-		if err := b.Column(i).Append(c.data); err != nil {
-			return fmt.Errorf("direct baseline: column %s of %s: %w", c.name, table, err)
-		}
-	}
-	if err := b.Send(); err != nil {
-		return fmt.Errorf("direct baseline: inserting into %s: %w", table, err)
+	q := fmt.Sprintf("INSERT INTO %s.%s (%s)", d.db, table, strings.Join(names, ", "))
+	if err := d.batches.Send(ctx, q, data); err != nil {
+		return fmt.Errorf("direct baseline: %s: %w", table, err)
 	}
 	return nil
 }

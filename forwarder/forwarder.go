@@ -669,6 +669,8 @@ func (f *Forwarder) flushWith(ctx context.Context, b *batch, fl *flight) error {
 		f.m.transientErrors.Inc()
 		if needsSchema(err) {
 			f.schemaReady = false
+			// Kept batches have the old tables' columns: read them anew.
+			f.w.batches.Clear()
 		}
 		delay := f.backoff(attempt)
 		f.noteFailure(err)

@@ -13,6 +13,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/holdfast/holdfast/internal/chbatch"
 	pa "github.com/holdfast/holdfast/producerapi"
 )
 
@@ -121,12 +122,20 @@ type writer struct {
 	// rows into columns it grows from empty: one INSERT of them all is the
 	// largest transient allocation of a delivery.
 	fieldChunk int
+	// batches keeps each INSERT statement's clickhouse-go batch for the
+	// next INSERT of it, so its columns are not allocated again
+	// (internal/chbatch). Shared by the writers of deliveries, which run one
+	// at a time; INSERTs with a deduplication token do not use it.
+	batches *chbatch.Pool
 }
 
 func newWriter(conn driver.Conn, db string, maxSeen int) *writer {
-	return &writer{conn: conn, db: db, maxSeen: maxSeen, seenEpoch: 1,
+	w := &writer{conn: conn, db: db, maxSeen: maxSeen, seenEpoch: 1,
 		seenSchemas: make(map[pa.SchemaKey]struct{}),
 		names:       interner{max: 1 << 16}, seed: maphash.MakeSeed(), keyOf: pa.HashTimeseriesKeyBytes}
+	// w.cluster is set once, before the first INSERT (New).
+	w.batches = chbatch.NewPool(conn, func(ctx context.Context) context.Context { return insertContext(ctx, w.cluster) })
+	return w
 }
 
 // collision is a sample refused because its timeseries key is taken by
@@ -272,7 +281,8 @@ func (in *interner) name(target, metric string) string {
 	return n
 }
 
-// send runs one INSERT with columnar appends.
+// send runs one INSERT with columnar appends, on the statement's kept
+// batch (internal/chbatch).
 //
 // The batch gets ctx itself, not a context with its own deadline: in
 // clickhouse-go v2.50.0, Send starts a goroutine that closes the TCP
@@ -286,23 +296,34 @@ func (w *writer) send(ctx context.Context, table string, cols []string, data []a
 }
 
 // sendTokened is send with insert_deduplication_token set when token is
-// not "" (modern servers only: modern.go).
+// not "" (modern servers only: modern.go). A tokened INSERT is prepared
+// afresh: a kept batch would be sent again with the token it was prepared
+// with, and the server would drop the new rows as the old ones' duplicates.
 func (w *writer) sendTokened(ctx context.Context, table string, cols []string, data []any, token string) error {
 	q := fmt.Sprintf("INSERT INTO %s.%s (%s)", w.db, table, strings.Join(cols, ", "))
-	b, err := w.conn.PrepareBatch(tokenContext(ctx, w.cluster, token), q)
-	if err != nil {
-		return fmt.Errorf("forwarder: preparing insert into %s: %w", table, err)
+	var err error
+	if token == "" && w.batches != nil {
+		err = w.batches.Send(ctx, q, data)
+	} else { // tokened, or a one-off writer (migrate.go)
+		err = chbatch.SendOnce(tokenContext(ctx, w.cluster, token), w.conn, q, data)
 	}
-	defer b.Close()
-	for i, c := range data {
-		if err := b.Column(i).Append(c); err != nil {
-			return fmt.Errorf("%w: column %s of %s.%s: %w", ErrSchemaMismatch, cols[i], w.db, table, err)
+	var e *chbatch.Error
+	switch {
+	case err == nil:
+		return nil
+	case !errors.As(err, &e):
+		return fmt.Errorf("forwarder: inserting into %s: %w", table, err)
+	case e.Stage == chbatch.StagePrepare:
+		return fmt.Errorf("forwarder: preparing insert into %s: %w", table, e.Err)
+	case e.Stage == chbatch.StageAppend:
+		name := fmt.Sprint(e.Column)
+		if e.Column < len(cols) {
+			name = cols[e.Column]
 		}
+		return fmt.Errorf("%w: column %s of %s.%s: %w", ErrSchemaMismatch, name, w.db, table, e.Err)
+	default:
+		return fmt.Errorf("forwarder: inserting %d rows into %s: %w", e.Rows, table, e.Err)
 	}
-	if err := b.Send(); err != nil {
-		return fmt.Errorf("forwarder: inserting %d rows into %s: %w", b.Rows(), table, err)
-	}
-	return nil
 }
 
 // Inserter writes samples straight into ClickHouse with the forwarder's

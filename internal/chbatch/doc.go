@@ -1,0 +1,59 @@
+// Package chbatch sends columnar INSERTs through clickhouse-go/v2 and keeps
+// each statement's batch, with its column buffers, for the next INSERT of
+// the same statement.
+//
+// # Why
+//
+// clickhouse-go builds a new block for every PrepareBatch from the server's
+// header, and its columnar Append copies a typed slice into that block's
+// columns row by row, growing them from empty. At the forwarder's rates that
+// was half of everything the collector allocated (BENCHMARKS.md, "where the
+// collector's memory goes"): every INSERT threw away a block the size of its
+// rows, after growing it through every power of two below that.
+//
+// A Pool keeps the batch of each statement once it is sent. The next Send of
+// that statement resets its columns (which keeps their capacity), appends
+// the new rows and sends the batch again. clickhouse-go v2.50.0 sends a batch
+// that was already sent as a new INSERT on a connection it takes from its
+// pool: it sends the query, reads the server's header and then the block
+// (batch.Send, resetConnection). What a reused batch costs is the query and
+// the header's read, as before, and the block's encoding; no column is
+// allocated again once it is as large as the largest INSERT of its
+// statement so far, until the batch is MaxAge old (below).
+//
+// # What a reused batch does not notice
+//
+// The block keeps the column types of the header it was first prepared
+// with, and the server converts what a block sends into the table's types
+// without a word: ClickHouse 18.16 took a kept block's String column into a
+// table whose column had been made UInt64 since. Prepared afresh,
+// clickhouse-go refuses that conversion on the client (the forwarder's
+// ErrSchemaMismatch), and a narrowing one (Int64 into a column altered to
+// UInt8) cannot corrupt rows unnoticed. So a batch is sent again only for
+// MaxAge after it was prepared: a table altered under a running collector
+// (by an operator, or by a newer holdfast's upgrade) is noticed within
+// MaxAge, and what reached the server in that window was what this build
+// sent, converted by the server as it converts any client's block. An entry
+// is also dropped on any error, so the next INSERT prepares afresh; Clear
+// drops them all (the forwarder does when it ensures the schema again).
+//
+// Settings: a batch is prepared with its context's settings and sent again
+// with them. A statement whose settings change per INSERT (an
+// insert_deduplication_token) must not use a Pool; the forwarder sends
+// those with SendOnce.
+//
+// # Concurrency
+//
+// A Pool is safe for concurrent use: Send takes a statement's batch out of
+// the pool while it runs, so two Sends of one statement at once prepare a
+// second batch rather than share one. A batch is prepared with the context
+// given to Send and reused only by a Send with the same context (compared
+// with ==): clickhouse-go watches a batch's context for as long as it sends
+// it, and closes the connection when it ends.
+//
+// # Memory
+//
+// A kept batch holds its columns' capacity: about the bytes of the largest
+// INSERT of its statement. A statement not sent in the last MaxIdle Sends
+// through the Pool is dropped.
+package chbatch

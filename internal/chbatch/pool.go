@@ -1,0 +1,194 @@
+package chbatch
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// MaxIdle is how many Sends of other statements a kept batch outlives.
+const MaxIdle = 256
+
+// MaxAge is how long a batch is sent again after it was prepared. Then the
+// next Send prepares afresh and reads the table's columns again: a table
+// altered since (a column's type changed) is noticed within MaxAge, as a
+// conversion error, instead of having the server convert the kept block's
+// old types into the new ones (see the package doc).
+const MaxAge = 5 * time.Second
+
+// Stage is the step of an INSERT that failed.
+type Stage int
+
+const (
+	// StagePrepare: sending the query or reading the server's header.
+	StagePrepare Stage = iota
+	// StageAppend: a column did not take its data (clickhouse-go converts
+	// on the client: the data's type is not the column's).
+	StageAppend
+	// StageSend: sending the rows or the server's answer to them.
+	StageSend
+)
+
+// Error is a failed INSERT: the stage, the column for StageAppend, and the
+// cause (a *clickhouse.Exception when the server refused it).
+type Error struct {
+	Stage  Stage
+	Column int // index in the statement's columns; StageAppend only
+	Rows   int // rows appended before the failure
+	Err    error
+}
+
+func (e *Error) Error() string {
+	switch e.Stage {
+	case StagePrepare:
+		return "chbatch: preparing insert: " + e.Err.Error()
+	case StageAppend:
+		return fmt.Sprintf("chbatch: column %d: %v", e.Column, e.Err)
+	default:
+		return fmt.Sprintf("chbatch: inserting %d rows: %v", e.Rows, e.Err)
+	}
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Pool keeps one sent batch per INSERT statement (see the package doc).
+type Pool struct {
+	conn driver.Conn
+	// prepareContext, when set, derives the context a batch is prepared
+	// with from the one given to Send (per-statement settings).
+	prepareContext func(context.Context) context.Context
+	now            func() time.Time // time.Now; tests move it
+
+	mu struct {
+		sync.Mutex
+		kept  map[string]*kept
+		sends uint64
+	}
+}
+
+type kept struct {
+	ctx      context.Context // the context Send was given when it was prepared
+	prepared time.Time
+	batch    driver.Batch
+	cols     []column.Interface
+	lastSend uint64
+}
+
+// NewPool returns a Pool sending on conn. prepareContext may be nil; if
+// not, a batch is prepared with prepareContext(ctx) instead of the ctx given
+// to Send (it must not vary between calls with one ctx: see the package
+// doc's settings).
+func NewPool(conn driver.Conn, prepareContext func(context.Context) context.Context) *Pool {
+	p := &Pool{conn: conn, prepareContext: prepareContext, now: time.Now}
+	p.mu.kept = make(map[string]*kept)
+	return p
+}
+
+// Send runs statement (an INSERT naming its columns) with data, one typed
+// slice per column, all of one length. Its batch is kept for the next Send
+// of statement with the same ctx if the INSERT succeeded.
+func (p *Pool) Send(ctx context.Context, statement string, data []any) error {
+	k := p.take(ctx, statement)
+	if k == nil {
+		pctx := ctx
+		if p.prepareContext != nil {
+			pctx = p.prepareContext(ctx)
+		}
+		b, err := p.conn.PrepareBatch(pctx, statement)
+		if err != nil {
+			return &Error{Stage: StagePrepare, Err: err}
+		}
+		k = &kept{ctx: ctx, prepared: p.now(), batch: b, cols: b.Columns()}
+	}
+	if err := send(k.batch, k.cols, data); err != nil {
+		// Ends the INSERT if it was never sent; nothing if it was.
+		_ = k.batch.Close()
+		return err
+	}
+	for _, c := range k.cols {
+		c.Reset() // keeps the capacity, frees nothing: the point
+	}
+	p.put(statement, k)
+	return nil
+}
+
+// SendOnce runs statement with data on a batch of its own, prepared with
+// ctx and never kept: for INSERTs whose settings differ each time.
+func SendOnce(ctx context.Context, conn driver.Conn, statement string, data []any) error {
+	b, err := conn.PrepareBatch(ctx, statement)
+	if err != nil {
+		return &Error{Stage: StagePrepare, Err: err}
+	}
+	defer b.Close()
+	return send(b, b.Columns(), data)
+}
+
+func send(b driver.Batch, cols []column.Interface, data []any) error {
+	if len(cols) != len(data) {
+		return &Error{Stage: StageAppend, Column: min(len(cols), len(data)),
+			Err: fmt.Errorf("the server's header has %d columns, the data %d", len(cols), len(data))}
+	}
+	for i, d := range data {
+		if _, err := cols[i].Append(d); err != nil {
+			return &Error{Stage: StageAppend, Column: i, Err: err}
+		}
+	}
+	if err := b.Send(); err != nil {
+		return &Error{Stage: StageSend, Rows: b.Rows(), Err: err}
+	}
+	return nil
+}
+
+// take removes statement's kept batch from the pool and returns it, or nil
+// if there is none for ctx.
+func (p *Pool) take(ctx context.Context, statement string) *kept {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k := p.mu.kept[statement]
+	if k == nil {
+		return nil
+	}
+	delete(p.mu.kept, statement)
+	if k.ctx != ctx {
+		return nil // prepared for a context that may have ended
+	}
+	if p.now().Sub(k.prepared) >= MaxAge {
+		return nil // read the table's columns again
+	}
+	return k
+}
+
+// put keeps k as statement's batch and drops the batches idle for MaxIdle
+// Sends.
+func (p *Pool) put(statement string, k *kept) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.mu.sends++
+	k.lastSend = p.mu.sends
+	p.mu.kept[statement] = k
+	// A few dozen statements at most, against an INSERT's round trip.
+	for s, o := range p.mu.kept {
+		if p.mu.sends-o.lastSend >= MaxIdle {
+			delete(p.mu.kept, s)
+		}
+	}
+}
+
+// Clear drops every kept batch: the next Send of each statement prepares
+// afresh and reads the server's header again.
+func (p *Pool) Clear() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	clear(p.mu.kept)
+}
+
+// Kept is the number of batches kept.
+func (p *Pool) Kept() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.mu.kept)
+}
