@@ -65,6 +65,13 @@ type Collector struct {
 	}
 }
 
+// walTruncateSegments is how many forwarded WAL segments the collector
+// lets gather before deleting them (wal.Options.TruncateSegments): each
+// deletion reads the WAL's tail segment back into memory, and three more
+// segments on disk (24 MiB by default) are cheaper than that garbage at
+// every segment. Below half its budget only; then it deletes at once.
+const walTruncateSegments = 4
+
 // Open opens the data directory (WAL, state), loads or creates the collector
 // id and prepares the forwarder. It does not contact producers or ClickHouse:
 // a collector starts with both unreachable.
@@ -85,7 +92,8 @@ func Open(opts Options) (*Collector, error) {
 	if err := os.MkdirAll(opts.DataDir, 0o750); err != nil {
 		return nil, err
 	}
-	if c.wal, err = wal.Open(filepath.Join(opts.DataDir, "wal"), wal.Options{BudgetBytes: opts.WALBudgetBytes, ReserveBytes: max(opts.WALReserveBytes, 0), Registerer: opts.Registerer, Logger: opts.Logger}); err != nil {
+	if c.wal, err = wal.Open(filepath.Join(opts.DataDir, "wal"), wal.Options{BudgetBytes: opts.WALBudgetBytes, ReserveBytes: max(opts.WALReserveBytes, 0),
+		TruncateSegments: walTruncateSegments, Registerer: opts.Registerer, Logger: opts.Logger}); err != nil {
 		return nil, err
 	}
 	if c.state, err = state.Open(filepath.Join(opts.DataDir, "state"), opts.Logger); err != nil {

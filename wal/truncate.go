@@ -9,7 +9,8 @@ import (
 
 // TruncateThrough removes the records up to and including index, by whole
 // segments: a segment file is deleted once every record in it is at or before
-// index. The tail segment is kept, except that a log that needs space (failed,
+// index, and once Options.TruncateSegments of them can go (or space is
+// wanted). The tail segment is kept, except that a log that needs space (failed,
 // e.g. on a full disk, or at its budget) and whose every record is at or
 // before index begins an empty segment first so the former tail can go too
 // (see rollTailLocked). Records after index are never touched, so calling it
@@ -27,8 +28,9 @@ func (l *Log) TruncateThrough(index uint64) (int, error) {
 	l.mu.through = max(l.mu.through, index)
 	n := removable(l.mu.segs, index)
 	roll := l.wantRollLocked()
+	wait := n < l.opts.TruncateSegments && !l.spaceWantedLocked()
 	l.mu.Unlock()
-	if n == 0 && !roll {
+	if (n == 0 || wait) && !roll {
 		return 0, nil
 	}
 
@@ -129,6 +131,15 @@ func (l *Log) wantRollLocked() bool {
 	tail := l.mu.segs[len(l.mu.segs)-1]
 	full := l.opts.BudgetBytes > 0 && l.mu.size >= l.opts.BudgetBytes
 	return l.mu.through >= l.mu.last && tail.size > 0 && (l.mu.failed != nil || full || l.mu.lowSpace)
+}
+
+// spaceWantedLocked reports whether TruncateThrough should delete what it
+// can now rather than wait for Options.TruncateSegments: the log failed,
+// the file system is low, or the log holds half its budget or more.
+// Callers hold l.mu.
+func (l *Log) spaceWantedLocked() bool {
+	half := l.opts.BudgetBytes > 0 && l.mu.size*2 >= l.opts.BudgetBytes
+	return l.mu.failed != nil || l.mu.lowSpace || half
 }
 
 // rollTailLocked begins an empty segment at the next index, so that every

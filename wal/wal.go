@@ -40,6 +40,15 @@ type Options struct {
 	// room. 0 means no reserve; the space is measured once per commit
 	// group (statfs).
 	ReserveBytes int64
+	// TruncateSegments is how many segments TruncateThrough waits for
+	// before it deletes any, unless space is wanted (the log failed, the
+	// file system is low, or the log holds half its budget or more): then
+	// it deletes whatever it can. Each deletion gives tidwall/wal a new
+	// handle, which reads the whole tail segment back from disk into a new
+	// buffer (up to SegmentSize bytes of garbage), so deleting four at a
+	// time does that a quarter as often, for up to three more segments on
+	// disk. Default 1.
+	TruncateSegments int
 	// MaxGroupRecords and MaxGroupBytes bound one commit group (one write,
 	// one fsync). Defaults 4096 records and 32 MiB.
 	MaxGroupRecords int
@@ -83,6 +92,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.SegmentCacheSize == 0 {
 		o.SegmentCacheSize = 1
+	}
+	if o.TruncateSegments <= 0 {
+		o.TruncateSegments = 1
 	}
 	if o.MaxGroupRecords == 0 {
 		o.MaxGroupRecords = 4096
