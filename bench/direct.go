@@ -27,8 +27,9 @@ import (
 // Here, as a user who knows the fleet would, fields and schemas are written
 // once per timeseries, rows are built into reused typed column buffers
 // outside the timed section, and the timed section is only the INSERT of
-// each table: one columnar Append per column and Send, on the statement's
-// batch kept from the last INSERT (internal/chbatch), as the forwarder does.
+// each table: one columnar Append per column and Send, measurements on the
+// statement's batch kept from the last INSERT (internal/chbatch), as the
+// forwarder does.
 
 // directRows is one batch of rows in typed columns, reused batch after batch.
 type directRows struct {
@@ -259,7 +260,9 @@ type col struct {
 	data any
 }
 
-// send runs one INSERT with one columnar Append per column.
+// send runs one INSERT with one columnar Append per column. Measurements
+// INSERTs run on the statement's batch kept from the last one, the others
+// on a batch of their own, as the forwarder's do (internal/chbatch).
 func (d *directInserter) send(ctx context.Context, table string, cols ...col) error {
 	names := make([]string, len(cols))
 	data := make([]any, len(cols))
@@ -267,7 +270,13 @@ func (d *directInserter) send(ctx context.Context, table string, cols ...col) er
 		names[i], data[i] = c.name, c.data
 	}
 	q := fmt.Sprintf("INSERT INTO %s.%s (%s)", d.db, table, strings.Join(names, ", "))
-	if err := d.batches.Send(ctx, q, data); err != nil {
+	var err error
+	if strings.HasPrefix(table, "measurements_") {
+		err = d.batches.Send(ctx, q, data)
+	} else {
+		err = chbatch.SendOnce(ctx, d.conn, q, data)
+	}
+	if err != nil {
 		return fmt.Errorf("direct baseline: %s: %w", table, err)
 	}
 	return nil

@@ -122,10 +122,11 @@ type writer struct {
 	// rows into columns it grows from empty: one INSERT of them all is the
 	// largest transient allocation of a delivery.
 	fieldChunk int
-	// batches keeps each INSERT statement's clickhouse-go batch for the
-	// next INSERT of it, so its columns are not allocated again
-	// (internal/chbatch). Shared by the writers of deliveries, which run one
-	// at a time; INSERTs with a deduplication token do not use it.
+	// batches keeps each measurements INSERT statement's clickhouse-go
+	// batch for the next INSERT of it, so its columns are not allocated
+	// again (internal/chbatch). Shared by the writers of deliveries, which
+	// run one at a time; INSERTs with a deduplication token, and those into
+	// schema and fields tables, do not use it (sendMeasurements).
 	batches *chbatch.Pool
 }
 
@@ -197,7 +198,7 @@ func (w *writer) insertTokened(ctx context.Context, rs *rowSet, token string) er
 			if token != "" {
 				tok = token + table
 			}
-			if err := w.sendTokened(ctx, table, measurementColumns(m.t), m.columns(), tok); err != nil {
+			if err := w.sendMeasurements(ctx, table, measurementColumns(m.t), m.columns(), tok); err != nil {
 				return err
 			}
 		}
@@ -281,8 +282,10 @@ func (in *interner) name(target, metric string) string {
 	return n
 }
 
-// send runs one INSERT with columnar appends, on the statement's kept
-// batch (internal/chbatch).
+// send runs one INSERT with columnar appends on a batch of its own: the
+// schema and fields tables, written in bulk only while a fleet's series are
+// new (a start, or every producer's new session), when keeping their
+// batches would hold a dozen tables' columns at their largest for good.
 //
 // The batch gets ctx itself, not a context with its own deadline: in
 // clickhouse-go v2.50.0, Send starts a goroutine that closes the TCP
@@ -292,21 +295,34 @@ func (in *interner) name(target, metric string) string {
 // with "use of closed network connection". The insert's deadline comes from
 // the connection's read and write timeouts instead (Dial sets them).
 func (w *writer) send(ctx context.Context, table string, cols []string, data []any) error {
-	return w.sendTokened(ctx, table, cols, data, "")
+	q := insertStatement(w.db, table, cols)
+	return w.insertError(table, cols, chbatch.SendOnce(insertContext(ctx, w.cluster), w.conn, q, data))
 }
 
-// sendTokened is send with insert_deduplication_token set when token is
-// not "" (modern servers only: modern.go). A tokened INSERT is prepared
-// afresh: a kept batch would be sent again with the token it was prepared
-// with, and the server would drop the new rows as the old ones' duplicates.
-func (w *writer) sendTokened(ctx context.Context, table string, cols []string, data []any, token string) error {
-	q := fmt.Sprintf("INSERT INTO %s.%s (%s)", w.db, table, strings.Join(cols, ", "))
+// sendMeasurements runs one INSERT into a measurements table, on the
+// statement's kept batch (internal/chbatch): every delivery writes these,
+// and their columns were half of what the collector allocated. With token
+// set (modern servers only: modern.go) the batch is prepared afresh: a kept
+// batch would be sent again with the token it was prepared with, and the
+// server would drop the new rows as the old ones' duplicates.
+func (w *writer) sendMeasurements(ctx context.Context, table string, cols []string, data []any, token string) error {
+	q := insertStatement(w.db, table, cols)
 	var err error
 	if token == "" && w.batches != nil {
 		err = w.batches.Send(ctx, q, data)
-	} else { // tokened, or a one-off writer (migrate.go)
+	} else {
 		err = chbatch.SendOnce(tokenContext(ctx, w.cluster, token), w.conn, q, data)
 	}
+	return w.insertError(table, cols, err)
+}
+
+func insertStatement(db, table string, cols []string) string {
+	return fmt.Sprintf("INSERT INTO %s.%s (%s)", db, table, strings.Join(cols, ", "))
+}
+
+// insertError says which INSERT failed and how: a column that did not take
+// this build's values is ErrSchemaMismatch.
+func (w *writer) insertError(table string, cols []string, err error) error {
 	var e *chbatch.Error
 	switch {
 	case err == nil:
