@@ -307,11 +307,18 @@ func (w *writer) send(ctx context.Context, table string, cols []string, data []a
 // server would drop the new rows as the old ones' duplicates.
 func (w *writer) sendMeasurements(ctx context.Context, table string, cols []string, data []any, token string) error {
 	q := insertStatement(w.db, table, cols)
-	var err error
-	if token == "" && w.batches != nil {
-		err = w.batches.Send(ctx, q, data)
-	} else {
-		err = chbatch.SendOnce(tokenContext(ctx, w.cluster, token), w.conn, q, data)
+	if token != "" || w.batches == nil {
+		return w.insertError(table, cols, chbatch.SendOnce(tokenContext(ctx, w.cluster, token), w.conn, q, data))
+	}
+	err := w.batches.Send(ctx, q, data)
+	var e *chbatch.Error
+	if errors.As(err, &e) && e.Reused && IsRejected(err) {
+		// The kept block names the column types it was prepared with; the
+		// server may have refused those (a table altered since), where a
+		// fresh batch is refused on the client as ErrSchemaMismatch, which
+		// is retried and never quarantined. Ask again before the data is
+		// judged: a refusal of a fresh batch is about the data.
+		err = chbatch.SendOnce(insertContext(ctx, w.cluster), w.conn, q, data)
 	}
 	return w.insertError(table, cols, err)
 }

@@ -87,7 +87,12 @@
 // ErrFull) and write nothing while the log's files hold the budget or more;
 // the log can pass the budget by at most one record (so a record larger than
 // the budget is still accepted once the log has drained). Space comes back
-// when TruncateThrough removes segments. The tail segment is removed only
+// when TruncateThrough removes segments. With Options.TruncateSegments
+// above 1, forwarded segments may wait on disk for more to join them; they
+// go at every TruncateThrough once the log holds half its budget, and at
+// once, in the background, when an append is refused for the budget or the
+// reserve (no truncation may come: the forwarder may be stopped or caught
+// up). The tail segment is removed only
 // when everything was truncated through and space is needed (a failed log,
 // or one at its budget): an empty segment is begun first. So with a budget
 // the default segment size is a quarter of it.

@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -63,6 +64,30 @@ func (l *Log) TruncateThrough(index uint64) (int, error) {
 		}
 	}
 	return removed, nil
+}
+
+// freeWaiting deletes, in the background, the forwarded segments that
+// TruncateThrough left waiting for Options.TruncateSegments, once an append
+// was refused for the budget or the reserve: space is wanted now, and no
+// delivery may come to truncate (ClickHouse down, or the forwarder caught
+// up). One at a time; Close waits for it.
+func (l *Log) freeWaiting() {
+	l.mu.Lock()
+	n, through, closed := removable(l.mu.segs, l.mu.through), l.mu.through, l.mu.closed
+	l.mu.Unlock()
+	if n == 0 || closed || !l.freeing.CompareAndSwap(false, true) {
+		return
+	}
+	l.background.Add(1)
+	go func() {
+		defer l.background.Done()
+		defer l.freeing.Store(false)
+		if removed, err := l.TruncateThrough(through); err != nil && !errors.Is(err, ErrClosed) {
+			l.log.Warn("wal: deleting forwarded segments after a refused append failed", "err", err)
+		} else if removed > 0 {
+			l.log.Info("wal: deleted forwarded segments to make room after a refused append", "segments", removed)
+		}
+	}()
 }
 
 // removable is how many leading segments hold only records at or before

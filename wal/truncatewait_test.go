@@ -1,9 +1,12 @@
 package wal_test
 
 import (
+	"context"
+	"errors"
 	"slices"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/holdfast/holdfast/wal"
 )
@@ -72,5 +75,45 @@ func TestTruncateWaitsForSegments(t *testing.T) {
 			}
 			checkRecords(t, l, int(starts[4]), 300, 100)
 		})
+	}
+}
+
+// TestRefusedAppendFreesWaitingSegments: segments left waiting for
+// TruncateSegments are deleted once an append is refused for the budget,
+// without another TruncateThrough (ClickHouse down: no delivery comes), and
+// appends are accepted again.
+func TestRefusedAppendFreesWaitingSegments(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, dir, wal.Options{SegmentSize: 4096, TruncateSegments: 4, BudgetBytes: 64 << 10})
+	defer l.Close()
+	appendN(t, l, 1, 100, 100)
+	starts := segmentStarts(t, dir)
+	if len(starts) < 3 {
+		t.Fatalf("only %d segments", len(starts))
+	}
+	// Two segments forwarded: below half the budget, they wait.
+	if removed, err := l.TruncateThrough(starts[2] - 1); err != nil || removed != 0 {
+		t.Fatalf("removed %d, err %v; want the segments to wait", removed, err)
+	}
+	// Fill to the budget: appends are refused, and the refusal frees the
+	// waiting segments by itself.
+	next := 101
+	for ; ; next++ {
+		if _, err := l.Append(context.Background(), wal.Record{Type: wal.TypePage, Payload: make([]byte, 100)}); err != nil {
+			if !errors.Is(err, wal.ErrFull) {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for segmentStarts(t, dir)[0] != starts[2] {
+		if time.Now().After(deadline) {
+			t.Fatalf("first segment still starts at %d after a refused append, want %d", segmentStarts(t, dir)[0], starts[2])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := l.Append(context.Background(), wal.Record{Type: wal.TypePage, Payload: make([]byte, 100)}); err != nil {
+		t.Fatalf("append after the waiting segments were freed: %v", err)
 	}
 }

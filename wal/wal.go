@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -143,7 +144,11 @@ type Log struct {
 	quit    chan struct{}
 	stopped chan struct{} // closed when the writer goroutine has exited
 	wake    chan struct{} // pokes the writer to schedule a recovery
-	repair  *RepairReport
+	// freeing is set while a truncation started by a refused append runs
+	// (freeWaiting); background waits for it in Close.
+	freeing    atomic.Bool
+	background sync.WaitGroup
+	repair     *RepairReport
 
 	// handle guards the tidwall handle against being swapped (truncation,
 	// close) while appends or reads use it.
@@ -480,21 +485,25 @@ func (l *Log) commit(group []*appendReq, batch *twal.Batch) {
 	if l.opts.ReserveBytes > 0 {
 		free = FreeBytes(l.dir)
 	}
-	lowSpace := false
+	lowSpace, refused := false, false
 	defer func() {
 		l.mu.Lock()
 		l.mu.lowSpace = lowSpace
 		l.mu.Unlock()
+		if refused {
+			l.freeWaiting()
+		}
 	}()
 	for _, r := range group {
 		fs := frameSize(r.frame)
 		if b := l.opts.BudgetBytes; b > 0 && size+added >= b {
 			l.m.fullRejections.Inc()
+			refused = true
 			r.done <- appendResult{err: &FullError{SizeBytes: size + added, RecordBytes: fs, BudgetBytes: b}}
 			continue
 		}
 		if res := l.opts.ReserveBytes; free >= 0 && free-added-fs < res {
-			lowSpace = true
+			lowSpace, refused = true, true
 			l.m.fullRejections.Inc()
 			r.done <- appendResult{err: &FullError{SizeBytes: size + added, RecordBytes: fs, BudgetBytes: l.opts.BudgetBytes, FreeBytes: free - added, ReserveBytes: res}}
 			continue
@@ -650,6 +659,7 @@ func (l *Log) Close() error {
 	l.mu.Unlock()
 	close(l.quit)
 	<-l.stopped
+	l.background.Wait()
 	l.handle.Lock()
 	var err error
 	if l.handle.tw != nil {

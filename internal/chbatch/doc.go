@@ -47,13 +47,22 @@
 // A Pool is safe for concurrent use: Send takes a statement's batch out of
 // the pool while it runs, so two Sends of one statement at once prepare a
 // second batch rather than share one. A batch is prepared with the context
-// given to Send and reused only by a Send with the same context (compared
-// with ==): clickhouse-go watches a batch's context for as long as it sends
-// it, and closes the connection when it ends.
+// given to Send (through the Pool's prepareContext, if set) and reused only
+// by a Send with the same context (compared with ==) that has not ended:
+// clickhouse-go watches a batch's context for as long as it sends it, and
+// closes the connection when it ends.
 //
 // # Memory
 //
 // A kept batch holds its columns' capacity: about the bytes of the largest
 // INSERT of its statement. A statement not sent in the last MaxIdle Sends
-// through the Pool is dropped.
+// through the Pool, or prepared MaxAge ago, is dropped at the next Send of
+// any statement.
+//
+// # Refusals of a kept batch
+//
+// The server may refuse a kept block because of the types it names, where
+// a fresh batch would have been refused on the client: an error of a kept
+// batch says so (Error.Reused), and a caller that would give up on the data
+// for a refusal sends it again on a fresh batch first (the forwarder does).
 package chbatch

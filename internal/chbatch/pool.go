@@ -2,6 +2,7 @@ package chbatch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -39,6 +40,10 @@ type Error struct {
 	Stage  Stage
 	Column int // index in the statement's columns; StageAppend only
 	Rows   int // rows appended before the failure
+	// Reused says the batch was a kept one. Its block has the column
+	// types of the header it was prepared with, so a refusal by the
+	// server may be about those types, not the data: see Pool.Send.
+	Reused bool
 	Err    error
 }
 
@@ -65,8 +70,9 @@ type Pool struct {
 
 	mu struct {
 		sync.Mutex
-		kept  map[string]*kept
-		sends uint64
+		kept   map[string]*kept
+		sends  uint64
+		reuses uint64
 	}
 }
 
@@ -90,9 +96,14 @@ func NewPool(conn driver.Conn, prepareContext func(context.Context) context.Cont
 
 // Send runs statement (an INSERT naming its columns) with data, one typed
 // slice per column, all of one length. Its batch is kept for the next Send
-// of statement with the same ctx if the INSERT succeeded.
+// of statement with the same ctx if the INSERT succeeded. A failure of a
+// kept batch is an *Error with Reused set: a caller that would give up on
+// the data when the server refuses it should first send it again on a
+// fresh batch (SendOnce), since a table altered since would be refused on
+// the client instead (a conversion error), not by the server.
 func (p *Pool) Send(ctx context.Context, statement string, data []any) error {
 	k := p.take(ctx, statement)
+	reused := k != nil
 	if k == nil {
 		pctx := ctx
 		if p.prepareContext != nil {
@@ -107,6 +118,10 @@ func (p *Pool) Send(ctx context.Context, statement string, data []any) error {
 	if err := send(k.batch, k.cols, data); err != nil {
 		// Ends the INSERT if it was never sent; nothing if it was.
 		_ = k.batch.Close()
+		var e *Error
+		if errors.As(err, &e) {
+			e.Reused = reused
+		}
 		return err
 	}
 	for _, c := range k.cols {
@@ -153,12 +168,17 @@ func (p *Pool) take(ctx context.Context, statement string) *kept {
 		return nil
 	}
 	delete(p.mu.kept, statement)
-	if k.ctx != ctx {
-		return nil // prepared for a context that may have ended
+	if k.ctx != ctx || ctx.Err() != nil {
+		// Prepared for a context that may have ended, or this one has: a
+		// kept batch's Send watches its context before it takes a
+		// connection, and would close the one it last used, which may be
+		// back in the pool and someone else's.
+		return nil
 	}
 	if p.now().Sub(k.prepared) >= MaxAge {
 		return nil // read the table's columns again
 	}
+	p.mu.reuses++
 	return k
 }
 
@@ -171,9 +191,10 @@ func (p *Pool) put(statement string, k *kept) {
 	k.lastSend = p.mu.sends
 	p.mu.kept[statement] = k
 	// A few dozen statements at most, against an INSERT's round trip.
+	now := p.now()
 	for s, o := range p.mu.kept {
-		if p.mu.sends-o.lastSend >= MaxIdle {
-			delete(p.mu.kept, s)
+		if p.mu.sends-o.lastSend >= MaxIdle || now.Sub(o.prepared) >= MaxAge {
+			delete(p.mu.kept, s) // would be prepared afresh anyway
 		}
 	}
 }
@@ -184,6 +205,13 @@ func (p *Pool) Clear() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	clear(p.mu.kept)
+}
+
+// Reuses is how many Sends ran on a kept batch.
+func (p *Pool) Reuses() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.mu.reuses
 }
 
 // Kept is the number of batches kept.

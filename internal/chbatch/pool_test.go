@@ -88,6 +88,9 @@ func TestReusedBatchInsertsEachRowOnce(t *testing.T) {
 			t.Fatalf("kept %d batches, want 1", p.Kept())
 		}
 	}
+	if r := p.Reuses(); r != uint64(len(sizes)-1) {
+		t.Fatalf("%d sends ran on a kept batch, want %d", r, len(sizes)-1)
+	}
 	count, sum, uniq, matching := tableSummary(t, conn, db)
 	if count != uint64(first) || uniq != uint64(first) || sum != wantSum || !matching {
 		t.Fatalf("table has %d rows (%d distinct, sum %d, columns matching %v), want %d rows, sum %d",
@@ -158,10 +161,12 @@ func TestFailuresDropTheBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	err := p.Send(ctx, q, []any{[]string{"not", "numbers"}, []string{"a", "b"}})
+	// Column 0 takes its rows, column 1 refuses: the batch holds a
+	// half-appended row set, which must never be sent.
+	err := p.Send(ctx, q, []any{[]uint64{1000, 1001}, []float64{1, 2}})
 	var e *Error
-	if !errors.As(err, &e) || e.Stage != StageAppend || e.Column != 0 {
-		t.Fatalf("send of strings into UInt64: %v, want an append error at column 0", err)
+	if !errors.As(err, &e) || e.Stage != StageAppend || e.Column != 1 || !e.Reused {
+		t.Fatalf("send of floats into String: %v, want an append error at column 1 of a kept batch", err)
 	}
 	if p.Kept() != 0 {
 		t.Fatalf("kept %d batches after a failed append, want 0", p.Kept())
@@ -169,14 +174,17 @@ func TestFailuresDropTheBatch(t *testing.T) {
 	if err := p.Send(ctx, q, rowsOf(10, 10)); err != nil {
 		t.Fatalf("send after a failed append: %v", err)
 	}
+	if count, sum, _, matching := tableSummary(t, conn, db); count != 20 || sum != 190 || !matching {
+		t.Fatalf("after a failed append the table has %d rows, sum %d (matching %v), want 20 rows, sum 190", count, sum, matching)
+	}
 
 	if err := conn.Exec(ctx, "DROP TABLE "+db+".t"); err != nil {
 		t.Fatal(err)
 	}
 	err = p.Send(ctx, q, rowsOf(20, 10))
 	var ex *clickhouse.Exception
-	if !errors.As(err, &e) || e.Stage != StageSend || !errors.As(err, &ex) || ex.Code != 60 {
-		t.Fatalf("send into a dropped table: %v, want UNKNOWN_TABLE (60) at the send", err)
+	if !errors.As(err, &e) || e.Stage != StageSend || !e.Reused || !errors.As(err, &ex) || ex.Code != 60 {
+		t.Fatalf("send into a dropped table: %v, want UNKNOWN_TABLE (60) at the send of a kept batch", err)
 	}
 	if p.Kept() != 0 {
 		t.Fatalf("kept %d batches after a failed send, want 0", p.Kept())
@@ -186,6 +194,10 @@ func TestFailuresDropTheBatch(t *testing.T) {
 	}
 	if err := p.Send(ctx, q, rowsOf(30, 10)); err != nil {
 		t.Fatalf("send into the table made again: %v", err)
+	}
+	err = SendOnce(ctx, conn, "INSERT INTO "+db+".gone (n, s)", rowsOf(0, 1))
+	if !errors.As(err, &e) || e.Stage != StagePrepare || e.Reused {
+		t.Fatalf("a fresh batch into a missing table: %v, want a prepare error, not reused", err)
 	}
 	if count, sum, _, _ := tableSummary(t, conn, db); count != 10 || sum != 345 {
 		t.Fatalf("table made again has %d rows, sum %d, want 10 rows, sum 345", count, sum)
