@@ -37,4 +37,3 @@ func TestDeliveriesReuseTheirBatches(t *testing.T) {
 		t.Fatal("the second delivery ran on no kept batch")
 	}
 }
-
