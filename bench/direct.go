@@ -246,7 +246,7 @@ func (d *directInserter) insert(ctx context.Context) error {
 		case pa.DatumHistogramF64:
 			cols = append(cols, col{"bins", m.bins}, col{"counts", m.counts}, col{"min", m.min}, col{"max", m.max}, col{"sum_of_samples", m.sum})
 		}
-		if err := d.send(ctx, forwarder.MeasurementsTable(t), cols...); err != nil {
+		if err := d.sendKept(ctx, forwarder.MeasurementsTable(t), cols...); err != nil {
 			return err
 		}
 		d.measRows += len(m.names)
@@ -260,26 +260,34 @@ type col struct {
 	data any
 }
 
-// send runs one INSERT with one columnar Append per column. Measurements
-// INSERTs run on the statement's batch kept from the last one, the others
-// on a batch of their own, as the forwarder's do (internal/chbatch).
+// send runs one INSERT with one columnar Append per column, on a batch of
+// its own (schemas and fields, as the forwarder's).
 func (d *directInserter) send(ctx context.Context, table string, cols ...col) error {
+	q, data := d.statement(table, cols)
+	if err := chbatch.SendOnce(ctx, d.conn, q, data); err != nil {
+		return fmt.Errorf("direct baseline: %s: %w", table, err)
+	}
+	return nil
+}
+
+// sendKept is send on the statement's batch kept from the last INSERT
+// (measurements, as the forwarder's: internal/chbatch).
+func (d *directInserter) sendKept(ctx context.Context, table string, cols ...col) error {
+	q, data := d.statement(table, cols)
+	if err := d.batches.Send(ctx, q, data); err != nil {
+		return fmt.Errorf("direct baseline: %s: %w", table, err)
+	}
+	return nil
+}
+
+// statement is the INSERT of cols into table, and their data.
+func (d *directInserter) statement(table string, cols []col) (string, []any) {
 	names := make([]string, len(cols))
 	data := make([]any, len(cols))
 	for i, c := range cols {
 		names[i], data[i] = c.name, c.data
 	}
-	q := fmt.Sprintf("INSERT INTO %s.%s (%s)", d.db, table, strings.Join(names, ", "))
-	var err error
-	if strings.HasPrefix(table, "measurements_") {
-		err = d.batches.Send(ctx, q, data)
-	} else {
-		err = chbatch.SendOnce(ctx, d.conn, q, data)
-	}
-	if err != nil {
-		return fmt.Errorf("direct baseline: %s: %w", table, err)
-	}
-	return nil
+	return fmt.Sprintf("INSERT INTO %s.%s (%s)", d.db, table, strings.Join(names, ", ")), data
 }
 
 // schemaData is timeseries_schema's columns for schemas, as the forwarder

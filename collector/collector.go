@@ -69,7 +69,8 @@ type Collector struct {
 // lets gather before deleting them (wal.Options.TruncateSegments): each
 // deletion reads the WAL's tail segment back into memory, and three more
 // segments on disk (24 MiB by default) are cheaper than that garbage at
-// every segment. Below half its budget only; then it deletes at once.
+// every segment. The log deletes at once when space is wanted (half its
+// budget, low disk, a refused append): see wal.Options.TruncateSegments.
 const walTruncateSegments = 4
 
 // Open opens the data directory (WAL, state), loads or creates the collector

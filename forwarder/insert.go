@@ -307,7 +307,7 @@ func (w *writer) send(ctx context.Context, table string, cols []string, data []a
 // server would drop the new rows as the old ones' duplicates.
 func (w *writer) sendMeasurements(ctx context.Context, table string, cols []string, data []any, token string) error {
 	q := insertStatement(w.db, table, cols)
-	if token != "" || w.batches == nil {
+	if token != "" {
 		return w.insertError(table, cols, chbatch.SendOnce(tokenContext(ctx, w.cluster, token), w.conn, q, data))
 	}
 	err := w.batches.Send(ctx, q, data)

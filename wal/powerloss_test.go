@@ -56,16 +56,7 @@ func TestPowerLossChild(t *testing.T) {
 // prefix. It returns a description for failure messages.
 func powerCut(t *testing.T, dir string, synced map[string]int64, rng *rand.Rand) string {
 	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range entries {
-		if len(e.Name()) == 20 {
-			names = append(names, e.Name()) // ReadDir sorts: index order
-		}
-	}
+	names := segmentNames(dir)
 	// tidwall/wal fsyncs a segment before it creates the next one (its
 	// cycle), so a segment followed by a file that exists is durable at its
 	// full size even when the commit that filled it was cut before it

@@ -3,8 +3,6 @@ package wal_test
 import (
 	"context"
 	"errors"
-	"os"
-	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -13,26 +11,16 @@ import (
 )
 
 // segmentStarts is the first index of every segment file in dir, in order.
-// It reads names only (no stat), so it can run while a background
-// truncation deletes files.
 func segmentStarts(t *testing.T, dir string) []uint64 {
 	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var starts []uint64
-	for _, e := range entries {
-		if len(e.Name()) != 20 {
-			continue // not a segment (temp files, evidence, the lock)
-		}
-		n, err := strconv.ParseUint(e.Name(), 10, 64)
+	for _, name := range segmentNames(dir) {
+		n, err := strconv.ParseUint(name, 10, 64)
 		if err != nil {
-			continue
+			t.Fatalf("segment name %q: %v", name, err)
 		}
 		starts = append(starts, n)
 	}
-	slices.Sort(starts)
 	return starts
 }
 
