@@ -2,10 +2,12 @@ package collector_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -33,9 +35,7 @@ func TestStatusPage(t *testing.T) {
 	srv.Add(sampletest.NewFleet(10).Append(nil, 500, 1))
 	hs := httptest.NewServer(srv.Handler())
 	defer hs.Close()
-	dead := httptest.NewServer(http.NotFoundHandler())
-	deadURL := dead.URL
-	dead.Close() // connection refused from now on
+	deadURL := refusingURL(t)
 	reg := prometheus.NewRegistry()
 	c, err := collector.Open(collector.Options{
 		DataDir: t.TempDir(), CollectorID: "page-test", DefaultInterval: 50 * time.Millisecond, Registerer: reg,
@@ -95,4 +95,26 @@ func TestStatusPage(t *testing.T) {
 	if t.Failed() {
 		t.Logf("page:\n%s", page)
 	}
+}
+
+// refusingURL is an http URL on loopback whose port refuses connections
+// for the whole test: a TCP socket bound to it that never listens. A
+// closed server's port could be handed to the next server the test starts
+// (it once went to the admin server below, whose 404 replaced "connection
+// refused" on the page).
+func refusingURL(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
 }
