@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,7 +37,8 @@ type liar struct {
 
 	mu     sync.Mutex
 	gets   int
-	events []string // "get", "get+token", "ack"
+	events []string    // "get", "get+token", "ack"
+	at     []time.Time // when each event's request arrived
 }
 
 func (l *liar) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -44,6 +46,7 @@ func (l *liar) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.HasSuffix(r.URL.Path, "/ack"):
 		l.mu.Lock()
 		l.events = append(l.events, "ack")
+		l.at = append(l.at, time.Now())
 		l.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
 		return
@@ -65,6 +68,7 @@ func (l *liar) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ev = "get+token"
 	}
 	l.events = append(l.events, ev)
+	l.at = append(l.at, time.Now())
 	l.mu.Unlock()
 	b := l.body(n)
 	if b == nil {
@@ -81,6 +85,20 @@ func (l *liar) log() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]string(nil), l.events...)
+}
+
+// gapsAfterAcks returns, for each acknowledgement followed by a page
+// request, the time between the two.
+func (l *liar) gapsAfterAcks() []time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var gaps []time.Duration
+	for i := 0; i+1 < len(l.events); i++ {
+		if l.events[i] == "ack" && l.events[i+1] != "ack" {
+			gaps = append(gaps, l.at[i+1].Sub(l.at[i]))
+		}
+	}
+	return gaps
 }
 
 func (l *liar) count(ev string) int {
@@ -193,6 +211,33 @@ func TestDrainBoundedByTime(t *testing.T) {
 			t.Fatalf("request %d: two pages in one drain bounded by 1ns: %v", i, l.log())
 		}
 		prev = ev
+	}
+}
+
+// TestDrainCadenceFromStart: the interval runs from one drain's start to
+// the next, so a drain that its time bound ended (the producer still says
+// more) is followed at once, not after a whole interval of rest. Resting
+// held a producer with a backlog to half the collector's rate: RFD 125's
+// first period fell behind and producers dropped samples. Without the
+// cadence every gap below is at least 0.9 of the interval (the jitter's
+// floor); with it, about a page's time.
+func TestDrainCadenceFromStart(t *testing.T) {
+	samples := sampletest.NewFleet(10).Append(nil, 10, 1)
+	l := &liar{slow: 20 * time.Millisecond, body: func(n int) []byte { return page("tok-"+strconv.Itoa(n), true, samples) }}
+	url := startLiar(t, l)
+	const interval = time.Second
+	_, stop := runCollector(t, collector.Options{DataDir: t.TempDir(), DefaultInterval: interval, DrainTimeout: time.Millisecond,
+		MaxDrainPages: 1000, MaxDrainTime: interval, Producers: []collector.ProducerConfig{{ID: "backlogged", URL: url}},
+		Forwarder: forwarder.Options{Addr: "127.0.0.1:1"}})
+	waitFor(t, 30*time.Second, "four drains ended by their time bound", func() (bool, string) {
+		return len(l.gapsAfterAcks()) >= 4, fmt.Sprint(l.gapsAfterAcks())
+	})
+	stop()
+	gaps := l.gapsAfterAcks()
+	slices.Sort(gaps)
+	// The median, so one stall of a busy machine does not decide.
+	if median := gaps[len(gaps)/2]; median >= interval*9/10 {
+		t.Fatalf("a bounded drain rested %v before the next (gaps %v); it should follow at once", median, gaps)
 	}
 }
 

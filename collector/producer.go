@@ -133,6 +133,13 @@ func (c *Collector) runProducer(ctx context.Context, p *producer) {
 		case err == nil || errors.Is(err, errBackpressure):
 			delay = jitter(interval)
 			if err == nil {
+				// The interval is a cadence, from one drain's start to the
+				// next: a drain that took most of it (a backlog, its bound
+				// reached) is followed at once. Resting a whole interval
+				// after it held a producer with a backlog to half the rate
+				// the collector could take (RFD 125's first period fell
+				// behind, producers dropping). Backpressure rests in full.
+				delay = max(0, delay-time.Since(began))
 				c.m.up.WithLabelValues(p.cfg.ID).Set(1)
 				c.m.lastSuccess.WithLabelValues(p.cfg.ID).Set(float64(time.Now().UnixNano()) / 1e9)
 			}

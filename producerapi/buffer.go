@@ -40,8 +40,8 @@ type bufferOptions struct {
 type buffer struct {
 	opts        bufferOptions
 	incarnation [16]byte
-	samples     []bufSample
-	head        uint64 // seq of samples[0]
+	samples     sampleQueue
+	head        uint64 // seq of the oldest sample held
 	bytes       int
 	cursors     map[string]*cursor
 	limbo       []limboSample // forced out while held in pages; sorted by seq
@@ -92,7 +92,7 @@ func newBuffer(opts bufferOptions, incarnation [16]byte) *buffer {
 	return &buffer{opts: opts, incarnation: incarnation, cursors: map[string]*cursor{}}
 }
 
-func (b *buffer) tail() uint64 { return b.head + uint64(len(b.samples)) }
+func (b *buffer) tail() uint64 { return b.head + uint64(b.samples.len()) }
 
 // addCollector makes a collector known: from now on samples wait for it.
 // It starts at the oldest sample still held.
@@ -158,11 +158,11 @@ func (b *buffer) resolveLimbo() {
 func (b *buffer) add(samples []Sample) {
 	for i := range samples {
 		size := approxSize(&samples[i])
-		b.samples = append(b.samples, bufSample{s: samples[i], size: size})
+		b.samples.push(bufSample{s: samples[i], size: size})
 		b.bytes += size
 		b.produced++
 	}
-	for len(b.samples) > 0 && (len(b.samples) > b.opts.MaxSamples || b.bytes > b.opts.MaxBytes) {
+	for b.samples.len() > 0 && (b.samples.len() > b.opts.MaxSamples || b.bytes > b.opts.MaxBytes) {
 		b.dropOldest()
 	}
 }
@@ -192,13 +192,9 @@ func (b *buffer) dropOldest() {
 }
 
 func (b *buffer) pop() {
-	b.bytes -= b.samples[0].size
-	b.samples[0] = bufSample{}
-	b.samples = b.samples[1:]
+	b.bytes -= b.samples.front().size
+	b.samples.pop()
 	b.head++
-	if len(b.samples) == 0 {
-		b.samples = b.samples[:0:0] // let the array go
-	}
 }
 
 func (c *cursor) floor() uint64 {
@@ -220,7 +216,7 @@ func (b *buffer) releaseAs(dropped bool) {
 	for _, c := range b.cursors {
 		floor = min(floor, c.floor())
 	}
-	for b.head < floor && len(b.samples) > 0 {
+	for b.head < floor && b.samples.len() > 0 {
 		if dropped {
 			b.dropped++
 		} else {
@@ -288,7 +284,7 @@ func (b *buffer) serve(c *cursor, token string, lim serveLimits, now time.Time, 
 		lim.cut.reset(&p)
 		n := uint64(0)
 		for seq := start; seq < end; seq++ {
-			size := lim.cut.add(&b.samples[seq-b.head].s)
+			size := lim.cut.add(&b.samples.at(int(seq - b.head)).s)
 			if lim.bytes > 0 && size > lim.bytes && n > 0 {
 				lim.cut.undo()
 				break
@@ -302,7 +298,7 @@ func (b *buffer) serve(c *cursor, token string, lim serveLimits, now time.Time, 
 		size := lim.sizer.header(&p)
 		n := uint64(0)
 		for seq := start; seq < end; seq++ {
-			size += lim.sizer.sample(&b.samples[seq-b.head].s)
+			size += lim.sizer.sample(&b.samples.at(int(seq - b.head)).s)
 			if size > lim.bytes && n > 0 {
 				break
 			}
@@ -317,7 +313,7 @@ func (b *buffer) serve(c *cursor, token string, lim serveLimits, now time.Time, 
 	}
 	p.Samples = make([]Sample, end-start)
 	for i := range p.Samples {
-		p.Samples[i] = b.samples[start-b.head+uint64(i)].s
+		p.Samples[i] = b.samples.at(int(start-b.head) + i).s
 	}
 	p.Token = b.newToken()
 	c.page = &heldPage{token: p.Token, start: start, end: end, page: p}
@@ -413,7 +409,7 @@ type BufferStats struct {
 
 func (b *buffer) stats() BufferStats {
 	return BufferStats{Produced: b.produced, Released: b.released, Dropped: b.dropped,
-		Pending: uint64(len(b.samples) + len(b.limbo)), Bytes: b.bytes}
+		Pending: uint64(b.samples.len() + len(b.limbo)), Bytes: b.bytes}
 }
 
 // approxSize estimates a sample's memory cost without encoding it.

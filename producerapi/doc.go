@@ -56,7 +56,8 @@
 //
 // A producer embeds a Server: it registers Producers (polled before each new
 // page) or calls Add, and serves Handler over HTTP. Samples wait in a bounded
-// buffer until every collector the producer serves has acknowledged them. A
+// buffer (chunks of 1,024 samples that are never moved, queue.go) until
+// every collector the producer serves has acknowledged them. A
 // collector fetches a Page (at most `limit` samples) under an opaque token;
 // the next request carrying that token acknowledges it, a request without it
 // (or with a stale, foreign or previous-incarnation token) gets the same page

@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -218,17 +220,59 @@ func TestHTTPErrors(t *testing.T) {
 	}
 }
 
+// TestInvalidSamplesAreRejectedAtAdd: wherever invalid samples sit in a
+// batch, the valid ones beside them are buffered, in order, and served; the
+// invalid are counted and named in the error; the caller's slice is not
+// changed.
 func TestInvalidSamplesAreRejectedAtAdd(t *testing.T) {
-	s, _ := newProducer(t, pa.ServerOptions{})
-	good := fleet(3, 0)
-	bad := good[1]
-	bad.Metric.Name = "Bad"
-	err := s.Add([]pa.Sample{good[0], bad, good[2]})
-	if err == nil || !strings.Contains(err.Error(), "Bad") {
-		t.Fatalf("Add with an invalid sample: %v", err)
-	}
-	if st := s.Stats(); st.Rejected != 1 || st.Pending != 2 {
-		t.Fatalf("stats: rejected %d pending %d", st.Rejected, st.Pending)
+	for _, tt := range []struct {
+		name string
+		bad  []bool
+	}{
+		{"none", []bool{false, false, false}},
+		{"middle", []bool{false, true, false}},
+		{"first", []bool{true, false, false}},
+		{"last", []bool{false, false, true}},
+		{"first and last", []bool{true, false, true}},
+		{"all", []bool{true, true, true}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _ := newProducer(t, pa.ServerOptions{})
+			batch := fleet(len(tt.bad), 0)
+			var want []pa.Sample
+			rejected := 0
+			for i, bad := range tt.bad {
+				if bad {
+					batch[i].Metric.Name = "Bad"
+					rejected++
+				} else {
+					want = append(want, batch[i])
+				}
+			}
+			before := slices.Clone(batch)
+			err := s.Add(batch)
+			if (err != nil) != (rejected > 0) || (err != nil && !strings.Contains(err.Error(), "Bad")) {
+				t.Fatalf("Add with %d invalid samples: %v", rejected, err)
+			}
+			if !reflect.DeepEqual(batch, before) {
+				t.Fatal("Add changed the caller's slice")
+			}
+			if st := s.Stats(); st.Rejected != uint64(rejected) || st.Pending != uint64(len(want)) {
+				t.Fatalf("stats: rejected %d pending %d, want %d and %d", st.Rejected, st.Pending, rejected, len(want))
+			}
+			p, err := s.ServePage(context.Background(), pa.PageRequest{Collector: "c", Binary: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(p.Samples) != len(want) {
+				t.Fatalf("served %d samples, want %d", len(p.Samples), len(want))
+			}
+			for i := range want {
+				if !reflect.DeepEqual(p.Samples[i], want[i]) {
+					t.Fatalf("served sample %d is %+v, want %+v", i, p.Samples[i], want[i])
+				}
+			}
+		})
 	}
 }
 

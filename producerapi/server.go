@@ -175,16 +175,24 @@ func (s *Server) Add(samples []Sample) error {
 
 func (s *Server) addLocked(samples []Sample) error {
 	var first error
-	valid := samples[:0:0]
+	// Valid samples are copied aside only once one is refused: the buffer
+	// copies what it keeps, and a copy of every batch was the producer's
+	// second largest source of fresh memory.
+	valid, filtered := samples, false
 	for i := range samples {
 		if err := Validate(&samples[i], s.opts.Limits); err != nil {
 			s.rejected++
 			if first == nil {
 				first = err
 			}
+			if !filtered {
+				valid, filtered = append(samples[:0:0], samples[:i]...), true
+			}
 			continue
 		}
-		valid = append(valid, samples[i])
+		if filtered {
+			valid = append(valid, samples[i])
+		}
 	}
 	s.buf.add(valid)
 	if first != nil {
