@@ -5,8 +5,8 @@
 // # Per producer
 //
 // Each producer has its own loop, timer and status. Every interval (±10%
-// jitter, counted from one drain's start to the next, so a drain that took
-// the whole interval is followed at once) the loop drains the producer: it fetches a page (asking for a
+// jitter; after a drain its bound ended, counted from that drain's start,
+// so a producer with a backlog is not left resting) the loop drains the producer: it fetches a page (asking for a
 // sample limit and a byte limit), validates every sample and its schema,
 // appends the valid samples to the WAL (group commit with the other loops),
 // keeps the refused ones in the quarantine (package quarantine, synced), and

@@ -206,8 +206,10 @@ func (r *reservation) done() {
 
 // drainBudget bounds one drain: at most MaxDrainPages pages and
 // MaxDrainTime (default: the producer's interval), so a producer that
-// always says more (or changes its token on every page) cannot keep its
-// loop, and the WAL, busy forever.
+// always says more (or changes its token on every page) cannot hold its
+// loop in one drain forever: the last page is acknowledged and the next
+// drain starts an interval after this one began (at once if it took the
+// whole interval). Per interval it gets at most MaxDrainPages pages.
 type drainBudget struct {
 	pages    int
 	taken    int
@@ -262,7 +264,7 @@ func fetchErrorKind(err error) string {
 // WAL, so acknowledge it now rather than holding it to the next interval.
 func (c *Collector) endLimitedDrain(ctx context.Context, p *producer, client *pa.Client, token *string) {
 	if n := c.drainLimited(p); isPow10(n) { // loud at first, then rarely: it is counted
-		c.log.Warn("drain bound reached; the producer still says more, collecting again next interval",
+		c.log.Warn("drain bound reached; the producer still says more, collecting again an interval after this drain began",
 			"producer", p.cfg.ID, "times", n, "max_pages", c.opts.MaxDrainPages, "max_time", c.opts.MaxDrainTime)
 	}
 	if *token == "" {

@@ -214,30 +214,53 @@ func TestDrainBoundedByTime(t *testing.T) {
 	}
 }
 
-// TestDrainCadenceFromStart: the interval runs from one drain's start to
-// the next, so a drain that its time bound ended (the producer still says
-// more) is followed at once, not after a whole interval of rest. Resting
-// held a producer with a backlog to half the collector's rate: RFD 125's
-// first period fell behind and producers dropped samples. Without the
-// cadence every gap below is at least 0.9 of the interval (the jitter's
-// floor); with it, about a page's time.
+// TestDrainCadenceFromStart: a drain that its time bound ended (the
+// producer still says more) is followed an interval after it began, not
+// after a whole interval of rest. Resting held a producer with a backlog
+// to half the collector's rate: RFD 125's first period fell behind and
+// producers dropped samples. Without it every gap after such a drain is at
+// least 0.9 of the interval (the jitter's floor); with it, about a page's
+// time. A drain that ended because the producer had no more still rests
+// the whole interval after it, however long it took, so a loop that waited
+// (a slow producer, in-flight room) is not sent straight back.
 func TestDrainCadenceFromStart(t *testing.T) {
-	samples := sampletest.NewFleet(10).Append(nil, 10, 1)
-	l := &liar{slow: 20 * time.Millisecond, body: func(n int) []byte { return page("tok-"+strconv.Itoa(n), true, samples) }}
-	url := startLiar(t, l)
 	const interval = time.Second
-	_, stop := runCollector(t, collector.Options{DataDir: t.TempDir(), DefaultInterval: interval, DrainTimeout: time.Millisecond,
-		MaxDrainPages: 1000, MaxDrainTime: interval, Producers: []collector.ProducerConfig{{ID: "backlogged", URL: url}},
-		Forwarder: forwarder.Options{Addr: "127.0.0.1:1"}})
-	waitFor(t, 30*time.Second, "four drains ended by their time bound", func() (bool, string) {
-		return len(l.gapsAfterAcks()) >= 4, fmt.Sprint(l.gapsAfterAcks())
-	})
-	stop()
-	gaps := l.gapsAfterAcks()
-	slices.Sort(gaps)
-	// The median, so one stall of a busy machine does not decide.
-	if median := gaps[len(gaps)/2]; median >= interval*9/10 {
-		t.Fatalf("a bounded drain rested %v before the next (gaps %v); it should follow at once", median, gaps)
+	samples := sampletest.NewFleet(10).Append(nil, 10, 1)
+	for _, tt := range []struct {
+		name string
+		more bool
+		slow time.Duration
+		// rests: every gap after a drain is at least the jitter's floor;
+		// else the median gap is below it.
+		rests bool
+	}{
+		{"bound reached, the producer says more", true, 20 * time.Millisecond, false},
+		{"the producer has no more, slowly", false, 300 * time.Millisecond, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			l := &liar{slow: tt.slow, body: func(n int) []byte { return page("tok-"+strconv.Itoa(n), tt.more, samples) }}
+			url := startLiar(t, l)
+			_, stop := runCollector(t, collector.Options{DataDir: t.TempDir(), DefaultInterval: interval, DrainTimeout: time.Millisecond,
+				MaxDrainPages: 1000, MaxDrainTime: interval, Producers: []collector.ProducerConfig{{ID: "p", URL: url}},
+				Forwarder: forwarder.Options{Addr: "127.0.0.1:1"}})
+			waitFor(t, 30*time.Second, "four drains", func() (bool, string) {
+				return len(l.gapsAfterAcks()) >= 4, fmt.Sprint(l.gapsAfterAcks())
+			})
+			stop()
+			gaps := l.gapsAfterAcks()
+			slices.Sort(gaps)
+			floor := interval * 9 / 10
+			if tt.rests {
+				if gaps[0] < floor {
+					t.Fatalf("a drain that ended was followed after %v (gaps %v); it should rest the interval", gaps[0], gaps)
+				}
+				return
+			}
+			// The median, so one stall of a busy machine does not decide.
+			if median := gaps[len(gaps)/2]; median >= floor {
+				t.Fatalf("a bounded drain rested %v before the next (gaps %v); it should follow at once", median, gaps)
+			}
+		})
 	}
 }
 

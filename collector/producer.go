@@ -90,6 +90,13 @@ func (p *producer) status() ProducerStatus {
 	return st
 }
 
+// drainsLimited is how many drains their bound ended (ProducerStatus.DrainLimited).
+func (p *producer) drainsLimited() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.st.DrainLimited
+}
+
 func (p *producer) update(f func(*ProducerStatus)) {
 	p.mu.Lock()
 	f(&p.st)
@@ -124,7 +131,7 @@ func (c *Collector) runProducer(ctx context.Context, p *producer) {
 			return
 		case <-timer.C:
 		}
-		began := time.Now()
+		began, limited := time.Now(), p.drainsLimited()
 		err := c.drain(ctx, p, client, &token, &page, &buf)
 		c.m.scrapeSecs.WithLabelValues(p.cfg.ID).Set(time.Since(began).Seconds())
 		interval := p.config().Interval
@@ -132,14 +139,18 @@ func (c *Collector) runProducer(ctx context.Context, p *producer) {
 		switch {
 		case err == nil || errors.Is(err, errBackpressure):
 			delay = jitter(interval)
-			if err == nil {
-				// The interval is a cadence, from one drain's start to the
-				// next: a drain that took most of it (a backlog, its bound
-				// reached) is followed at once. Resting a whole interval
-				// after it held a producer with a backlog to half the rate
-				// the collector could take (RFD 125's first period fell
-				// behind, producers dropping). Backpressure rests in full.
+			if err == nil && p.drainsLimited() != limited {
+				// A drain its bound ended (the producer still says more)
+				// is followed an interval after it began: at once when it
+				// took the whole interval. Resting a whole interval after
+				// it held a producer with a backlog to half the rate the
+				// collector could take. Other drains rest the interval, so
+				// one that waited for in-flight room is not sent back to
+				// the queue ahead of producers with a backlog, and
+				// backpressure rests in full.
 				delay = max(0, delay-time.Since(began))
+			}
+			if err == nil {
 				c.m.up.WithLabelValues(p.cfg.ID).Set(1)
 				c.m.lastSuccess.WithLabelValues(p.cfg.ID).Set(float64(time.Now().UnixNano()) / 1e9)
 			}

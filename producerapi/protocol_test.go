@@ -257,6 +257,11 @@ func TestInvalidSamplesAreRejectedAtAdd(t *testing.T) {
 			if !reflect.DeepEqual(batch, before) {
 				t.Fatal("Add changed the caller's slice")
 			}
+			// The caller may reuse its slice at once: the buffer must
+			// hold copies, not the caller's array.
+			for i := range batch {
+				batch[i].TimestampNs, batch[i].Metric.Name = -1, "reused"
+			}
 			if st := s.Stats(); st.Rejected != uint64(rejected) || st.Pending != uint64(len(want)) {
 				t.Fatalf("stats: rejected %d pending %d, want %d and %d", st.Rejected, st.Pending, rejected, len(want))
 			}

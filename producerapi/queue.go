@@ -20,8 +20,9 @@ type sampleQueue struct {
 	chunks [][]bufSample
 	off    int
 	n      int
-	// spare is one emptied chunk kept for the next push, so a buffer
-	// that is drained as fast as it fills allocates nothing.
+	// spare is one emptied chunk kept for the next push while the queue
+	// holds anything, so a buffer drained as it fills allocates nothing;
+	// an empty queue drops it.
 	spare []bufSample
 }
 

@@ -2,6 +2,7 @@ package producerapi
 
 import (
 	"math/rand/v2"
+	"reflect"
 	"testing"
 )
 
@@ -44,10 +45,10 @@ func TestSampleQueueMatchesASlice(t *testing.T) {
 // growth), and an emptied queue holds no chunk.
 func TestSampleQueueNeverMovesASample(t *testing.T) {
 	var q sampleQueue
-	q.push(bufSample{size: 1})
+	q.push(bufSample{size: 1, s: Sample{Metric: Named{Name: "m"}}})
 	first := q.at(0)
 	for i := 0; i < 10*queueChunk; i++ {
-		q.push(bufSample{size: 2})
+		q.push(bufSample{size: 2, s: Sample{Metric: Named{Name: "m"}}})
 		if i%queueChunk == 0 && q.at(0) != first {
 			t.Fatalf("after %d pushes the oldest sample moved", i+1)
 		}
@@ -61,6 +62,16 @@ func TestSampleQueueNeverMovesASample(t *testing.T) {
 	}
 	if q.at(midIndex-popped) != mid {
 		t.Fatal("a sample moved when older ones were popped")
+	}
+	// The chunk emptied last is the spare: its slots were cleared, so the
+	// strings they held can be collected.
+	if q.spare == nil {
+		t.Fatal("no spare chunk after whole chunks were popped")
+	}
+	for i, s := range q.spare[:cap(q.spare)] {
+		if !reflect.DeepEqual(s, bufSample{}) {
+			t.Fatalf("slot %d of a popped chunk still holds %+v", i, s)
+		}
 	}
 	for q.len() > 0 {
 		q.pop()
