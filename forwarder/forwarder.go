@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -47,12 +48,15 @@ type Options struct {
 
 	// MaxSeenKeys bounds the set of timeseries keys whose fields were
 	// written (key and fingerprint in 12-byte slots with no pointer for the
-	// GC to follow, keyTable); default 4,194,304, 16–20 bytes a key. It
-	// should hold the fleet's timeseries: when it starts over, every
-	// timeseries' fields rows are written again (RFD 125 has 440,000
-	// timeseries per collector at N=20, 2.2 M at N=100; the old default of
-	// 262,144 meant about seven fields rows per sample, most of a
-	// delivery's memory, GC work and ClickHouse's work).
+	// GC to follow, keyTable, grown as keys come); default 16,777,216,
+	// 16–20 bytes a key. It should hold the fleet's timeseries: when it
+	// starts over, every timeseries' fields rows are written again
+	// (counted: holdfast_forwarder_written_keys_restarts_total). RFD 125
+	// has 440,000 timeseries per collector at N=20, 2.2 M at N=100 and
+	// 4.4 M at N=200: the default of 4,194,304 until issue 9 would start
+	// over every period there, and `max`'s 200,000-VM step failed at 10.9
+	// CPU-s per million samples (BENCHMARKS.md); the default of 262,144
+	// before meant about seven fields rows per sample.
 	MaxSeenKeys int
 	// MaxCachedSeries bounds the read path's series cache (entry bytes to
 	// name, key and fingerprint, ~150 bytes a series); default 262,144.
@@ -117,7 +121,7 @@ func (o Options) withDefaults() (Options, error) {
 		o.BackoffMax = 30 * time.Second
 	}
 	if o.MaxSeenKeys == 0 {
-		o.MaxSeenKeys = 1 << 22
+		o.MaxSeenKeys = 1 << 24
 	}
 	if o.MaxCachedSeries == 0 {
 		o.MaxCachedSeries = 1 << 18
@@ -138,6 +142,8 @@ func (o Options) withDefaults() (Options, error) {
 		return o, errors.New("forwarder: BatchRows, BatchBytes and FlushAge must be positive")
 	case o.BackoffMin > o.BackoffMax:
 		return o, errors.New("forwarder: BackoffMin exceeds BackoffMax")
+	case o.MaxSeenKeys < 0 || o.MaxCachedSeries < 0:
+		return o, errors.New("forwarder: MaxSeenKeys and MaxCachedSeries must be positive")
 	}
 	return o, nil
 }
@@ -241,7 +247,8 @@ func New(log *wal.Log, state *pebble.DB, opts Options) (*Forwarder, error) {
 		}
 		f.own = true
 	}
-	if f.m, err = newMetrics(opts.Registerer, f.backlogRecords); err != nil {
+	seenRestarts := new(atomic.Uint64) // the writer's, made before it for the metric
+	if f.m, err = newMetrics(opts.Registerer, f.backlogRecords, func() float64 { return float64(seenRestarts.Load()) }); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -278,6 +285,7 @@ func New(log *wal.Log, state *pebble.DB, opts Options) (*Forwarder, error) {
 		return nil, err
 	}
 	f.w = newWriter(f.conn, opts.Database, opts.MaxSeenKeys)
+	f.w.seenRestarts = seenRestarts
 	f.w.cluster = opts.Cluster
 	f.w.fieldChunk = opts.BatchRows
 	f.w.deferSeen = true // the Run goroutine marks keys seen (pipeline.go)

@@ -8,6 +8,7 @@ import (
 	"math"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -95,12 +96,15 @@ type writer struct {
 	// MaxUint8 it stops changing and the notes are no longer trusted,
 	// until the forwarder clears every note and starts it over
 	// (Forwarder.renewSeenEpoch).
-	seenEpoch   uint8
-	maxSeen     int
-	seenSchemas map[pa.SchemaKey]struct{}
-	names       interner
-	seed        maphash.Seed
-	scratch     []byte
+	seenEpoch uint8
+	maxSeen   int
+	// seenRestarts counts the times seenKeys was full and started over
+	// (shared by the writers of deliveries; a metric and a warning).
+	seenRestarts *atomic.Uint64
+	seenSchemas  map[pa.SchemaKey]struct{}
+	names        interner
+	seed         maphash.Seed
+	scratch      []byte
 	// keyOf hashes a timeseries' key bytes into its key:
 	// pa.HashTimeseriesKeyBytes. Tests replace it to force collisions.
 	keyOf func([]byte) uint64
@@ -131,7 +135,7 @@ type writer struct {
 }
 
 func newWriter(conn driver.Conn, db string, maxSeen int) *writer {
-	w := &writer{conn: conn, db: db, maxSeen: maxSeen, seenEpoch: 1,
+	w := &writer{conn: conn, db: db, maxSeen: maxSeen, seenEpoch: 1, seenRestarts: new(atomic.Uint64),
 		seenSchemas: make(map[pa.SchemaKey]struct{}),
 		names:       interner{max: 1 << 16}, seed: maphash.MakeSeed(), keyOf: pa.HashTimeseriesKeyBytes}
 	// w.cluster is set once, before the first INSERT (New).
@@ -225,6 +229,7 @@ func (w *writer) markSeen(rs *rowSet) {
 		// one more fields row per timeseries, deduplicated by ClickHouse,
 		// and collisions with forgotten keys going unseen (DESIGN.md).
 		w.forgetSeen()
+		w.seenRestarts.Add(1)
 	}
 	for k, fp := range rs.newKeys {
 		w.seenKeys.put(k, fp)

@@ -19,6 +19,7 @@ type metrics struct {
 	keyCollisions      prometheus.Counter
 	checkpoint         prometheus.Gauge
 	backlogRecords     prometheus.GaugeFunc
+	seenRestarts       prometheus.CounterFunc
 	seriesMisses       prometheus.Counter
 	undefinedSeries    prometheus.Counter
 	diskWaits          prometheus.Counter
@@ -33,7 +34,7 @@ type metrics struct {
 // newMetrics registers the forwarder's metrics; backlog reports the WAL
 // records not yet checkpointed, read at every scrape (a gauge set only when
 // the forwarder caught up read 0 exactly while it was falling behind).
-func newMetrics(reg prometheus.Registerer, backlog func() float64) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, backlog, seenRestarts func() float64) (*metrics, error) {
 	m := &metrics{}
 	ns := "holdfast_forwarder_"
 	m.rowsInserted = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "rows_inserted_total", Help: "Measurement rows inserted into ClickHouse (replays included)."})
@@ -50,8 +51,9 @@ func newMetrics(reg prometheus.Registerer, backlog func() float64) (*metrics, er
 	m.keyCollisions = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "key_collisions_total", Help: "Samples refused (quarantined) because their timeseries key is another timeseries' (FNV-1a 64 collision)."})
 	m.checkpoint = prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "checkpoint_index", Help: "Index of the last WAL record known to be in ClickHouse."})
 	m.backlogRecords = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: ns + "backlog_records", Help: "WAL records written but not yet checkpointed."}, backlog)
+	m.seenRestarts = prometheus.NewCounterFunc(prometheus.CounterOpts{Name: ns + "written_keys_restarts_total", Help: "Times the set of timeseries keys whose fields rows were written was full (MaxSeenKeys) and started over; each makes every timeseries' fields rows be written again."}, seenRestarts)
 	m.all = []prometheus.Collector{m.rowsInserted, m.recordsDone, m.batches, m.insertSeconds, m.batchRows,
-		m.transientErrors, m.rejectedInserts, m.quarantined, m.checkpoint, m.backlogRecords, m.keyCollisions}
+		m.transientErrors, m.rejectedInserts, m.quarantined, m.checkpoint, m.backlogRecords, m.keyCollisions, m.seenRestarts}
 	m.seriesMisses = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "series_cache_misses_total", Help: "Series entries of version 2 records not in the series cache, decoded and keyed (once per series while it stays cached)."})
 	m.undefinedSeries = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "undefined_series_records_total", Help: "Version 3 records quarantined because a sample names a session series id whose definition is not in the WAL or the state store (its record was lost)."})
 	m.sessionsLoaded = prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "sessions_loaded", Help: "Version 3 series sessions whose id arrays are in memory."})

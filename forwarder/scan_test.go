@@ -17,7 +17,7 @@ import (
 // scanForwarder is a Forwarder with what add needs and no WAL, state or
 // ClickHouse: for unit tests and benchmarks of the record paths.
 func scanForwarder(t testing.TB) *Forwarder {
-	m, err := newMetrics(prometheus.NewRegistry(), func() float64 { return 0 })
+	m, err := newMetrics(prometheus.NewRegistry(), func() float64 { return 0 }, func() float64 { return 0 })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,6 +37,7 @@ type collectorFlags struct {
 	maxPageBytes, maxInflight                         byteSize
 	limits                                            sampleLimits
 	pageLimit, batchRows, maxDrainPages, maxProducers *int
+	maxSeenKeys                                       *int
 	allowRemote                                       *bool
 	producerToken, registryToken, registryURL, advert *string
 	log                                               logFlags
@@ -60,6 +61,7 @@ func defineCollectorFlags(fs *flag.FlagSet) *collectorFlags {
 	fs.Var(&f.quarantineBudget, "quarantine-budget", "bound of the quarantine of refused samples and records; when full, more are counted and logged, not kept, and /healthz says so"+sizeFlag)
 	f.pageLimit = fs.Int("page-limit", 10_000, "samples per page requested")
 	f.batchRows = fs.Int("batch-rows", 100_000, "forwarder batch size in rows")
+	f.maxSeenKeys = fs.Int("max-seen-keys", 1<<24, "timeseries whose fields rows the forwarder remembers writing (16-20 bytes each, grown as they come); keep it above this collector's timeseries, or every timeseries' fields rows are written again each time it fills")
 	f.flushAge = fs.Duration("flush-age", 5*time.Second, "forwarder flushes a batch this old")
 	fs.Var(&f.memLimit, "memory-limit", "soft Go memory limit (GC works harder near it); 0 disables"+sizeFlag)
 	f.allowRemote = fs.Bool("admin-allow-remote", false, "let non-loopback clients call state-changing admin endpoints")
@@ -123,7 +125,7 @@ func runCollector(args []string, stdout, stderr io.Writer) int {
 		PageLimit: *f.pageLimit, Registerer: reg, Logger: log, Limits: f.limits.Limits,
 		MaxPageBytes: int64(f.maxPageBytes), MaxInflightBytes: int64(f.maxInflight), MaxDrainPages: *f.maxDrainPages,
 		MaxDrainTime: *f.maxDrainTime, MaxProducers: *f.maxProducers, ReadyGrace: *f.ready, DrainTimeout: *f.drainTimeout, InsertHungAfter: *f.insertHung,
-		Forwarder: forwarder.Options{Addr: *f.ch, Database: *f.db, Cluster: *f.cluster, BatchRows: *f.batchRows, FlushAge: *f.flushAge, Limits: f.limits.Limits},
+		Forwarder: forwarder.Options{Addr: *f.ch, Database: *f.db, Cluster: *f.cluster, BatchRows: *f.batchRows, FlushAge: *f.flushAge, MaxSeenKeys: *f.maxSeenKeys, Limits: f.limits.Limits},
 	}
 	if err := f.chClient.apply(&opts.Forwarder); err != nil {
 		fmt.Fprintf(stderr, "holdfast collector: %v\n", err)
