@@ -90,13 +90,6 @@ func (p *producer) status() ProducerStatus {
 	return st
 }
 
-// drainsLimited is how many drains their bound ended (ProducerStatus.DrainLimited).
-func (p *producer) drainsLimited() uint64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.st.DrainLimited
-}
-
 func (p *producer) update(f func(*ProducerStatus)) {
 	p.mu.Lock()
 	f(&p.st)
@@ -106,6 +99,11 @@ func (p *producer) update(f func(*ProducerStatus)) {
 // errBackpressure ends a drain because the WAL is over its budget. It is not
 // the producer's fault and does not count as a failure.
 var errBackpressure = errors.New("WAL over its budget; page left with the producer")
+
+// errDrainLimited ends a drain that its bound stopped while the producer
+// still said more (its last page acknowledged): a success, after which the
+// next drain starts an interval after this one began.
+var errDrainLimited = errors.New("drain bound reached; the producer has more")
 
 // runProducer collects from one producer every interval (with ±10% jitter)
 // until ctx ends; a failing producer is retried with capped exponential
@@ -131,15 +129,19 @@ func (c *Collector) runProducer(ctx context.Context, p *producer) {
 			return
 		case <-timer.C:
 		}
-		began, limited := time.Now(), p.drainsLimited()
+		began := time.Now()
 		err := c.drain(ctx, p, client, &token, &page, &buf)
+		limited := errors.Is(err, errDrainLimited)
+		if limited {
+			err = nil // a success: the producer had more than one drain takes
+		}
 		c.m.scrapeSecs.WithLabelValues(p.cfg.ID).Set(time.Since(began).Seconds())
 		interval := p.config().Interval
 		var delay time.Duration
 		switch {
 		case err == nil || errors.Is(err, errBackpressure):
 			delay = jitter(interval)
-			if err == nil && p.drainsLimited() != limited {
+			if limited {
 				// A drain its bound ended (the producer still says more)
 				// is followed an interval after it began: at once when it
 				// took the whole interval. Resting a whole interval after
@@ -176,7 +178,8 @@ func jitter(d time.Duration) time.Duration {
 }
 
 // drain fetches pages until the producer has no more, writing each to the WAL
-// before acknowledging it (the next request carries its token).
+// before acknowledging it (the next request carries its token), or until
+// its bound (errDrainLimited).
 func (c *Collector) drain(ctx context.Context, p *producer, client *pa.Client, token *string, page *pa.Page, buf *[]byte) error {
 	p.update(func(s *ProducerStatus) { s.LastAttempt = time.Now() })
 	budget := c.newDrainBudget(p.config().Interval)
@@ -191,7 +194,7 @@ func (c *Collector) drain(ctx context.Context, p *producer, client *pa.Client, t
 	for {
 		if !budget.take() {
 			c.endLimitedDrain(ctx, p, client, token)
-			return nil
+			return errDrainLimited
 		}
 		if err := res.next(ctx, client, page, buf); err != nil {
 			return err
