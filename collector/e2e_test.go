@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -53,6 +55,18 @@ func TestEndToEnd(t *testing.T) {
 	}
 	if samples != 3*total || st.State != "running" || st.Checkpoint.BacklogRecords != 0 {
 		t.Fatalf("collector status: state %s, %d samples, backlog %d", st.State, samples, st.Checkpoint.BacklogRecords)
+	}
+	// Each producer's session holds 11,000 series: three chunks of session
+	// entries (4,096 ids of 20 bytes), at least the first two full and
+	// mapped outside the Go heap, and reported as such (DESIGN.md,
+	// "Per-series state outside the Go heap").
+	const fullChunks = 3 * 2 * 4096 * 20
+	if st.Memory.OffHeapBytes < fullChunks {
+		t.Errorf("status offheap_bytes %d, want at least the sessions' full chunks (%d)", st.Memory.OffHeapBytes, fullChunks)
+	}
+	line := metricLine(t, admin, "holdfast_offheap_bytes ")
+	if v, err := strconv.ParseFloat(strings.TrimPrefix(line, "holdfast_offheap_bytes "), 64); err != nil || v < fullChunks {
+		t.Errorf("/metrics %q, want holdfast_offheap_bytes at least %d", line, fullChunks)
 	}
 	resp, err := http.Get("http://" + admin + "/healthz")
 	if err != nil || resp.StatusCode != 200 {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/holdfast/holdfast/internal/offheap"
 	"github.com/holdfast/holdfast/internal/promutil"
 	pa "github.com/holdfast/holdfast/producerapi"
 )
@@ -287,6 +288,9 @@ type MemoryStatus struct {
 	MaxProducers       int    `json:"max_producers"`
 	ProducersOverCap   int    `json:"producers_over_cap"` // assigned but not started because of MaxProducers
 	LastOverCapMessage string `json:"last_over_cap,omitempty"`
+	// OffHeapBytes is the forwarder's per-series state mapped outside the
+	// Go heap (internal/offheap; holdfast_offheap_bytes).
+	OffHeapBytes int64 `json:"offheap_bytes"`
 }
 
 func (c *Collector) memoryStatusLocked() MemoryStatus {
@@ -294,7 +298,8 @@ func (c *Collector) memoryStatusLocked() MemoryStatus {
 	cur := c.mem.cur
 	c.mem.mu.Unlock()
 	return MemoryStatus{InflightBytes: cur, MaxInflightBytes: c.opts.MaxInflightBytes, MaxPageBytes: c.opts.MaxPageBytes,
-		PageLimit: c.opts.PageLimit, MaxProducers: c.opts.MaxProducers, ProducersOverCap: c.mu.overCap, LastOverCapMessage: c.mu.overCapMsg}
+		PageLimit: c.opts.PageLimit, MaxProducers: c.opts.MaxProducers, ProducersOverCap: c.mu.overCap, LastOverCapMessage: c.mu.overCapMsg,
+		OffHeapBytes: offheap.Bytes()}
 }
 
 // capAssignment keeps the assigned producers that fit under max beside the

@@ -3,6 +3,7 @@ package collector
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/holdfast/holdfast/internal/offheap"
 	"github.com/holdfast/holdfast/internal/promutil"
 	"github.com/holdfast/holdfast/quarantine"
 )
@@ -29,6 +30,7 @@ type metrics struct {
 	departed      *prometheus.CounterVec
 	sessionResets *prometheus.CounterVec
 	sessionSeries *prometheus.GaugeVec
+	offHeap       prometheus.GaugeFunc
 }
 
 // newMetrics registers the collector's metrics. checkpoint is read at every
@@ -72,9 +74,12 @@ func newMetrics(reg prometheus.Registerer, checkpoint func() Checkpoint, inserti
 			Help: "Series defined in the producer's current session (page version 3); 0 without one."}, byProducer),
 		ready: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: ns + "ready",
 			Help: "1 when /-/ready answers 200, 0 when it answers 503 (the reasons are in its body and in /healthz)."}, ready),
+		offHeap: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "holdfast_offheap_bytes",
+			Help: "Bytes of per-series state (the forwarder's session entries and written-key table) mapped outside the Go heap: part of the process' RSS, not of go_memstats_*; --memory-limit counts them."},
+			func() float64 { return float64(offheap.Bytes()) }),
 	}
 	var err error
-	m.set, err = promutil.Register(reg, m.samples, m.bytes, m.pages, m.errors, m.producerDrops, m.restarts, m.rejected, m.up, m.lastSuccess, m.scrapeSecs, m.walFull, m.walFullTotal, m.producers, m.oldestAge, m.backlogBytes, m.inserting, m.ready, m.departed, m.sessionResets, m.sessionSeries)
+	m.set, err = promutil.Register(reg, m.samples, m.bytes, m.pages, m.errors, m.producerDrops, m.restarts, m.rejected, m.up, m.lastSuccess, m.scrapeSecs, m.walFull, m.walFullTotal, m.producers, m.oldestAge, m.backlogBytes, m.inserting, m.ready, m.departed, m.sessionResets, m.sessionSeries, m.offHeap)
 	for _, r := range departReasons {
 		m.departed.WithLabelValues(r)
 	}

@@ -2,10 +2,12 @@ package forwarder
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/holdfast/holdfast/internal/sampletest"
+	pa "github.com/holdfast/holdfast/producerapi"
 )
 
 // TestDeliveriesReuseTheirBatches: the forwarder's INSERTs run on kept
@@ -23,8 +25,7 @@ func TestDeliveriesReuseTheirBatches(t *testing.T) {
 	e.appendPages(first, 40)
 	f, _ := e.start(e.options())
 	e.flush(f, time.Minute)
-	kept := f.w.batches.Kept()
-	if kept == 0 {
+	if f.w.batches.Kept() == 0 {
 		t.Fatal("no batch kept after a delivery")
 	}
 	second := fleet.Append(nil, 440, 1_700_000_010_000_000_000)
@@ -35,5 +36,31 @@ func TestDeliveriesReuseTheirBatches(t *testing.T) {
 	}
 	if r := f.w.batches.Reuses(); r == 0 {
 		t.Fatal("the second delivery ran on no kept batch")
+	}
+	// New timeseries in the next delivery: without FINAL each timeseries'
+	// fields are there once (an INSERT that sent earlier rows again would
+	// double the first fleet's).
+	newcomers := &sampletest.Fleet{VMs: 5, Measurements: 22, FirstVM: 5}
+	third := newcomers.Append(nil, 110, 1_700_000_020_000_000_000)
+	e.appendPages(third, 40)
+	e.flush(f, time.Minute)
+	want := map[pa.FieldType]uint64{}
+	seen := map[uint64]bool{}
+	for _, smp := range append(first, third...) {
+		if k := pa.TimeseriesKey(&smp); !seen[k] {
+			seen[k] = true
+			for _, fl := range slices.Concat(smp.Target.Fields, smp.Metric.Fields) {
+				want[fl.Value.Type]++
+			}
+		}
+	}
+	for ft, n := range want {
+		var got uint64
+		if err := e.conn.QueryRow(ctx, "SELECT count() FROM "+e.db+"."+FieldsTable(ft)).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != n {
+			t.Errorf("%s holds %d rows (no FINAL), want %d: one per field of each timeseries", FieldsTable(ft), got, n)
+		}
 	}
 }

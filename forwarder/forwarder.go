@@ -285,6 +285,7 @@ func New(log *wal.Log, state *pebble.DB, opts Options) (*Forwarder, error) {
 		return nil, err
 	}
 	f.w = newWriter(f.conn, opts.Database, opts.MaxSeenKeys)
+	f.w.seenKeys.offHeap = true
 	f.w.seenRestarts = seenRestarts
 	f.w.cluster = opts.Cluster
 	f.w.fieldChunk = opts.BatchRows
@@ -319,6 +320,14 @@ func New(log *wal.Log, state *pebble.DB, opts Options) (*Forwarder, error) {
 func (f *Forwarder) Close() error {
 	if f.m != nil {
 		f.m.unregister()
+	}
+	// The per-series arrays outside the Go heap (internal/offheap) go back
+	// to the OS; nothing reads them once Run has returned.
+	if f.sess != nil {
+		f.sess.releaseAll()
+	}
+	if f.w != nil {
+		f.w.seenKeys.release()
 	}
 	if f.defs != nil {
 		if err := f.defs.CloseAll(); err != nil {

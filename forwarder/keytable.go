@@ -3,6 +3,8 @@ package forwarder
 import (
 	"hash/maphash"
 	"math/bits"
+
+	"github.com/holdfast/holdfast/internal/offheap"
 )
 
 // fingerprintOf is the writer's second, independent hash of the bytes a
@@ -40,7 +42,11 @@ func fingerprintOf(seed maphash.Seed, keyBytes []byte) uint32 {
 type keyTable struct {
 	keys []uint64 // 0: empty slot (key 0 is kept aside)
 	fps  []uint32
-	n    int // keys held, key 0 included
+	// offHeap puts the arrays outside the Go heap (internal/offheap): the
+	// forwarder's table lives as long as the process and would otherwise
+	// count twice in RSS at GOGC=100. Its owner frees them (release).
+	offHeap bool
+	n       int // keys held, key 0 included
 	// zero and zeroFP hold key 0, which cannot mark itself in keys.
 	zero   bool
 	zeroFP uint32
@@ -112,12 +118,31 @@ func (t *keyTable) insert(key uint64, fp uint32) bool {
 func (t *keyTable) grow() {
 	slots := max(keyTableMinSlots, len(t.keys)+len(t.keys)/4)
 	keys, fps := t.keys, t.fps
-	t.keys, t.fps = make([]uint64, slots), make([]uint32, slots)
+	if t.offHeap {
+		t.keys, t.fps = offheap.Make[uint64](slots), offheap.Make[uint32](slots)
+	} else {
+		t.keys, t.fps = make([]uint64, slots), make([]uint32, slots)
+	}
 	for i, k := range keys {
 		if k != 0 {
 			t.insert(k, fps[i])
 		}
 	}
+	if t.offHeap {
+		offheap.Free(keys)
+		offheap.Free(fps)
+	}
+}
+
+// release empties the table and gives its arrays back (to the OS when
+// off the heap); nothing may hold them.
+func (t *keyTable) release() {
+	if t.offHeap {
+		offheap.Free(t.keys)
+		offheap.Free(t.fps)
+	}
+	t.keys, t.fps = nil, nil
+	t.n, t.zero, t.zeroFP = 0, false, 0
 }
 
 // len is the number of keys held.

@@ -4,6 +4,8 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"testing"
+
+	"github.com/holdfast/holdfast/internal/offheap"
 )
 
 // TestKeyTableAgainstMap: random puts, overwrites and gets, key 0 and keys
@@ -17,36 +19,56 @@ func TestKeyTableAgainstMap(t *testing.T) {
 		"high bits": func() uint64 { return r.Uint64N(1<<12) << 52 },
 		"low bits":  func() uint64 { return r.Uint64N(1 << 12) },
 	}
-	for name, next := range keyGens {
-		t.Run(name, func(t *testing.T) {
-			var tab keyTable
-			want := map[uint64]uint32{}
-			for round := 0; round < 3; round++ {
-				for i := 0; i < 20_000; i++ {
-					k, fp := next(), r.Uint32()
-					tab.put(k, fp)
-					want[k] = fp
-					q := next()
-					got, ok := tab.get(q)
-					if w, wok := want[q]; ok != wok || got != w {
-						t.Fatalf("get(%d) = %d, %v; want %d, %v", q, got, ok, w, wok)
-					}
-				}
-				if tab.len() != len(want) {
-					t.Fatalf("len %d, want %d", tab.len(), len(want))
-				}
-				for k, w := range want {
-					if got, ok := tab.get(k); !ok || got != w {
-						t.Fatalf("get(%d) = %d, %v; want %d", k, got, ok, w)
-					}
-				}
-				tab.reset()
-				clear(want)
-				if _, ok := tab.get(0); ok || tab.len() != 0 {
-					t.Fatalf("after reset: len %d, key 0 present %v", tab.len(), ok)
-				}
+	for _, offHeap := range []bool{false, true} {
+		for name, next := range keyGens {
+			if offHeap {
+				name += ", off the heap"
 			}
-		})
+			t.Run(name, func(t *testing.T) { keyTableAgainstMap(t, r, next, offHeap) })
+		}
+	}
+}
+
+// keyTableAgainstMap runs TestKeyTableAgainstMap with a key generator,
+// then releases the table: off the heap, every mapped byte goes back.
+func keyTableAgainstMap(t *testing.T, r *rand.Rand, next func() uint64, offHeap bool) {
+	mapped := offheap.Bytes()
+	tab := keyTable{offHeap: offHeap}
+	want := map[uint64]uint32{}
+	for round := 0; round < 3; round++ {
+		for i := 0; i < 20_000; i++ {
+			k, fp := next(), r.Uint32()
+			tab.put(k, fp)
+			want[k] = fp
+			q := next()
+			got, ok := tab.get(q)
+			if w, wok := want[q]; ok != wok || got != w {
+				t.Fatalf("get(%d) = %d, %v; want %d, %v", q, got, ok, w, wok)
+			}
+		}
+		if tab.len() != len(want) {
+			t.Fatalf("len %d, want %d", tab.len(), len(want))
+		}
+		for k, w := range want {
+			if got, ok := tab.get(k); !ok || got != w {
+				t.Fatalf("get(%d) = %d, %v; want %d", k, got, ok, w)
+			}
+		}
+		tab.reset()
+		clear(want)
+		if _, ok := tab.get(0); ok || tab.len() != 0 {
+			t.Fatalf("after reset: len %d, key 0 present %v", tab.len(), ok)
+		}
+	}
+	if offHeap && runtime.GOOS == "linux" && len(tab.keys)*8 >= offheap.MinBytes && offheap.Bytes() == mapped {
+		t.Fatal("nothing was mapped outside the heap")
+	}
+	tab.release()
+	if got := offheap.Bytes(); got != mapped {
+		t.Fatalf("released: %d bytes mapped, want %d", got, mapped)
+	}
+	if _, ok := tab.get(1); ok || tab.len() != 0 {
+		t.Fatal("a released table still holds keys")
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cockroachdb/pebble"
 
+	"github.com/holdfast/holdfast/internal/offheap"
 	"github.com/holdfast/holdfast/internal/sessdefs"
 	"github.com/holdfast/holdfast/internal/state"
 	pa "github.com/holdfast/holdfast/producerapi"
@@ -161,7 +162,15 @@ func (s *session) slot(id uint64) *sessEntry {
 		if cap(ch) > i {
 			ch = ch[:i+1]
 		} else {
-			n := make([]sessEntry, i+1, min(sessionChunk, max(2*(i+1), 16)))
+			var n []sessEntry
+			if c := min(sessionChunk, max(2*(i+1), 16)); c == sessionChunk {
+				// A full chunk (80 KiB) lives outside the Go heap
+				// (internal/offheap): at GOGC=100 a byte of the heap's
+				// lasting state costs two of RSS. release frees it.
+				n = offheap.Make[sessEntry](sessionChunk)[:i+1]
+			} else {
+				n = make([]sessEntry, i+1, c)
+			}
 			copy(n, ch)
 			ch = n
 		}
@@ -209,7 +218,17 @@ func (ss *sessions) release(s *session) {
 		ss.loaded--
 		ss.ids -= len(s.types)
 	}
+	for _, ch := range s.chunks {
+		offheap.Free(ch) // full chunks were mapped; smaller ones are the heap's
+	}
 	s.chunks, s.types, s.names, s.nameIdx, s.loaded = nil, nil, nil, nil, false
+}
+
+// releaseAll drops every session's arrays (the forwarder is closing).
+func (ss *sessions) releaseAll() {
+	for _, s := range ss.m {
+		ss.release(s)
+	}
 }
 
 // sessions holds the forwarder's session dictionaries. Used by the Run
@@ -650,7 +669,12 @@ func (ss *sessions) drop(s *session) error {
 	if err := ss.db.Delete(append(append([]byte{}, sessMetaPrefix...), s.key...), pebble.NoSync); err != nil {
 		return fmt.Errorf("forwarder: deleting a superseded session's metadata: %w", err)
 	}
-	delete(ss.m, s.key)
+	if ss.m[s.key] == s {
+		// Not another session of the same key: one a record named after
+		// an earlier drop of s failed at Remove stays where release (and
+		// Close) will find its arrays.
+		delete(ss.m, s.key)
+	}
 	if ss.current[s.producer] == s {
 		delete(ss.current, s.producer)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/holdfast/holdfast/internal/offheap"
 	"github.com/holdfast/holdfast/internal/sampletest"
 	pa "github.com/holdfast/holdfast/producerapi"
 	"github.com/holdfast/holdfast/wal"
@@ -182,6 +183,7 @@ func TestSessionMemoryFor2_2MSeries(t *testing.T) {
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
+	mappedBefore := offheap.Bytes()
 	s := &session{loaded: true}
 	for id := uint64(0); id < n; id++ {
 		e := s.slot(id)
@@ -190,12 +192,21 @@ func TestSessionMemoryFor2_2MSeries(t *testing.T) {
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
-	used := int64(after.HeapAlloc) - int64(before.HeapAlloc)
-	t.Logf("%d series: %.1f MB of heap (%.1f bytes a series)", n, float64(used)/1e6, float64(used)/n)
+	heap := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	mapped := offheap.Bytes() - mappedBefore
+	used := heap + mapped
+	t.Logf("%d series: %.1f MB (%.1f bytes a series), %.1f MB of it on the heap", n, float64(used)/1e6, float64(used)/n, float64(heap)/1e6)
 	if used > 50e6 {
 		t.Errorf("%d series take %.1f MB, want at most 50 MB", n, float64(used)/1e6)
 	}
+	if runtime.GOOS == "linux" && heap > 5e6 {
+		t.Errorf("%.1f MB of the entries on the heap, want the full chunks outside it", float64(heap)/1e6)
+	}
 	runtime.KeepAlive(s)
+	(&sessions{}).release(s)
+	if got := offheap.Bytes(); got != mappedBefore {
+		t.Errorf("released: %d bytes mapped, want %d", got, mappedBefore)
+	}
 }
 
 func gaugeValue(g prometheus.Gauge) float64 {
@@ -329,5 +340,69 @@ func TestSeenEpochRenewed(t *testing.T) {
 	add(3)
 	if noted, _ := notes(); noted != len(samples) {
 		t.Fatalf("%d entries noted at the renewed epoch, want %d", noted, len(samples))
+	}
+}
+
+// TestPerSeriesArraysLeaveTheHeapAndGoBack: a session's full chunks of
+// entries and the written-key table live outside the Go heap
+// (internal/offheap); unloading an idle session and closing the forwarder
+// give every mapped byte back.
+func TestPerSeriesArraysLeaveTheHeapAndGoBack(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("mappings are tested on linux")
+	}
+	base := offheap.Bytes()
+	f := scanForwarder3(t, nil)
+	f.w.seenKeys.offHeap = true
+	now := time.Unix(1_700_000_000, 0)
+	f.sess.now = func() time.Time { return now }
+	samples := sampletest.NewFleet(500).Append(nil, 2*sessionChunk+100, 1) // 3 chunks, 2 of them full
+	sess := newSession3("p", "i", 5)
+	var page pa.PageRecord
+	b := &batch{}
+	b.reset()
+	if err := f.add(context.Background(), b, 1, wal.Record{Type: wal.TypePage, Payload: sess.record(samples)}, &page); err != nil {
+		t.Fatal(err)
+	}
+	chunkBytes := int64(sessionChunk) * int64(unsafe.Sizeof(sessEntry{}))
+	if got := offheap.Bytes() - base; got != 2*chunkBytes {
+		t.Fatalf("%d ids: %d bytes mapped, want 2 full chunks (%d)", len(samples), got, 2*chunkBytes)
+	}
+	f.w.markSeen(b.rows)
+	keys := int64(len(f.w.seenKeys.keys)) * 8
+	if got := offheap.Bytes() - base; got != 2*chunkBytes+keys {
+		t.Fatalf("with %d written keys: %d bytes mapped, want %d", f.w.seenKeys.len(), got, 2*chunkBytes+keys)
+	}
+	for i := range f.w.seenKeys.keys { // the mapped table reads back what it holds
+		if k := f.w.seenKeys.keys[i]; k != 0 {
+			if fp, ok := f.w.seenKeys.get(k); !ok || fp != f.w.seenKeys.fps[i] {
+				t.Fatalf("key %#x: %v %v", k, fp, ok)
+			}
+		}
+	}
+	now = now.Add(sessionIdle + time.Minute)
+	if err := f.sess.sweep(1); err != nil {
+		t.Fatal(err)
+	}
+	if got := offheap.Bytes() - base; got != keys {
+		t.Fatalf("idle session unloaded: %d bytes mapped, want the key table's %d", got, keys)
+	}
+	b2 := &batch{}
+	b2.reset()
+	if err := f.add(context.Background(), b2, 2, wal.Record{Type: wal.TypePage, Payload: sess.record(samples)}, &page); err != nil {
+		t.Fatal(err)
+	}
+	if len(b2.indexes) != 1 || b2.rows.rows != len(samples) {
+		t.Fatalf("after loading again: records %v, %d rows, want %d", b2.indexes, b2.rows.rows, len(samples))
+	}
+	if got := offheap.Bytes() - base; got != 2*chunkBytes+keys {
+		t.Fatalf("loaded again: %d bytes mapped, want %d", got, 2*chunkBytes+keys)
+	}
+	f.m = nil // scanForwarder's metrics were never registered
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := offheap.Bytes(); got != base {
+		t.Fatalf("after Close %d bytes mapped, want %d", got, base)
 	}
 }

@@ -7,11 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"runtime/debug"
 	"time"
 
 	"github.com/holdfast/holdfast/collector"
 	"github.com/holdfast/holdfast/forwarder"
+	"github.com/holdfast/holdfast/internal/offheap"
 )
 
 // collectorFile maps the collector's flags to its config file's keys.
@@ -63,7 +63,7 @@ func defineCollectorFlags(fs *flag.FlagSet) *collectorFlags {
 	f.batchRows = fs.Int("batch-rows", 100_000, "forwarder batch size in rows")
 	f.maxSeenKeys = fs.Int("max-seen-keys", 1<<24, "timeseries whose fields rows the forwarder remembers writing (16-20 bytes each, grown as they come); keep it above this collector's timeseries, or every timeseries' fields rows are written again each time it fills")
 	f.flushAge = fs.Duration("flush-age", 5*time.Second, "forwarder flushes a batch this old")
-	fs.Var(&f.memLimit, "memory-limit", "soft Go memory limit (GC works harder near it); 0 disables"+sizeFlag)
+	fs.Var(&f.memLimit, "memory-limit", "soft memory limit of the process: the Go heap's is this less the per-series state mapped outside it (holdfast_offheap_bytes); the GC works harder near it; 0 disables"+sizeFlag)
 	f.allowRemote = fs.Bool("admin-allow-remote", false, "let non-loopback clients call state-changing admin endpoints")
 	f.producerToken = fs.String("producer-token", "", "bearer token sent to producers (static and registry-assigned)")
 	f.registryToken = fs.String("registry-token", "", "bearer token sent to the registry (its --auth-token)")
@@ -111,7 +111,9 @@ func runCollector(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if f.memLimit > 0 {
-		debug.SetMemoryLimit(int64(f.memLimit))
+		// The whole process': the Go runtime's limit is this less what
+		// per-series state maps outside the heap (internal/offheap).
+		offheap.SetMemoryLimit(int64(f.memLimit))
 	}
 	var logLevel slog.LevelVar
 	log, err := f.log.logger(stderr, &logLevel)
