@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"syscall"
 	"time"
 
@@ -25,6 +26,13 @@ import (
 // (measurements rows of a fleet whose fields are written: the same work as
 // the measured periods; the target's denominator) and the one with every
 // row of two fresh periods (reported as before).
+// maxSteps are max's load steps (VMs) by default, and maxStepsDown those
+// it steps down through when the first falls behind.
+var (
+	maxSteps     = []int{100_000, 120_000, 140_000, 170_000, 200_000, 230_000, 260_000, 300_000}
+	maxStepsDown = []int{80_000, 50_000, 20_000, 10_000}
+)
+
 func RunMax(ctx context.Context, env Env) (*Result, error) {
 	if env.Binary == "" {
 		return nil, fmt.Errorf("max needs the holdfast binary")
@@ -58,8 +66,21 @@ func RunMax(ctx context.Context, env Env) (*Result, error) {
 			warmup, fresh.samples, fresh.fieldRows, fresh.tookFields.Seconds(), fresh.tookMeas.Seconds(), ceiling, fresh.measurementsRate()),
 		fmt.Sprintf("direct ceiling in steady state (the %d periods after those, every timeseries known): %d samples, %d fields rows, %.1f s of inserts: %.0f samples/s",
 			periods, steady.samples, steady.fieldRows, steady.took.Seconds(), steadyCeiling))
-	steps := []int{100_000, 120_000, 140_000, 170_000, 200_000, 230_000, 260_000, 300_000}
-	down := []int{80_000, 50_000, 20_000, 10_000}
+	steps := maxSteps
+	if len(env.MaxSteps) > 0 {
+		if !slices.IsSorted(env.MaxSteps) || env.MaxSteps[0] <= 0 {
+			return nil, fmt.Errorf("max: steps %v: want VMs above 0, ascending", env.MaxSteps)
+		}
+		steps = env.MaxSteps
+	}
+	// Below the first step only: a run that starts higher (--steps) steps
+	// down through the default ladder's lower rungs.
+	var down []int
+	for _, v := range maxStepsDown {
+		if v < steps[0] {
+			down = append(down, v)
+		}
+	}
 	r.Params["vms_steps"], r.Params["vms_steps_down"] = steps, down
 	r.Params["warmup_periods_per_step"], r.Params["periods_per_step"], r.Params["period_seconds"] = warmup, periods, env.period().Seconds()
 	t := Table{Title: fmt.Sprintf("Load steps until the collector falls behind (each: %d warm-up periods, not counted, then %d measured)", warmup, periods),

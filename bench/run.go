@@ -17,6 +17,7 @@ type Env struct {
 	VMsPerSled []int         // rfd125 load steps
 	PeerVMs    int           // peer: VMs (default 20,000)
 	Warmup     int           // max: warm-up periods per load step, not counted (default 2; at least 1)
+	MaxSteps   []int         // max: VMs of its load steps, ascending (default maxSteps)
 	Period     time.Duration // measurement period of the load scenarios; default 10 s (tests shorten it)
 	// Profile: save a CPU profile of the measured process (collector,
 	// Prometheus agent) over the load's second period and after, as

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -37,6 +38,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	var collectorArgs stringList
 	fs.Var(&collectorArgs, "collector-arg", "an extra flag for every collector a scenario starts, e.g. --collector-arg=--memory-limit=256MiB (repeatable)")
 	warmup := fs.Int("warmup", 2, "max: warm-up periods of each load step, not counted (the first defines every series and writes its fields rows)")
+	maxSteps := fs.String("steps", "", "max: VMs of its load steps, ascending, e.g. 200000,230000 (default 100000,120000,140000,170000,200000,230000,260000,300000)")
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		fmt.Fprintf(stderr, "holdfast bench: want a scenario: %s or all\n", strings.Join(scenarios, ", "))
 		return 2
@@ -44,6 +46,14 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	which := args[0]
 	if err := fs.Parse(args[1:]); err != nil || fs.NArg() != 0 {
 		return 2
+	}
+	var steps []int
+	if *maxSteps != "" {
+		var err error
+		if steps, err = parseStepList(*maxSteps); err != nil {
+			fmt.Fprintf(stderr, "holdfast bench: --steps: %v\n", err)
+			return 2
+		}
 	}
 	run := []string{which}
 	if which == "all" {
@@ -78,6 +88,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	env.VMsPerSled = parseInts(*vms)
 	env.PeerVMs = *peerVMs
 	env.Warmup = *warmup
+	env.MaxSteps = steps
 	env.Profile = *profile
 	env.CollectorArgs = collectorArgs
 	failed := false
@@ -142,6 +153,22 @@ func parseInts(s string) []int {
 		}
 	}
 	return out
+}
+
+// parseStepList parses max's --steps: VMs above 0, ascending.
+func parseStepList(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("%q is not a number of VMs above 0", f)
+		}
+		if len(out) > 0 && n <= out[len(out)-1] {
+			return nil, fmt.Errorf("%d after %d: steps go up", n, out[len(out)-1])
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // runBenchTarget serves the fleet as Prometheus text exposition, for the
