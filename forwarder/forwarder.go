@@ -229,6 +229,10 @@ type Forwarder struct {
 		flushTarget uint64
 		progressed  chan struct{}  // closed and replaced when the checkpoint moves
 		left        []leftProducer // ProducerLeft's, for the Run goroutine
+		// running is set while Run runs, closed once Close was called: the
+		// per-series arrays outside the Go heap are freed by whichever of
+		// the two ends last, never while Run may read them.
+		running, closed bool
 	}
 }
 
@@ -316,19 +320,19 @@ func New(log *wal.Log, state *pebble.DB, opts Options) (*Forwarder, error) {
 }
 
 // Close releases the connection (if the forwarder dialed it) and the metrics.
-// Call it after Run has returned.
+// Call it after Run has returned. Called while Run still runs (its context
+// cancelled, say), the per-series arrays are freed when Run returns.
 func (f *Forwarder) Close() error {
 	if f.m != nil {
 		f.m.unregister()
 	}
-	// The per-series arrays outside the Go heap (internal/offheap) go back
-	// to the OS; nothing reads them once Run has returned.
-	if f.sess != nil {
-		f.sess.releaseAll()
-	}
-	if f.w != nil {
-		f.w.seenKeys.release()
-	}
+	f.mu.Lock()
+	f.mu.closed = true
+	running := f.mu.running
+	f.mu.Unlock()
+	if !running {
+		f.releaseArrays()
+	} // else Run frees them as it returns
 	if f.defs != nil {
 		if err := f.defs.CloseAll(); err != nil {
 			f.log.Error("closing session definition files", "err", err)
@@ -341,6 +345,19 @@ func (f *Forwarder) Close() error {
 		return f.conn.Close()
 	}
 	return nil
+}
+
+// releaseArrays gives the per-series arrays outside the Go heap
+// (internal/offheap) back to the OS. Only once Run is not running: a
+// mapping freed under a reader may fault or read what the kernel put there
+// since.
+func (f *Forwarder) releaseArrays() {
+	if f.sess != nil {
+		f.sess.releaseAll()
+	}
+	if f.w != nil {
+		f.w.seenKeys.release()
+	}
 }
 
 // Status returns a snapshot of the forwarder's progress.
@@ -408,6 +425,23 @@ func (b *batch) reset() {
 // on (the state store failed, the WAL failed), and the process should exit
 // and be restarted: everything not checkpointed is replayed.
 func (f *Forwarder) Run(ctx context.Context) error {
+	f.mu.Lock()
+	if f.mu.closed || f.mu.running {
+		f.mu.Unlock()
+		return errors.New("forwarder: Run after Close, or twice at once")
+	}
+	f.mu.running = true
+	f.mu.Unlock()
+	// First deferred, so it runs last: after the delivery in flight ended.
+	defer func() {
+		f.mu.Lock()
+		f.mu.running = false
+		closed := f.mu.closed
+		f.mu.Unlock()
+		if closed {
+			f.releaseArrays()
+		}
+	}()
 	if err := f.checkServer(ctx); err != nil {
 		return err
 	}

@@ -406,3 +406,56 @@ func TestPerSeriesArraysLeaveTheHeapAndGoBack(t *testing.T) {
 		t.Fatalf("after Close %d bytes mapped, want %d", got, base)
 	}
 }
+
+// TestCloseDuringRunFreesWhenRunReturns: Close called while Run still
+// runs (as a deferred Close may be, before Run saw its context end) leaves
+// the per-series arrays mapped until Run returns, then Run frees them; a
+// Run after Close is refused.
+func TestCloseDuringRunFreesWhenRunReturns(t *testing.T) {
+	e := newEnv(t, "")
+	base := offheap.Bytes()
+	f, err := New(e.wal, e.state, e.options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := uint64(1); k <= 20_000; k++ { // before Run: the table is the test's
+		f.w.seenKeys.put(k, uint32(k))
+	}
+	mapped := offheap.Bytes() - base
+	if runtime.GOOS == "linux" && mapped == 0 {
+		t.Fatal("20,000 written keys mapped nothing")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		f.mu.Lock()
+		running := f.mu.running
+		f.mu.Unlock()
+		if running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Run did not start")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := offheap.Bytes() - base; got != mapped {
+		t.Fatalf("Close during Run: %d bytes mapped, want the table's %d left to Run", got, mapped)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := offheap.Bytes(); got != base {
+		t.Fatalf("after Run returned: %d bytes mapped, want %d", got, base)
+	}
+	if err := f.Run(context.Background()); err == nil {
+		t.Fatal("Run after Close was not refused")
+	}
+}
