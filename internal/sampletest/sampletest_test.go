@@ -73,3 +73,31 @@ func TestFleetStartTimeFixedFromTimestampZero(t *testing.T) {
 		t.Fatalf("counter start times %v, want only 0", starts)
 	}
 }
+
+// TestFleetSharesIdentities: a VM's samples share one target and a
+// measurement's one metric (what a producer keeps), with the values a
+// fresh target has; a fleet's identities are its own (FirstVM included).
+func TestFleetSharesIdentities(t *testing.T) {
+	f := &Fleet{VMs: 3, Measurements: 22, FirstVM: 7}
+	first := f.Append(nil, 3*22, 1)
+	second := f.Append(nil, 3*22, 2)
+	for i := range first {
+		a, b := first[i].Target.Fields, second[i].Target.Fields
+		if &a[0] != &b[0] || &first[i].Metric.Fields[0] != &second[i].Metric.Fields[0] {
+			t.Fatalf("sample %d: two periods do not share their identity", i)
+		}
+		want := fleetTarget(7 + i/22)
+		if first[i].Target.Name != want.Name || len(a) != len(want.Fields) || cap(a) != len(a) {
+			t.Fatalf("sample %d: target %+v, want %+v (and no room to append into)", i, first[i].Target, want)
+		}
+		for j := range a {
+			if a[j] != want.Fields[j] {
+				t.Fatalf("sample %d field %d: %+v, want %+v", i, j, a[j], want.Fields[j])
+			}
+		}
+	}
+	other := &Fleet{VMs: 3, Measurements: 22, FirstVM: 10}
+	if o := other.Append(nil, 1, 1)[0]; o.Target.Fields[3].Value.Uint != 10 || &o.Target.Fields[0] == &first[0].Target.Fields[0] {
+		t.Fatalf("another fleet's first VM: %+v", o.Target)
+	}
+}
