@@ -11,6 +11,13 @@ import (
 	"github.com/holdfast/holdfast/forwarder"
 )
 
+// maxSteps are max's load steps (VMs) by default, and maxStepsDown those
+// it steps down through when the first falls behind.
+var (
+	maxSteps     = []int{100_000, 120_000, 140_000, 170_000, 200_000, 230_000, 260_000, 300_000}
+	maxStepsDown = []int{80_000, 50_000, 20_000, 10_000}
+)
+
 // RunMax raises the load (VMs in RFD 125's shape, 22 measurements every
 // 10 s) step by step until the collector falls behind (or, when the first
 // step already does, lowers it until a step is sustained). Each step is a
@@ -26,13 +33,6 @@ import (
 // (measurements rows of a fleet whose fields are written: the same work as
 // the measured periods; the target's denominator) and the one with every
 // row of two fresh periods (reported as before).
-// maxSteps are max's load steps (VMs) by default, and maxStepsDown those
-// it steps down through when the first falls behind.
-var (
-	maxSteps     = []int{100_000, 120_000, 140_000, 170_000, 200_000, 230_000, 260_000, 300_000}
-	maxStepsDown = []int{80_000, 50_000, 20_000, 10_000}
-)
-
 func RunMax(ctx context.Context, env Env) (*Result, error) {
 	if env.Binary == "" {
 		return nil, fmt.Errorf("max needs the holdfast binary")

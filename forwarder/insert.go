@@ -222,14 +222,15 @@ func (w *writer) forgetSeen() {
 	}
 }
 
-// markSeen remembers rs's keys and schemas as written.
-func (w *writer) markSeen(rs *rowSet) {
+// markSeen remembers rs's keys and schemas as written, and returns the
+// written-key set's restart count when it had to start over (0 if not).
+func (w *writer) markSeen(rs *rowSet) (restarts uint64) {
 	if w.seenKeys.len()+len(rs.newKeys) > w.maxSeen {
 		// Bounded memory: forget everything rather than grow. The cost is
 		// one more fields row per timeseries, deduplicated by ClickHouse,
 		// and collisions with forgotten keys going unseen (DESIGN.md).
 		w.forgetSeen()
-		w.seenRestarts.Add(1)
+		restarts = w.seenRestarts.Add(1)
 	}
 	for k, fp := range rs.newKeys {
 		w.seenKeys.put(k, fp)
@@ -240,6 +241,7 @@ func (w *writer) markSeen(rs *rowSet) {
 	for n := range rs.newSchemas {
 		w.seenSchemas[n] = struct{}{}
 	}
+	return restarts
 }
 
 // forDelivery returns a writer for a delivery running beside the Run

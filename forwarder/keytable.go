@@ -128,19 +128,21 @@ func (t *keyTable) grow() {
 			t.insert(k, fps[i])
 		}
 	}
+	t.free(keys, fps)
+}
+
+// free gives arrays of the table back to the OS when they are off the heap
+// (heap ones are the garbage collector's); nothing may hold them.
+func (t *keyTable) free(keys []uint64, fps []uint32) {
 	if t.offHeap {
 		offheap.Free(keys)
 		offheap.Free(fps)
 	}
 }
 
-// release empties the table and gives its arrays back (to the OS when
-// off the heap); nothing may hold them.
+// release empties the table and gives its arrays back.
 func (t *keyTable) release() {
-	if t.offHeap {
-		offheap.Free(t.keys)
-		offheap.Free(t.fps)
-	}
+	t.free(t.keys, t.fps)
 	t.keys, t.fps = nil, nil
 	t.n, t.zero, t.zeroFP = 0, false, 0
 }

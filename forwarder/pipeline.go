@@ -71,9 +71,7 @@ func (f *Forwarder) join() error {
 	f.flight = nil
 	f.w.inflight = nil
 	if err == nil && !fl.dw.bisected && f.Status().CheckpointIndex >= fl.b.last {
-		before := f.w.seenRestarts.Load()
-		f.w.markSeen(fl.b.rows)
-		if n := f.w.seenRestarts.Load(); n != before && n&(n-1) == 0 { // 1, 2, 4, 8...: loud at first, then rarely
+		if n := f.w.markSeen(fl.b.rows); n != 0 && n&(n-1) == 0 { // 1, 2, 4, 8...: loud at first, then rarely
 			f.log.Warn("the written-key set was full and started over: every timeseries' fields rows are written again; raise MaxSeenKeys (--max-seen-keys) above the fleet's timeseries",
 				"max_seen_keys", f.w.maxSeen, "times", n)
 		}

@@ -30,23 +30,18 @@ func Make[T any](n int) []T {
 		return nil
 	}
 	t := reflect.TypeFor[T]()
-	if ok, seen := pointerFree.Load(t); !seen {
-		ok = !hasPointers(t)
-		pointerFree.Store(t, ok)
-		if !ok.(bool) {
-			panic(fmt.Sprintf("offheap: %v holds pointers", t))
-		}
-	} else if !ok.(bool) {
+	ok, seen := pointerFree.Load(t)
+	if !seen {
+		ok, _ = pointerFree.LoadOrStore(t, !hasPointers(t))
+	}
+	if !ok.(bool) {
 		panic(fmt.Sprintf("offheap: %v holds pointers", t))
 	}
 	size := int(t.Size())
-	if size == 0 || n > maxBytes/size {
+	if size == 0 || n > maxBytes/size || n*size < MinBytes {
 		return make([]T, n)
 	}
 	bytes := n * size
-	if bytes < MinBytes {
-		return make([]T, n)
-	}
 	b, err := mmap(bytes)
 	if err != nil {
 		return make([]T, n)
