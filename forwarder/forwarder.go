@@ -292,7 +292,6 @@ func New(log *wal.Log, state *pebble.DB, opts Options) (*Forwarder, error) {
 	f.w.seenKeys.offHeap = true
 	f.w.seenRestarts = seenRestarts
 	f.w.cluster = opts.Cluster
-	f.w.fieldChunk = opts.BatchRows
 	f.w.deferSeen = true // the Run goroutine marks keys seen (pipeline.go)
 	f.decoder = pa.NewSampleDecoder()
 	f.series, f.scan = newSeriesCache(opts.MaxCachedSeries), &scan2{}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math"
-	"reflect"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -120,12 +119,14 @@ type writer struct {
 	// keys (read-only meanwhile): a timeseries of the next batch whose key
 	// is there with another fingerprint is a collision.
 	inflight map[uint64]uint32
-	// fieldChunk bounds the rows of one INSERT into a fields table (the
-	// forwarder's BatchRows; 0: no bound). A batch of new timeseries has
-	// several fields rows per sample, and clickhouse-go copies an INSERT's
-	// rows into columns it grows from empty: one INSERT of them all is the
-	// largest transient allocation of a delivery.
-	fieldChunk int
+	// fieldBlock is the rows of each block an INSERT into a fields table
+	// is sent in (fieldBlockRows; tests make it small). A batch of new
+	// timeseries has several fields rows per sample, and clickhouse-go
+	// copies an INSERT's rows into columns it grows from empty: in one
+	// block, a start's fields INSERTs were the largest transient allocation
+	// of a delivery and a third of what the collector allocated in its
+	// first 90 s (BENCHMARKS.md, "fields rows in blocks").
+	fieldBlock int
 	// batches keeps each measurements INSERT statement's clickhouse-go
 	// batch for the next INSERT of it, so its columns are not allocated
 	// again (internal/chbatch). Shared by the writers of deliveries, which
@@ -137,7 +138,8 @@ type writer struct {
 func newWriter(conn driver.Conn, db string, maxSeen int) *writer {
 	w := &writer{conn: conn, db: db, maxSeen: maxSeen, seenEpoch: 1, seenRestarts: new(atomic.Uint64),
 		seenSchemas: make(map[pa.SchemaKey]struct{}),
-		names:       interner{max: 1 << 16}, seed: maphash.MakeSeed(), keyOf: pa.HashTimeseriesKeyBytes}
+		names:       interner{max: 1 << 16}, seed: maphash.MakeSeed(), keyOf: pa.HashTimeseriesKeyBytes,
+		fieldBlock: fieldBlockRows}
 	// w.cluster is set once, before the first INSERT (New).
 	w.batches = chbatch.NewPool(conn, func(ctx context.Context) context.Context { return insertContext(ctx, w.cluster) })
 	return w
@@ -185,15 +187,8 @@ func (w *writer) insertTokened(ctx context.Context, rs *rowSet, token string) er
 		if f == nil || f.len() == 0 {
 			continue
 		}
-		cols, n := f.columns(), f.len()
-		step := n
-		if w.fieldChunk > 0 {
-			step = w.fieldChunk
-		}
-		for lo := 0; lo < n; lo += step {
-			if err := w.send(ctx, FieldsTable(f.t), fieldColumns, sliceColumns(cols, lo, min(lo+step, n))); err != nil {
-				return err
-			}
+		if err := w.sendFields(ctx, FieldsTable(f.t), f.columns()); err != nil {
+			return err
 		}
 	}
 	for _, m := range rs.meas {
@@ -256,18 +251,6 @@ func (w *writer) forDelivery() *writer {
 	return &d
 }
 
-// sliceColumns returns rows [lo, hi) of column slices (all of one length).
-func sliceColumns(cols []any, lo, hi int) []any {
-	if lo == 0 && hi == reflect.ValueOf(cols[0]).Len() {
-		return cols
-	}
-	out := make([]any, len(cols))
-	for i, c := range cols {
-		out[i] = reflect.ValueOf(c).Slice(lo, hi).Interface()
-	}
-	return out
-}
-
 // interner shares timeseries name strings between rows: decoding allocates
 // a name per sample, and a batch would otherwise keep them all alive. It
 // holds at most max names, then starts over.
@@ -304,6 +287,21 @@ func (in *interner) name(target, metric string) string {
 func (w *writer) send(ctx context.Context, table string, cols []string, data []any) error {
 	q := insertStatement(w.db, table, cols)
 	return w.insertError(table, cols, chbatch.SendOnce(insertContext(ctx, w.cluster), w.conn, q, data))
+}
+
+// fieldBlockRows is the block an INSERT into a fields table is sent in: its
+// columns grow to this many rows and are reused for the next block of the
+// INSERT, where one block of a start's 100,000 or more fields rows grew
+// them through every size below that. The server squashes the blocks of
+// an INSERT into one part, as it does one block (chbatch.SendInBlocks).
+const fieldBlockRows = 16_384
+
+// sendFields runs one INSERT into a fields table, in blocks of fieldBlock
+// rows. Fields rows are idempotent (ReplacingMergeTrees), so a failure
+// after some blocks were sent is retried whole, like any failed INSERT.
+func (w *writer) sendFields(ctx context.Context, table string, data []any) error {
+	q := insertStatement(w.db, table, fieldColumns)
+	return w.insertError(table, fieldColumns, chbatch.SendInBlocks(insertContext(ctx, w.cluster), w.conn, q, data, w.fieldBlock))
 }
 
 // sendMeasurements runs one INSERT into a measurements table, on the

@@ -42,6 +42,16 @@
 // insert_deduplication_token) must not use a Pool; the forwarder sends
 // those with SendOnce.
 //
+// # Large INSERTs in blocks
+//
+// SendInBlocks sends one INSERT as several blocks (clickhouse-go's Flush),
+// appending each block into the same columns after the one before was sent:
+// the columns grow to one block instead of all the rows. It keeps nothing.
+// The server squashes the blocks back into parts of
+// min_insert_block_size_rows. The forwarder sends fields rows this way: a
+// start writes several per timeseries, far more than any measurements
+// INSERT.
+//
 // # Concurrency
 //
 // A Pool is safe for concurrent use: Send takes a statement's batch out of

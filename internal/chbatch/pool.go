@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"time"
 
@@ -142,15 +143,124 @@ func SendOnce(ctx context.Context, conn driver.Conn, statement string, data []an
 	return send(b, b.Columns(), data)
 }
 
-func send(b driver.Batch, cols []column.Interface, data []any) error {
-	if len(cols) != len(data) {
-		return &Error{Stage: StageAppend, Column: min(len(cols), len(data)),
-			Err: fmt.Errorf("the server's header has %d columns, the data %d", len(cols), len(data))}
+// SendInBlocks runs statement with data as one INSERT on a batch of its
+// own, never kept, sending the rows in blocks of at most blockRows: each
+// block is appended to the batch's columns, sent (Flush) and the columns
+// reset, so the columns grow to one block and are reused for the next,
+// where SendOnce grows them from empty to all of data's rows (through every
+// size Go's append steps through: about four times the rows' bytes
+// allocated, BENCHMARKS.md). The server squashes the blocks of an INSERT
+// into parts of its min_insert_block_size_rows, as it does one block. A
+// failure after some blocks were sent leaves those inserted: callers use it
+// for idempotent rows (ReplacingMergeTree) that a retry sends again whole.
+// blockRows < 1 sends everything in one block, as SendOnce.
+func SendInBlocks(ctx context.Context, conn driver.Conn, statement string, data []any, blockRows int) error {
+	n, err := rowsIn(data)
+	if err != nil {
+		return &Error{Stage: StageAppend, Err: err}
 	}
+	if blockRows < 1 || n <= blockRows {
+		return SendOnce(ctx, conn, statement, data)
+	}
+	b, err := conn.PrepareBatch(ctx, statement)
+	if err != nil {
+		return &Error{Stage: StagePrepare, Err: err}
+	}
+	defer b.Close()
+	cols := b.Columns()
+	if len(cols) != len(data) {
+		return columnCountError(cols, data)
+	}
+	block := make([]any, len(data))
+	for lo := 0; lo < n; lo += blockRows {
+		hi := min(lo+blockRows, n)
+		if err := sliceInto(block, data, lo, hi); err != nil {
+			return &Error{Stage: StageAppend, Rows: lo, Err: err}
+		}
+		if err := appendColumns(cols, block, lo); err != nil {
+			return err
+		}
+		if hi == n {
+			break // the last block goes with Send
+		}
+		if err := b.Flush(); err != nil {
+			return &Error{Stage: StageSend, Rows: hi, Err: err}
+		}
+	}
+	if err := b.Send(); err != nil {
+		return &Error{Stage: StageSend, Rows: n, Err: err}
+	}
+	return nil
+}
+
+// Slice returns rows [lo, hi) of data, one slice per column, all of one
+// length; data itself when that is all of it.
+func Slice(data []any, lo, hi int) ([]any, error) {
+	if n, err := rowsIn(data); err != nil {
+		return nil, err
+	} else if lo == 0 && hi == n {
+		return data, nil
+	}
+	out := make([]any, len(data))
+	if err := sliceInto(out, data, lo, hi); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// rowsIn is the length of data's columns, which must be slices of one
+// length.
+func rowsIn(data []any) (int, error) {
+	n := -1
+	for i, c := range data {
+		v := reflect.ValueOf(c)
+		if v.Kind() != reflect.Slice {
+			return 0, fmt.Errorf("column %d is a %T, not a slice", i, c)
+		}
+		if n >= 0 && v.Len() != n {
+			return 0, fmt.Errorf("column %d has %d rows, column 0 %d", i, v.Len(), n)
+		}
+		n = v.Len()
+	}
+	return max(n, 0), nil
+}
+
+func sliceInto(out, data []any, lo, hi int) error {
+	if lo < 0 || hi < lo {
+		return fmt.Errorf("rows [%d, %d) out of order", lo, hi)
+	}
+	for i, c := range data {
+		v := reflect.ValueOf(c)
+		if hi > v.Len() {
+			return fmt.Errorf("rows [%d, %d) of a column of %d", lo, hi, v.Len())
+		}
+		out[i] = v.Slice(lo, hi).Interface()
+	}
+	return nil
+}
+
+func columnCountError(cols []column.Interface, data []any) error {
+	return &Error{Stage: StageAppend, Column: min(len(cols), len(data)),
+		Err: fmt.Errorf("the server's header has %d columns, the data %d", len(cols), len(data))}
+}
+
+// appendColumns appends one slice per column; rows is what the batch held
+// before (for the error).
+func appendColumns(cols []column.Interface, data []any, rows int) error {
 	for i, d := range data {
 		if _, err := cols[i].Append(d); err != nil {
-			return &Error{Stage: StageAppend, Column: i, Err: err}
+			return &Error{Stage: StageAppend, Column: i, Rows: rows, Err: err}
 		}
+	}
+	return nil
+}
+
+func send(b driver.Batch, cols []column.Interface, data []any) error {
+	if len(cols) != len(data) {
+		return columnCountError(cols, data)
+	}
+	if err := appendColumns(cols, data, 0); err != nil {
+		return err
 	}
 	if err := b.Send(); err != nil {
 		return &Error{Stage: StageSend, Rows: b.Rows(), Err: err}

@@ -300,3 +300,90 @@ func TestAlteredTableIsNoticedAfterMaxAge(t *testing.T) {
 		t.Fatalf("send MaxAge after the prepare, into an altered column: %v, want an append error at column 1", err)
 	}
 }
+
+// TestSendInBlocksInsertsEachRowOnceInOnePart: an INSERT sent in blocks
+// lands every row once, and the server squashes its blocks into one part
+// as it would one block (merges are stopped, so parts are as inserted).
+func TestSendInBlocksInsertsEachRowOnceInOnePart(t *testing.T) {
+	conn, db := newTable(t)
+	ctx := context.Background()
+	for _, q := range []string{
+		"CREATE TABLE " + db + ".m (n UInt64, s String) ENGINE = MergeTree ORDER BY n",
+		"SYSTEM STOP MERGES " + db + ".m",
+	} {
+		if err := conn.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		rows, block int
+	}{{10_000, 1_000}, {10_001, 1_000}, {999, 1_000}, {5, 0}, {1, 1}} {
+		if err := SendInBlocks(ctx, conn, "INSERT INTO "+db+".t (n, s)", rowsOf(0, tc.rows), tc.block); err != nil {
+			t.Fatalf("%d rows in blocks of %d: %v", tc.rows, tc.block, err)
+		}
+		count, sum, uniq, matching := tableSummary(t, conn, db)
+		if want := uint64(tc.rows); count != want || uniq != want || sum != want*(want-1)/2 || !matching {
+			t.Fatalf("%d rows in blocks of %d: table has %d rows (%d distinct, sum %d, matching %v)",
+				tc.rows, tc.block, count, uniq, sum, matching)
+		}
+		if err := conn.Exec(ctx, "TRUNCATE TABLE "+db+".t"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := SendInBlocks(ctx, conn, "INSERT INTO "+db+".m (n, s)", rowsOf(0, 50_000), 4_096); err != nil {
+		t.Fatal(err)
+	}
+	var parts, rows uint64
+	q := "SELECT count(), sum(rows) FROM system.parts WHERE database = '" + db + "' AND table = 'm' AND active"
+	if err := conn.QueryRow(ctx, q).Scan(&parts, &rows); err != nil {
+		t.Fatal(err)
+	}
+	if parts != 1 || rows != 50_000 {
+		t.Fatalf("13 blocks of one INSERT made %d parts of %d rows, want 1 of 50,000", parts, rows)
+	}
+}
+
+// TestSendInBlocksGrowsColumnsToOneBlock: in blocks, an INSERT allocates a
+// small part of what one block of all its rows does.
+func TestSendInBlocksGrowsColumnsToOneBlock(t *testing.T) {
+	conn, db := newTable(t)
+	ctx := context.Background()
+	q := "INSERT INTO " + db + ".t (n, s)"
+	data := rowsOf(0, 200_000)
+	allocated := func(send func() error) uint64 {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		if err := send(); err != nil {
+			t.Fatal(err)
+		}
+		runtime.ReadMemStats(&after)
+		return after.TotalAlloc - before.TotalAlloc
+	}
+	whole := allocated(func() error { return SendOnce(ctx, conn, q, data) })
+	blocks := allocated(func() error { return SendInBlocks(ctx, conn, q, data, 8_192) })
+	t.Logf("200,000 rows: %d bytes allocated in one block, %d in blocks of 8,192", whole, blocks)
+	if blocks*4 > whole {
+		t.Fatalf("in blocks an INSERT allocated %d bytes, more than a quarter of one block's %d", blocks, whole)
+	}
+}
+
+// TestSendInBlocksRefusesMismatchedColumns: columns of different lengths,
+// or a column that is not a slice, are an error before anything is sent.
+func TestSendInBlocksRefusesMismatchedColumns(t *testing.T) {
+	conn, db := newTable(t)
+	ctx := context.Background()
+	q := "INSERT INTO " + db + ".t (n, s)"
+	for name, data := range map[string][]any{
+		"lengths":   {[]uint64{1, 2, 3}, []string{"1", "2"}},
+		"not slice": {uint64(1), []string{"1"}},
+		"columns":   {[]uint64{1, 2, 3}},
+	} {
+		var e *Error
+		if err := SendInBlocks(ctx, conn, q, data, 2); !errors.As(err, &e) || e.Stage != StageAppend {
+			t.Errorf("%s: got %v, want an append-stage *Error", name, err)
+		}
+	}
+	if count, _, _, _ := tableSummary(t, conn, db); count != 0 {
+		t.Fatalf("%d rows inserted from refused data", count)
+	}
+}

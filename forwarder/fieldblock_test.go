@@ -10,10 +10,10 @@ import (
 	pa "github.com/holdfast/holdfast/producerapi"
 )
 
-// TestFieldsInsertedInChunks: the fields rows of a batch of new timeseries
-// go in INSERTs of at most fieldChunk rows (here 7, far below one batch's
-// fields), and every one of them arrives.
-func TestFieldsInsertedInChunks(t *testing.T) {
+// TestFieldsInsertedInBlocks: the fields rows of a batch of new timeseries
+// go in INSERTs sent in blocks of fieldBlock rows (here 7, far below one
+// batch's fields), and every one of them arrives.
+func TestFieldsInsertedInBlocks(t *testing.T) {
 	e := newEnv(t, "")
 	e.record2, e.verified = true, true
 	samples := sampletest.NewFleet(40).Append(nil, 880, 1_700_000_000_000_000_000)
@@ -35,7 +35,7 @@ func TestFieldsInsertedInChunks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.w.fieldChunk = 7
+	f.w.fieldBlock = 7
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- f.Run(ctx) }()
