@@ -47,6 +47,11 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args[1:]); err != nil || fs.NArg() != 0 {
 		return 2
 	}
+	vmList, err := parseVMList(*vms)
+	if err != nil {
+		fmt.Fprintf(stderr, "holdfast bench: --vms: %v\n", err)
+		return 2
+	}
 	var steps []int
 	if *maxSteps != "" {
 		var err error
@@ -85,7 +90,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		env.ClickHouse = srv.Addr
 		fmt.Fprintf(stdout, "bench: private ClickHouse at %s\n", srv.Addr)
 	}
-	env.VMsPerSled = parseInts(*vms)
+	env.VMsPerSled = vmList
 	env.PeerVMs = *peerVMs
 	env.Warmup = *warmup
 	env.MaxSteps = steps
@@ -144,29 +149,29 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-func parseInts(s string) []int {
-	var out []int
-	for _, f := range strings.Split(s, ",") {
-		var n int
-		if _, err := fmt.Sscan(strings.TrimSpace(f), &n); err == nil && n > 0 {
-			out = append(out, n)
-		}
-	}
-	return out
-}
-
-// parseStepList parses max's --steps: VMs above 0, ascending.
-func parseStepList(s string) ([]int, error) {
+// parseVMList parses a list of VMs above 0 (rfd125's --vms).
+func parseVMList(s string) ([]int, error) {
 	var out []int
 	for _, f := range strings.Split(s, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n <= 0 {
 			return nil, fmt.Errorf("%q is not a number of VMs above 0", f)
 		}
-		if len(out) > 0 && n <= out[len(out)-1] {
-			return nil, fmt.Errorf("%d after %d: steps go up", n, out[len(out)-1])
-		}
 		out = append(out, n)
+	}
+	return out, nil
+}
+
+// parseStepList parses max's --steps: VMs above 0, ascending.
+func parseStepList(s string) ([]int, error) {
+	out, err := parseVMList(s)
+	if err != nil {
+		return nil, err
+	}
+	for i := 1; i < len(out); i++ {
+		if out[i] <= out[i-1] {
+			return nil, fmt.Errorf("%d after %d: steps go up", out[i], out[i-1])
+		}
 	}
 	return out, nil
 }

@@ -57,3 +57,35 @@ func TestBenchMaxSteps(t *testing.T) {
 		t.Errorf("bench max --steps 230000,200000: exit %d, %q; want 2 naming --steps", code, errs)
 	}
 }
+
+// TestBenchVMs: rfd125's --vms takes VMs above 0 in any order, and refuses
+// a list with anything else before a scenario starts (it used to drop the
+// bad entries and run the rest).
+func TestBenchVMs(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []int
+	}{
+		{in: "100", want: []int{100}},
+		{in: "10, 20,50,100", want: []int{10, 20, 50, 100}},
+		{in: "100,10", want: []int{100, 10}},
+		{in: "10,2O"},
+		{in: "0"},
+		{in: "10,"},
+		{in: "1e3"},
+	} {
+		got, err := parseVMList(tc.in)
+		if tc.want == nil {
+			if err == nil || !strings.Contains(err.Error(), "above 0") {
+				t.Errorf("%q: %v, %v; want an error", tc.in, got, err)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("%q: %v, %v; want %v", tc.in, got, err, tc.want)
+		}
+	}
+	if code, _, errs := runCmd("bench", "rfd125", "--vms", "10,2O"); code != 2 || !strings.Contains(errs, "--vms") {
+		t.Errorf("bench rfd125 --vms 10,2O: exit %d, %q; want 2 naming --vms", code, errs)
+	}
+}
