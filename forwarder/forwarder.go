@@ -36,6 +36,8 @@ type Options struct {
 	Cluster string
 	// TLS, when set, connects with TLS (the server's tcp_port_secure).
 	TLS *tls.Config
+	// Compression of the blocks on the wire: LZ4 by default (ConnOptions).
+	Compression Compression
 
 	BatchRows  int           // flush at this many rows (measurements plus new timeseries' fields); default 100,000
 	BatchBytes int           // flush at this many bytes of WAL payload; default 64 MiB
@@ -133,6 +135,10 @@ func (o Options) withDefaults() (Options, error) {
 		return o, err
 	}
 	if err := ValidateCluster(o.Cluster); err != nil {
+		return o, err
+	}
+	var err error
+	if o.Compression, err = ParseCompression(string(o.Compression)); err != nil {
 		return o, err
 	}
 	switch {
@@ -246,7 +252,7 @@ func New(log *wal.Log, state *pebble.DB, opts Options) (*Forwarder, error) {
 	f := &Forwarder{opts: opts, log: opts.Logger.With("component", "forwarder"), wal: log, state: state, conn: opts.Conn,
 		kick: make(chan struct{}, 1)}
 	if f.conn == nil {
-		if f.conn, err = DialWith(ConnOptions{Addr: opts.Addr, Username: opts.Username, Password: opts.Password, DialTimeout: opts.DialTimeout, TLS: opts.TLS}); err != nil {
+		if f.conn, err = DialWith(ConnOptions{Addr: opts.Addr, Username: opts.Username, Password: opts.Password, DialTimeout: opts.DialTimeout, TLS: opts.TLS, Compression: opts.Compression}); err != nil {
 			return nil, fmt.Errorf("forwarder: %w", err)
 		}
 		f.own = true

@@ -23,6 +23,7 @@ type chClientFlags struct {
 	tls                       *bool
 	caFile, certFile, keyFile *string
 	serverName                *string
+	compression               *string
 }
 
 func addCHClientFlags(fs *flag.FlagSet) *chClientFlags {
@@ -34,12 +35,18 @@ func addCHClientFlags(fs *flag.FlagSet) *chClientFlags {
 		certFile:     fs.String("clickhouse-cert-file", "", "PEM client certificate, for servers that ask for one"),
 		keyFile:      fs.String("clickhouse-key-file", "", "PEM key of --clickhouse-cert-file"),
 		serverName:   fs.String("clickhouse-server-name", "", "name the server's certificate must carry (default: the host of the address)"),
+		compression:  fs.String("clickhouse-compression", "lz4", "compression of the blocks on the wire: lz4, zstd (smaller, more CPU) or none (a ClickHouse on this host or a fast local network)"),
 	}
 }
 
-// apply sets user, password and TLS on o.
+// apply sets user, password, compression and TLS on o.
 func (c *chClientFlags) apply(o *forwarder.Options) error {
 	o.Username = *c.user
+	compression, err := forwarder.ParseCompression(*c.compression)
+	if err != nil {
+		return fmt.Errorf("--clickhouse-compression: %w", err)
+	}
+	o.Compression = compression
 	switch {
 	case *c.passwordFile != "":
 		b, err := os.ReadFile(*c.passwordFile)

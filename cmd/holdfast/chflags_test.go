@@ -24,10 +24,11 @@ func TestCHClientFlags(t *testing.T) {
 	}
 	t.Setenv(envPassword, "from env")
 	for _, tc := range []struct {
-		args     []string
-		user, pw string
-		tls      bool
-		err      string
+		args        []string
+		user, pw    string
+		tls         bool
+		compression forwarder.Compression
+		err         string
 	}{
 		{args: nil, user: "default", pw: "from env"},
 		{args: []string{"--clickhouse-user", "w", "--clickhouse-password-file", pw}, user: "w", pw: "from file"},
@@ -36,6 +37,9 @@ func TestCHClientFlags(t *testing.T) {
 		{args: []string{"--clickhouse-tls", "--clickhouse-ca-file", pw}, err: "no PEM certificate"},
 		{args: []string{"--clickhouse-tls", "--clickhouse-cert-file", pw}, err: "go together"},
 		{args: []string{"--clickhouse-password-file", filepath.Join(dir, "missing")}, err: "password-file"},
+		{args: []string{"--clickhouse-compression", "none"}, user: "default", pw: "from env", compression: forwarder.CompressionNone},
+		{args: []string{"--clickhouse-compression", "zstd"}, user: "default", pw: "from env", compression: forwarder.CompressionZSTD},
+		{args: []string{"--clickhouse-compression", "gzip"}, err: "--clickhouse-compression"},
 	} {
 		fs := flag.NewFlagSet("t", flag.ContinueOnError)
 		fs.SetOutput(io.Discard)
@@ -51,8 +55,11 @@ func TestCHClientFlags(t *testing.T) {
 			}
 			continue
 		}
-		if err != nil || o.Username != tc.user || o.Password != tc.pw || (o.TLS != nil) != tc.tls {
-			t.Errorf("%v: user %q password %q tls %v err %v", tc.args, o.Username, o.Password, o.TLS != nil, err)
+		if tc.compression == "" {
+			tc.compression = forwarder.CompressionLZ4
+		}
+		if err != nil || o.Username != tc.user || o.Password != tc.pw || (o.TLS != nil) != tc.tls || o.Compression != tc.compression {
+			t.Errorf("%v: user %q password %q tls %v compression %q err %v", tc.args, o.Username, o.Password, o.TLS != nil, o.Compression, err)
 		}
 	}
 }

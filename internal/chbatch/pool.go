@@ -248,8 +248,38 @@ func columnCountError(cols []column.Interface, data []any) error {
 // before (for the error).
 func appendColumns(cols []column.Interface, data []any, rows int) error {
 	for i, d := range data {
-		if _, err := cols[i].Append(d); err != nil {
+		if err := appendColumn(cols[i], d); err != nil {
 			return &Error{Stage: StageAppend, Column: i, Rows: rows, Err: err}
+		}
+	}
+	return nil
+}
+
+// appendColumn appends d, a slice of rows, to c. clickhouse-go's
+// Array.Append hands each row to AppendRow as a reflect.Value, which
+// misses AppendRow's typed path for a []T row and appends every element
+// through reflection (9.5 % of the collector's CPU at `bench max`'s
+// 200,000 VMs, for the histograms' bins and counts); given the typed row
+// itself, AppendRow takes that path.
+func appendColumn(c column.Interface, d any) error {
+	if a, ok := c.(*column.Array); ok {
+		switch rows := d.(type) {
+		case [][]float64:
+			return appendArrayRows(a, rows)
+		case [][]uint64:
+			return appendArrayRows(a, rows)
+		case [][]int64:
+			return appendArrayRows(a, rows)
+		}
+	}
+	_, err := c.Append(d)
+	return err
+}
+
+func appendArrayRows[T any](a *column.Array, rows [][]T) error {
+	for _, r := range rows {
+		if err := a.AppendRow(r); err != nil {
+			return err
 		}
 	}
 	return nil
