@@ -101,6 +101,18 @@ func TestReusedBatchInsertsEachRowOnce(t *testing.T) {
 	}
 }
 
+// allocatedBy is the bytes the process allocated while send ran.
+func allocatedBy(t *testing.T, send func() error) uint64 {
+	t.Helper()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if err := send(); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
 // TestReuseAllocatesNoColumns: once its columns are grown, a kept batch's
 // INSERT allocates a small part of what a batch prepared afresh does.
 func TestReuseAllocatesNoColumns(t *testing.T) {
@@ -109,20 +121,11 @@ func TestReuseAllocatesNoColumns(t *testing.T) {
 	ctx := context.Background()
 	q := "INSERT INTO " + db + ".t (n, s)"
 	data := rowsOf(0, 100_000)
-	allocated := func(send func() error) uint64 {
-		var before, after runtime.MemStats
-		runtime.ReadMemStats(&before)
-		if err := send(); err != nil {
-			t.Fatal(err)
-		}
-		runtime.ReadMemStats(&after)
-		return after.TotalAlloc - before.TotalAlloc
-	}
 	if err := p.Send(ctx, q, data); err != nil { // grows the kept columns
 		t.Fatal(err)
 	}
-	once := allocated(func() error { return SendOnce(ctx, conn, q, data) })
-	reused := allocated(func() error { return p.Send(ctx, q, data) })
+	once := allocatedBy(t, func() error { return SendOnce(ctx, conn, q, data) })
+	reused := allocatedBy(t, func() error { return p.Send(ctx, q, data) })
 	t.Logf("100,000 rows: %d bytes allocated prepared afresh, %d reused", once, reused)
 	// The columns of 100,000 rows are 1.3 MB of data, grown through every
 	// power of two below: prepared afresh allocates about twice that; a
@@ -353,17 +356,8 @@ func TestSendInBlocksGrowsColumnsToOneBlock(t *testing.T) {
 	ctx := context.Background()
 	q := "INSERT INTO " + db + ".t (n, s)"
 	data := rowsOf(0, 200_000)
-	allocated := func(send func() error) uint64 {
-		var before, after runtime.MemStats
-		runtime.ReadMemStats(&before)
-		if err := send(); err != nil {
-			t.Fatal(err)
-		}
-		runtime.ReadMemStats(&after)
-		return after.TotalAlloc - before.TotalAlloc
-	}
-	whole := allocated(func() error { return SendOnce(ctx, conn, q, data) })
-	blocks := allocated(func() error { return SendInBlocks(ctx, conn, q, data, 8_192) })
+	whole := allocatedBy(t, func() error { return SendOnce(ctx, conn, q, data) })
+	blocks := allocatedBy(t, func() error { return SendInBlocks(ctx, conn, q, data, 8_192) })
 	t.Logf("200,000 rows: %d bytes allocated in one block, %d in blocks of 8,192", whole, blocks)
 	if blocks*4 > whole {
 		t.Fatalf("in blocks an INSERT allocated %d bytes, more than a quarter of one block's %d", blocks, whole)
