@@ -7,8 +7,6 @@ import (
 	"slices"
 	"syscall"
 	"time"
-
-	"github.com/holdfast/holdfast/forwarder"
 )
 
 // maxSteps are max's load steps (VMs) by default, and maxStepsDown those
@@ -37,7 +35,7 @@ func RunMax(ctx context.Context, env Env) (*Result, error) {
 	if env.Binary == "" {
 		return nil, fmt.Errorf("max needs the holdfast binary")
 	}
-	conn, err := forwarder.Dial(env.ClickHouse, "default", "", 5*time.Second)
+	conn, err := env.dialBaseline()
 	if err != nil {
 		return nil, err
 	}

@@ -440,7 +440,7 @@ func RunRFD125(ctx context.Context, env Env) (*Result, error) {
 	if env.Binary == "" {
 		return nil, fmt.Errorf("rfd125 needs the holdfast binary")
 	}
-	conn, err := forwarder.Dial(env.ClickHouse, "default", "", 5*time.Second)
+	conn, err := env.dialBaseline()
 	if err != nil {
 		return nil, err
 	}

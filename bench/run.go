@@ -4,7 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/holdfast/holdfast/forwarder"
 )
 
 // Env is what a scenario runs with.
@@ -26,6 +31,32 @@ type Env struct {
 	// CollectorArgs are extra flags given to every collector process a
 	// scenario starts (after its own, so they win), e.g. --memory-limit.
 	CollectorArgs []string
+}
+
+// compression is the --clickhouse-compression among CollectorArgs (the
+// last one wins, as with flags), LZ4 if none: a direct-insert baseline
+// dials with it, so that it compares like with like.
+func (e Env) compression() forwarder.Compression {
+	c := forwarder.CompressionLZ4
+	for i, a := range e.CollectorArgs {
+		v, ok := "", false
+		switch {
+		case strings.HasPrefix(a, "--clickhouse-compression="), strings.HasPrefix(a, "-clickhouse-compression="):
+			v, ok = a[strings.Index(a, "=")+1:], true
+		case (a == "--clickhouse-compression" || a == "-clickhouse-compression") && i+1 < len(e.CollectorArgs):
+			v, ok = e.CollectorArgs[i+1], true
+		}
+		if parsed, err := forwarder.ParseCompression(v); ok && err == nil {
+			c = parsed
+		}
+	}
+	return c
+}
+
+// dialBaseline connects a direct-insert baseline to ClickHouse with the
+// collectors' compression.
+func (e Env) dialBaseline() (driver.Conn, error) {
+	return forwarder.DialWith(forwarder.ConnOptions{Addr: e.ClickHouse, DialTimeout: 5 * time.Second, Compression: e.compression()})
 }
 
 func (e Env) period() time.Duration {

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -29,6 +31,12 @@ type ConnOptions struct {
 	// Compression of the blocks sent and received: CompressionLZ4 (the
 	// default, ""), CompressionZSTD or CompressionNone (ParseCompression).
 	Compression Compression
+	// WriteTimeout bounds each write to the server (default 2 minutes,
+	// as the reads): clickhouse-go sets no write deadline, and watches an
+	// INSERT's context only while it sends the last block, so a server
+	// that stops reading would otherwise hold a delivery for as long as
+	// TCP keeps the connection.
+	WriteTimeout time.Duration
 }
 
 // Compression is how blocks travel between holdfast and ClickHouse.
@@ -123,7 +131,8 @@ func SplitAddrs(s string) ([]string, error) {
 	return out, nil
 }
 
-// DialWith opens a native-protocol connection pool with LZ4 compression. It
+// DialWith opens a native-protocol connection pool (LZ4 unless
+// o.Compression says otherwise; each write bounded by o.WriteTimeout). It
 // does not contact the server: the first query does, so a collector starts
 // even when ClickHouse is down.
 func DialWith(o ConnOptions) (driver.Conn, error) {
@@ -137,6 +146,9 @@ func DialWith(o ConnOptions) (driver.Conn, error) {
 	if o.DialTimeout <= 0 {
 		o.DialTimeout = 5 * time.Second
 	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 2 * time.Minute
+	}
 	compression, err := o.Compression.method()
 	if err != nil {
 		return nil, err
@@ -145,7 +157,7 @@ func DialWith(o ConnOptions) (driver.Conn, error) {
 		Addr:            addrs,
 		Auth:            clickhouse.Auth{Database: "default", Username: o.Username, Password: o.Password},
 		Protocol:        clickhouse.Native,
-		TLS:             o.TLS,
+		DialContext:     dialBoundingWrites(o),
 		Compression:     compression,
 		DialTimeout:     o.DialTimeout,
 		MaxOpenConns:    4,
@@ -236,4 +248,77 @@ func handshakeHint(err error) error {
 		return fmt.Errorf("%w (%s)", err, portHint)
 	}
 	return err
+}
+
+// dialBoundingWrites dials as clickhouse-go does itself (TCP with the dial
+// timeout, TLS with o.TLS when set, the server name from the address when
+// the config has none) and bounds the connection's writes.
+func dialBoundingWrites(o ConnOptions) func(context.Context, string) (net.Conn, error) {
+	d := &net.Dialer{Timeout: o.DialTimeout}
+	return func(ctx context.Context, addr string) (net.Conn, error) {
+		var c net.Conn
+		var err error
+		if o.TLS != nil {
+			c, err = (&tls.Dialer{NetDialer: d, Config: o.TLS}).DialContext(ctx, "tcp", addr)
+		} else {
+			c, err = d.DialContext(ctx, "tcp", addr)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &boundedWrites{Conn: c, timeout: o.WriteTimeout}, nil
+	}
+}
+
+// boundedWrites gives every Write a deadline: the caller's write deadline
+// if it set an earlier one, else timeout from now.
+type boundedWrites struct {
+	net.Conn
+	timeout time.Duration
+
+	mu       sync.Mutex
+	deadline time.Time // the caller's write deadline; zero: none
+}
+
+func (c *boundedWrites) SetDeadline(t time.Time) error {
+	c.note(t)
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *boundedWrites) SetWriteDeadline(t time.Time) error {
+	c.note(t)
+	return c.Conn.SetWriteDeadline(t)
+}
+
+func (c *boundedWrites) note(t time.Time) {
+	c.mu.Lock()
+	c.deadline = t
+	c.mu.Unlock()
+}
+
+func (c *boundedWrites) Write(p []byte) (int, error) {
+	d := time.Now().Add(c.timeout)
+	c.mu.Lock()
+	if !c.deadline.IsZero() && c.deadline.Before(d) {
+		d = c.deadline
+	}
+	c.mu.Unlock()
+	if err := c.Conn.SetWriteDeadline(d); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(p)
+}
+
+// SyscallConn is the TCP socket's, through TLS: clickhouse-go checks a
+// pooled connection's socket for a close by the server before reusing it
+// (conn_check.go), and skips the check for a connection without one.
+func (c *boundedWrites) SyscallConn() (syscall.RawConn, error) {
+	inner := c.Conn
+	if t, ok := inner.(*tls.Conn); ok {
+		inner = t.NetConn()
+	}
+	if s, ok := inner.(syscall.Conn); ok {
+		return s.SyscallConn()
+	}
+	return nil, errors.ErrUnsupported
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/holdfast/holdfast/internal/chbatch"
 	"github.com/holdfast/holdfast/internal/chserver"
 	"github.com/holdfast/holdfast/internal/chtest"
 	"github.com/holdfast/holdfast/internal/sampletest"
@@ -143,4 +145,53 @@ func TestWrongPortSaysSoAtOnce(t *testing.T) {
 		}
 	}
 	t.Logf("status error: %s", f.Status().LastInsertError)
+}
+
+// TestWritesToAStalledServerTimeOut: a server that stops reading in the
+// middle of an INSERT's blocks (a proxy that stops forwarding) fails the
+// INSERT after the connection's write timeout, instead of holding the
+// delivery for as long as TCP keeps the connection (clickhouse-go sets no
+// write deadline of its own, and a Flush does not watch the context).
+func TestWritesToAStalledServerTimeOut(t *testing.T) {
+	addr := chtest.Addr(t)
+	proxy := newCountingProxy(t, addr)
+	conn, err := DialWith(ConnOptions{Addr: proxy.ln.Addr().String(), Compression: CompressionNone, WriteTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx := context.Background()
+	db := fmt.Sprintf("test_stalled_%d", time.Now().UnixNano())
+	for _, q := range []string{"CREATE DATABASE " + db, "CREATE TABLE " + db + ".t (s String) ENGINE = Memory"} {
+		if err := conn.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer func() {
+		if c, err := Dial(addr, "default", "", 5*time.Second); err == nil {
+			c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db)
+			c.Close()
+		}
+	}()
+	rows := make([]string, 200_000) // 40 MB: far past what the sockets buffer
+	for i := range rows {
+		rows[i] = strings.Repeat(fmt.Sprintf("%08d", i), 25)
+	}
+	proxy.stallAt.Store(proxy.sent.Load() + 1<<20) // the query and 1 MiB of blocks, then nothing
+	done := make(chan error, 1)
+	go func() {
+		done <- chbatch.SendInBlocks(ctx, conn, "INSERT INTO "+db+".t (s)", []any{rows}, 16_384)
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("INSERT into a stalled server: %v, want a write deadline error", err)
+		}
+		t.Logf("the error: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("INSERT into a stalled server still blocked after 60 s: writes are not bounded")
+	}
+	// The server's half of the INSERT holds the table until its connection
+	// closes; the DROP above would wait for it.
+	proxy.close()
 }

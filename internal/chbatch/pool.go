@@ -150,14 +150,22 @@ func SendOnce(ctx context.Context, conn driver.Conn, statement string, data []an
 // where SendOnce grows them from empty to all of data's rows (through every
 // size Go's append steps through: about four times the rows' bytes
 // allocated, BENCHMARKS.md). The server squashes the blocks of an INSERT
-// into parts of its min_insert_block_size_rows, as it does one block. A
-// failure after some blocks were sent leaves those inserted: callers use it
-// for idempotent rows (ReplacingMergeTree) that a retry sends again whole.
-// blockRows < 1 sends everything in one block, as SendOnce.
-func SendInBlocks(ctx context.Context, conn driver.Conn, statement string, data []any, blockRows int) error {
+// into parts of its min_insert_block_size_rows, as it does one block.
+//
+// On any failure the INSERT is aborted (its connection closed without the
+// end of data) and no further block is sent; the blocks already sent may
+// stay (ClickHouse 18.16 keeps them when the connection closes mid-INSERT),
+// so callers use this for idempotent rows (ReplacingMergeTree) that a
+// retry sends again whole. ctx is checked
+// before each block: clickhouse-go watches it only during Send, and the
+// writes of a Flush are bounded by the connection (forwarder.DialWith sets
+// a write timeout). blockRows < 1 sends everything in one block, as
+// SendOnce. Columns that are not slices of one length are an error that
+// is not an *Error: the caller's bug, not the server's answer.
+func SendInBlocks(ctx context.Context, conn driver.Conn, statement string, data []any, blockRows int) (err error) {
 	n, err := rowsIn(data)
 	if err != nil {
-		return &Error{Stage: StageAppend, Err: err}
+		return fmt.Errorf("chbatch: %w", err)
 	}
 	if blockRows < 1 || n <= blockRows {
 		return SendOnce(ctx, conn, statement, data)
@@ -166,7 +174,11 @@ func SendInBlocks(ctx context.Context, conn driver.Conn, statement string, data 
 	if err != nil {
 		return &Error{Stage: StagePrepare, Err: err}
 	}
-	defer b.Close()
+	defer func() {
+		if err != nil {
+			_ = b.Abort() // after a failed Send: ErrBatchAlreadySent, nothing to do
+		}
+	}()
 	cols := b.Columns()
 	if len(cols) != len(data) {
 		return columnCountError(cols, data)
@@ -174,38 +186,24 @@ func SendInBlocks(ctx context.Context, conn driver.Conn, statement string, data 
 	block := make([]any, len(data))
 	for lo := 0; lo < n; lo += blockRows {
 		hi := min(lo+blockRows, n)
-		if err := sliceInto(block, data, lo, hi); err != nil {
-			return &Error{Stage: StageAppend, Rows: lo, Err: err}
-		}
-		if err := appendColumns(cols, block, lo); err != nil {
+		sliceInto(block, data, lo, hi)
+		if err := appendColumns(cols, block, n); err != nil {
 			return err
 		}
 		if hi == n {
 			break // the last block goes with Send
 		}
+		if err := ctx.Err(); err != nil {
+			return &Error{Stage: StageSend, Rows: n, Err: err}
+		}
 		if err := b.Flush(); err != nil {
-			return &Error{Stage: StageSend, Rows: hi, Err: err}
+			return &Error{Stage: StageSend, Rows: n, Err: err}
 		}
 	}
 	if err := b.Send(); err != nil {
 		return &Error{Stage: StageSend, Rows: n, Err: err}
 	}
 	return nil
-}
-
-// Slice returns rows [lo, hi) of data, one slice per column, all of one
-// length; data itself when that is all of it.
-func Slice(data []any, lo, hi int) ([]any, error) {
-	if n, err := rowsIn(data); err != nil {
-		return nil, err
-	} else if lo == 0 && hi == n {
-		return data, nil
-	}
-	out := make([]any, len(data))
-	if err := sliceInto(out, data, lo, hi); err != nil {
-		return nil, err
-	}
-	return out, nil
 }
 
 // rowsIn is the length of data's columns, which must be slices of one
@@ -225,18 +223,12 @@ func rowsIn(data []any) (int, error) {
 	return max(n, 0), nil
 }
 
-func sliceInto(out, data []any, lo, hi int) error {
-	if lo < 0 || hi < lo {
-		return fmt.Errorf("rows [%d, %d) out of order", lo, hi)
-	}
+// sliceInto sets out to rows [lo, hi) of data's columns (checked by
+// rowsIn to be slices of at least hi rows).
+func sliceInto(out, data []any, lo, hi int) {
 	for i, c := range data {
-		v := reflect.ValueOf(c)
-		if hi > v.Len() {
-			return fmt.Errorf("rows [%d, %d) of a column of %d", lo, hi, v.Len())
-		}
-		out[i] = v.Slice(lo, hi).Interface()
+		out[i] = reflect.ValueOf(c).Slice(lo, hi).Interface()
 	}
-	return nil
 }
 
 func columnCountError(cols []column.Interface, data []any) error {
@@ -244,8 +236,8 @@ func columnCountError(cols []column.Interface, data []any) error {
 		Err: fmt.Errorf("the server's header has %d columns, the data %d", len(cols), len(data))}
 }
 
-// appendColumns appends one slice per column; rows is what the batch held
-// before (for the error).
+// appendColumns appends one slice per column; rows is the INSERT's rows
+// (for the error).
 func appendColumns(cols []column.Interface, data []any, rows int) error {
 	for i, d := range data {
 		if err := appendColumn(cols[i], d); err != nil {

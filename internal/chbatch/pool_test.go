@@ -365,7 +365,10 @@ func TestSendInBlocksGrowsColumnsToOneBlock(t *testing.T) {
 }
 
 // TestSendInBlocksRefusesMismatchedColumns: columns of different lengths,
-// or a column that is not a slice, are an error before anything is sent.
+// or one that is not a slice, are the caller's error (not an *Error, which
+// the forwarder reads as the server's or the schema's answer); a column
+// count the server's header does not have is an append-stage *Error.
+// Nothing is inserted either way.
 func TestSendInBlocksRefusesMismatchedColumns(t *testing.T) {
 	conn, db := newTable(t)
 	ctx := context.Background()
@@ -373,16 +376,47 @@ func TestSendInBlocksRefusesMismatchedColumns(t *testing.T) {
 	for name, data := range map[string][]any{
 		"lengths":   {[]uint64{1, 2, 3}, []string{"1", "2"}},
 		"not slice": {uint64(1), []string{"1"}},
-		"columns":   {[]uint64{1, 2, 3}},
 	} {
 		var e *Error
-		if err := SendInBlocks(ctx, conn, q, data, 2); !errors.As(err, &e) || e.Stage != StageAppend {
-			t.Errorf("%s: got %v, want an append-stage *Error", name, err)
+		if err := SendInBlocks(ctx, conn, q, data, 2); err == nil || errors.As(err, &e) {
+			t.Errorf("%s: got %v, want an error that is not an *Error", name, err)
 		}
+	}
+	var e *Error
+	if err := SendInBlocks(ctx, conn, q, []any{[]uint64{1, 2, 3}}, 2); !errors.As(err, &e) || e.Stage != StageAppend {
+		t.Errorf("one column of two: got %v, want an append-stage *Error", err)
 	}
 	if count, _, _, _ := tableSummary(t, conn, db); count != 0 {
 		t.Fatalf("%d rows inserted from refused data", count)
 	}
+}
+
+// TestSendInBlocksStopsAtAnEndedContext: a context ended after the
+// INSERT's first block stops it before the second is sent. The blocks
+// already sent may stay (ClickHouse 18.16 keeps them when the connection
+// closes mid-INSERT), never more.
+func TestSendInBlocksStopsAtAnEndedContext(t *testing.T) {
+	conn, db := newTable(t)
+	if err := conn.Exec(context.Background(), "CREATE TABLE "+db+".m (n UInt64, s String) ENGINE = MergeTree ORDER BY n"); err != nil {
+		t.Fatal(err)
+	}
+	q := "INSERT INTO " + db + ".m (n, s)"
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	err := SendInBlocks(ctx, cancelOnFlush{conn, cancel}, q, rowsOf(0, 10_000), 1_000)
+	var e *Error
+	if !errors.As(err, &e) || e.Stage != StageSend || !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want a send-stage *Error wrapping context.Canceled", err)
+	}
+	time.Sleep(200 * time.Millisecond) // the server notices the closed connection
+	var count uint64
+	if err := conn.QueryRow(context.Background(), "SELECT count() FROM "+db+".m").Scan(&count); err != nil {
+		t.Fatal(err)
+	}
+	if count > 1_000 {
+		t.Fatalf("%d rows inserted by an INSERT aborted before its second block of 1,000", count)
+	}
+	t.Logf("%d rows of the first block kept after the abort", count)
 }
 
 // arrayTable creates table a (n UInt64, f Array(Float64), u Array(UInt64),
@@ -489,4 +523,27 @@ func BenchmarkAppendArrayColumns(b *testing.B) {
 			}
 		})
 	}
+}
+
+// cancelOnFlush is a connection whose batches end a context once their
+// first block is sent.
+type cancelOnFlush struct {
+	driver.Conn
+	cancel context.CancelFunc
+}
+
+func (c cancelOnFlush) PrepareBatch(ctx context.Context, q string, opts ...driver.PrepareBatchOption) (driver.Batch, error) {
+	b, err := c.Conn.PrepareBatch(ctx, q, opts...)
+	return flushCancels{b, c.cancel}, err
+}
+
+type flushCancels struct {
+	driver.Batch
+	cancel context.CancelFunc
+}
+
+func (b flushCancels) Flush() error {
+	err := b.Batch.Flush()
+	b.cancel()
+	return err
 }
