@@ -378,3 +378,65 @@ func TestClusterRefusesOlderSchema(t *testing.T) {
 		t.Fatalf("EnsureSchema --cluster over a single-server schema = %v, want ErrSchemaFlavour", err)
 	}
 }
+
+// TestClusterFieldsBlocksMakeOnePartPerShard: on a cluster a fields INSERT
+// goes through a Distributed table with insert_distributed_sync, in blocks
+// of fieldBlock rows (here 100, a start's INSERT of thousands of rows).
+// Each shard still gets one part per fields table, as from one block: the
+// shard's local INSERT squashes the blocks as a single server does (merges
+// are stopped, so the parts are as inserted). Were each block a part, a
+// start's 11 M fields rows would make hundreds of parts per table and
+// shard, past ClickHouse's "too many parts" limit.
+func TestClusterFieldsBlocksMakeOnePartPerShard(t *testing.T) {
+	e, c := newClusterEnv(t)
+	ctx := context.Background()
+	if _, err := EnsureSchemaWith(ctx, e.conn, e.db, SchemaOptions{Cluster: c.Name}); err != nil {
+		t.Fatal(err)
+	}
+	samples := sampletest.NewFleet(40).Append(nil, 880, 1_700_000_000_000_000_000) // 880 new timeseries
+	rowsPerTable := map[string]int{}
+	for i := range samples {
+		for _, g := range [][]pa.Field{samples[i].Target.Fields, samples[i].Metric.Fields} {
+			for _, f := range g {
+				rowsPerTable[FieldsTable(f.Value.Type)]++
+			}
+		}
+	}
+	for _, addr := range c.Addrs {
+		onReplica(t, addr, func(r *env) {
+			for table := range rowsPerTable {
+				if err := r.conn.Exec(ctx, fmt.Sprintf("SYSTEM STOP MERGES %s.%s%s", e.db, table, LocalSuffix)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+	e.appendPages(samples, 100)
+	opts := e.options()
+	opts.FlushAge = time.Hour // one batch: every record is there at the start, and Flush sends it
+	f, err := New(e.wal, e.state, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.w.fieldBlock = 100
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- f.Run(runCtx) }()
+	defer func() { cancel(); <-done; f.Close() }()
+	e.flush(f, 180*time.Second)
+	for _, addr := range c.Addrs {
+		onReplica(t, addr, func(r *env) {
+			for table, n := range rowsPerTable {
+				var parts, rows uint64
+				q := fmt.Sprintf("SELECT count(), sum(rows) FROM system.parts WHERE database = '%s' AND table = '%s%s' AND active", e.db, table, LocalSuffix)
+				if err := r.conn.QueryRow(ctx, q).Scan(&parts, &rows); err != nil {
+					t.Fatal(err)
+				}
+				t.Logf("%s: %s%s: %d parts, %d rows (%d fields rows in all, %d blocks)", addr, table, LocalSuffix, parts, rows, n, (n+99)/100)
+				if parts > 1 {
+					t.Errorf("%s: %s%s has %d parts from one INSERT of %d blocks, want at most 1", addr, table, LocalSuffix, parts, (n+99)/100)
+				}
+			}
+		})
+	}
+}
