@@ -182,7 +182,8 @@ func privateClickHouse(ctx context.Context, env Env, scenario string) (*chserver
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	conn, err := forwarder.Dial(srv.Addr, "default", "", 5*time.Second)
+	env.ClickHouse = srv.Addr
+	conn, err := env.dialBaseline()
 	if err != nil {
 		srv.Stop()
 		return nil, nil, nil, err

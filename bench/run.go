@@ -53,8 +53,9 @@ func (e Env) compression() forwarder.Compression {
 	return c
 }
 
-// dialBaseline connects a direct-insert baseline to ClickHouse with the
-// collectors' compression.
+// dialBaseline connects to e.ClickHouse with the collectors' compression:
+// the direct-insert baselines of rfd125, max and recovery, and what the
+// scenarios check with.
 func (e Env) dialBaseline() (driver.Conn, error) {
 	return forwarder.DialWith(forwarder.ConnOptions{Addr: e.ClickHouse, DialTimeout: 5 * time.Second, Compression: e.compression()})
 }
