@@ -35,7 +35,7 @@ func RunMax(ctx context.Context, env Env) (*Result, error) {
 	if env.Binary == "" {
 		return nil, fmt.Errorf("max needs the holdfast binary")
 	}
-	conn, err := env.dialBaseline()
+	conn, err := env.dialBaseline(env.ClickHouse)
 	if err != nil {
 		return nil, err
 	}

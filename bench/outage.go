@@ -182,8 +182,7 @@ func privateClickHouse(ctx context.Context, env Env, scenario string) (*chserver
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	env.ClickHouse = srv.Addr
-	conn, err := env.dialBaseline()
+	conn, err := env.dialBaseline(srv.Addr)
 	if err != nil {
 		srv.Stop()
 		return nil, nil, nil, err

@@ -440,7 +440,7 @@ func RunRFD125(ctx context.Context, env Env) (*Result, error) {
 	if env.Binary == "" {
 		return nil, fmt.Errorf("rfd125 needs the holdfast binary")
 	}
-	conn, err := env.dialBaseline()
+	conn, err := env.dialBaseline(env.ClickHouse)
 	if err != nil {
 		return nil, err
 	}

@@ -53,11 +53,11 @@ func (e Env) compression() forwarder.Compression {
 	return c
 }
 
-// dialBaseline connects to e.ClickHouse with the collectors' compression:
-// the direct-insert baselines of rfd125, max and recovery, and what the
+// dialBaseline connects to addr with the collectors' compression: the
+// direct-insert baselines of rfd125, max and recovery, and what the
 // scenarios check with.
-func (e Env) dialBaseline() (driver.Conn, error) {
-	return forwarder.DialWith(forwarder.ConnOptions{Addr: e.ClickHouse, DialTimeout: 5 * time.Second, Compression: e.compression()})
+func (e Env) dialBaseline(addr string) (driver.Conn, error) {
+	return forwarder.DialWith(forwarder.ConnOptions{Addr: addr, DialTimeout: 5 * time.Second, Compression: e.compression()})
 }
 
 func (e Env) period() time.Duration {

@@ -40,7 +40,7 @@ const (
 type Error struct {
 	Stage  Stage
 	Column int // index in the statement's columns; StageAppend only
-	Rows   int // rows appended before the failure
+	Rows   int // rows of the INSERT; StageSend only
 	// Reused says the batch was a kept one. Its block has the column
 	// types of the header it was prepared with, so a refusal by the
 	// server may be about those types, not the data: see Pool.Send.
@@ -156,12 +156,12 @@ func SendOnce(ctx context.Context, conn driver.Conn, statement string, data []an
 // end of data) and no further block is sent; the blocks already sent may
 // stay (ClickHouse 18.16 keeps them when the connection closes mid-INSERT),
 // so callers use this for idempotent rows (ReplacingMergeTree) that a
-// retry sends again whole. ctx is checked
-// before each block: clickhouse-go watches it only during Send, and the
-// writes of a Flush are bounded by the connection (forwarder.DialWith sets
-// a write timeout). blockRows < 1 sends everything in one block, as
-// SendOnce. Columns that are not slices of one length are an error that
-// is not an *Error: the caller's bug, not the server's answer.
+// retry sends again whole. ctx is checked before each block: clickhouse-go
+// watches it only during Send, and the writes of a Flush are bounded by the
+// connection (forwarder.DialWith sets a write timeout). blockRows < 1 sends
+// everything in one block, as SendOnce. Columns that are not slices of one
+// length are an error that is not an *Error: the caller's bug, not the
+// server's answer.
 func SendInBlocks(ctx context.Context, conn driver.Conn, statement string, data []any, blockRows int) (err error) {
 	n, err := rowsIn(data)
 	if err != nil {
@@ -187,7 +187,7 @@ func SendInBlocks(ctx context.Context, conn driver.Conn, statement string, data 
 	for lo := 0; lo < n; lo += blockRows {
 		hi := min(lo+blockRows, n)
 		sliceInto(block, data, lo, hi)
-		if err := appendColumns(cols, block, n); err != nil {
+		if err := appendColumns(cols, block); err != nil {
 			return err
 		}
 		if hi == n {
@@ -236,12 +236,11 @@ func columnCountError(cols []column.Interface, data []any) error {
 		Err: fmt.Errorf("the server's header has %d columns, the data %d", len(cols), len(data))}
 }
 
-// appendColumns appends one slice per column; rows is the INSERT's rows
-// (for the error).
-func appendColumns(cols []column.Interface, data []any, rows int) error {
+// appendColumns appends one slice per column.
+func appendColumns(cols []column.Interface, data []any) error {
 	for i, d := range data {
 		if err := appendColumn(cols[i], d); err != nil {
-			return &Error{Stage: StageAppend, Column: i, Rows: rows, Err: err}
+			return &Error{Stage: StageAppend, Column: i, Err: err}
 		}
 	}
 	return nil
@@ -281,7 +280,7 @@ func send(b driver.Batch, cols []column.Interface, data []any) error {
 	if len(cols) != len(data) {
 		return columnCountError(cols, data)
 	}
-	if err := appendColumns(cols, data, 0); err != nil {
+	if err := appendColumns(cols, data); err != nil {
 		return err
 	}
 	if err := b.Send(); err != nil {
