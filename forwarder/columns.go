@@ -2,6 +2,7 @@ package forwarder
 
 import (
 	"math"
+	"reflect"
 	"sync/atomic"
 
 	"github.com/google/uuid"
@@ -379,30 +380,52 @@ func (m *measurementRows) reset() {
 	}
 }
 
-// fieldRows holds the rows of one fields table, the value in the column
-// type of the table (one of the typed slices, by t), so building the INSERT
-// copies nothing.
+// fieldRows holds the rows of one fields table: each row's key, its
+// (timeseries name, field name) pair as an index into the pairs this
+// batch has seen, and its value in the column type of the table (one of
+// the typed slices, by t). A start's batches hold about five fields rows
+// per timeseries, two batches at a time while one is delivered: with the
+// two names held as strings a row took 56 bytes, the largest item of a
+// drain's live heap (24.7 MB of 76 at the peak, BENCHMARKS.md); a pair
+// index takes 4. The names are written out a block at a time when the
+// rows are sent (fieldBlocks).
 type fieldRows struct {
-	t      pa.FieldType
-	names  []string
-	keys   []uint64
-	fields []string
-	strs   []string // string, ip_addr (canonical text)
-	u8     []uint8  // bool, u8
-	i8     []int8
-	i16    []int16
-	i32    []int32
-	i64    []int64
-	u16    []uint16
-	u32    []uint32
-	u64    []uint64
-	uuids  []uuid.UUID
+	t     pa.FieldType
+	keys  []uint64
+	pairs []uint32 // index into pairNames and pairFields
+	strs  []string // string, ip_addr (canonical text)
+	u8    []uint8  // bool, u8
+	i8    []int8
+	i16   []int16
+	i32   []int32
+	i64   []int64
+	u16   []uint16
+	u32   []uint32
+	u64   []uint64
+	uuids []uuid.UUID
+
+	// The pairs of this batch: a few per schema, so small, and emptied
+	// with the rows.
+	pairNames, pairFields []string
+	pairIndex             map[fieldPair]uint32
 }
 
+// fieldPair is a fields row's timeseries and field names.
+type fieldPair struct{ name, field string }
+
 func (f *fieldRows) add(name string, key uint64, field *pa.Field) {
-	f.names = append(f.names, name)
+	p := fieldPair{name, field.Name}
+	pi, ok := f.pairIndex[p]
+	if !ok {
+		if f.pairIndex == nil {
+			f.pairIndex = map[fieldPair]uint32{}
+		}
+		pi = uint32(len(f.pairNames))
+		f.pairIndex[p] = pi
+		f.pairNames, f.pairFields = append(f.pairNames, name), append(f.pairFields, field.Name)
+	}
 	f.keys = append(f.keys, key)
-	f.fields = append(f.fields, field.Name)
+	f.pairs = append(f.pairs, pi)
 	v := &field.Value
 	switch f.t {
 	case pa.FieldString:
@@ -436,43 +459,77 @@ func (f *fieldRows) add(name string, key uint64, field *pa.Field) {
 	}
 }
 
-func (f *fieldRows) columns() []any {
-	var v any
+// values is the field_value column of every row.
+func (f *fieldRows) values() any {
 	switch f.t {
 	case pa.FieldString, pa.FieldIPAddr:
-		v = f.strs
+		return f.strs
 	case pa.FieldBool, pa.FieldU8:
-		v = f.u8
+		return f.u8
 	case pa.FieldI8:
-		v = f.i8
+		return f.i8
 	case pa.FieldI16:
-		v = f.i16
+		return f.i16
 	case pa.FieldI32:
-		v = f.i32
+		return f.i32
 	case pa.FieldI64:
-		v = f.i64
+		return f.i64
 	case pa.FieldU16:
-		v = f.u16
+		return f.u16
 	case pa.FieldU32:
-		v = f.u32
+		return f.u32
 	case pa.FieldU64:
-		v = f.u64
+		return f.u64
 	case pa.FieldUUID:
-		v = f.uuids
+		return f.uuids
 	}
-	return []any{f.names, f.keys, f.fields, v}
+	return nil
 }
 
 func (f *fieldRows) len() int { return len(f.keys) }
 
 // reset empties f for the next batch, keeping its arrays.
 func (f *fieldRows) reset() {
-	clear(f.names)
-	clear(f.fields)
 	clear(f.strs)
-	f.names, f.keys, f.fields, f.strs = f.names[:0], f.keys[:0], f.fields[:0], f.strs[:0]
+	clear(f.pairNames)
+	clear(f.pairFields)
+	clear(f.pairIndex)
+	f.keys, f.pairs, f.strs = f.keys[:0], f.pairs[:0], f.strs[:0]
 	f.u8, f.i8, f.i16, f.i32, f.i64 = f.u8[:0], f.i8[:0], f.i16[:0], f.i32[:0], f.i64[:0]
 	f.u16, f.u32, f.u64, f.uuids = f.u16[:0], f.u32[:0], f.u64[:0], f.uuids[:0]
+	f.pairNames, f.pairFields = f.pairNames[:0], f.pairFields[:0]
+}
+
+// fieldBlocks hands f's rows to chbatch.SendBlocks a block at a time,
+// writing the names of each block's rows out of their pair indices into
+// out, which is reused from INSERT to INSERT, so it grows to one block
+// (fieldBlockRows) and no further.
+type fieldBlocks struct {
+	f      *fieldRows
+	out    *fieldNameColumns
+	values reflect.Value // f.values()
+	block  [4]any
+}
+
+// fieldNameColumns is one block's timeseries_name and field_name columns.
+type fieldNameColumns struct{ names, fields []string }
+
+// release lets go of the strings the columns point to (the batch's).
+func (c *fieldNameColumns) release() {
+	clear(c.names[:cap(c.names)])
+	clear(c.fields[:cap(c.fields)])
+}
+
+func (b *fieldBlocks) Len() int { return b.f.len() }
+
+func (b *fieldBlocks) Block(lo, hi int) []any {
+	f, out := b.f, b.out
+	out.names, out.fields = out.names[:0], out.fields[:0]
+	for _, pi := range f.pairs[lo:hi] {
+		out.names, out.fields = append(out.names, f.pairNames[pi]), append(out.fields, f.pairFields[pi])
+	}
+	b.block = [4]any{out.names, f.keys[lo:hi], out.fields, b.values.Slice(lo, hi).Interface()}
+	return b.block[:]
 }
 
 // schemaColumnData builds the timeseries_schema columns.

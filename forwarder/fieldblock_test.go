@@ -3,8 +3,11 @@ package forwarder
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/holdfast/holdfast/internal/sampletest"
 	pa "github.com/holdfast/holdfast/producerapi"
@@ -18,7 +21,7 @@ func TestFieldsInsertedInBlocks(t *testing.T) {
 	e.record2, e.verified = true, true
 	samples := sampletest.NewFleet(40).Append(nil, 880, 1_700_000_000_000_000_000)
 	e.appendPages(samples, 100)
-	want := map[string]uint64{}
+	want := map[string][]string{} // table -> rows as text
 	seen := map[uint64]bool{}
 	for i := range samples {
 		s := &samples[i]
@@ -26,7 +29,8 @@ func TestFieldsInsertedInBlocks(t *testing.T) {
 			seen[k] = true
 			for _, g := range [][]pa.Field{s.Target.Fields, s.Metric.Fields} {
 				for _, f := range g {
-					want[FieldsTable(f.Value.Type)]++
+					table := FieldsTable(f.Value.Type)
+					want[table] = append(want[table], fmt.Sprintf("%s:%s %d %s %s", s.Target.Name, s.Metric.Name, k, f.Name, fieldValueText(t, f.Value)))
 				}
 			}
 		}
@@ -41,19 +45,60 @@ func TestFieldsInsertedInBlocks(t *testing.T) {
 	go func() { done <- f.Run(ctx) }()
 	defer func() { cancel(); <-done; f.Close() }()
 	e.flush(f, 60*time.Second)
-	for table, n := range want {
-		var got uint64
-		q := fmt.Sprintf("SELECT count() FROM %s.%s FINAL", e.db, table)
-		if err := e.conn.QueryRow(context.Background(), q).Scan(&got); err != nil {
+	for table, rows := range want {
+		// Every row, with the names its block wrote out of the pairs
+		// (blocks of 7 rows, pairs crossing them).
+		q := fmt.Sprintf("SELECT timeseries_name, timeseries_key, field_name, toString(field_value) FROM %s.%s FINAL", e.db, table)
+		got, err := e.conn.Query(context.Background(), q)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if got != n {
-			t.Errorf("%s holds %d rows, want %d", table, got, n)
+		var stored []string
+		for got.Next() {
+			var name, field, value string
+			var key uint64
+			if err := got.Scan(&name, &key, &field, &value); err != nil {
+				t.Fatal(err)
+			}
+			stored = append(stored, fmt.Sprintf("%s %d %s %s", name, key, field, value))
+		}
+		if err := got.Err(); err != nil {
+			t.Fatal(err)
+		}
+		got.Close()
+		slices.Sort(rows)
+		slices.Sort(stored)
+		if !slices.Equal(rows, stored) {
+			t.Errorf("%s holds %d rows, want %d; first stored %q, first wanted %q", table, len(stored), len(rows), first(stored), first(rows))
 		}
 	}
 	if len(want) == 0 || e.count(true) != uint64(len(samples)) {
 		t.Errorf("fields tables %v, %d samples stored, want %d", want, e.count(true), len(samples))
 	}
+}
+
+// fieldValueText is v as ClickHouse's toString writes it, for the field
+// types the test fleet uses.
+func fieldValueText(t *testing.T, v pa.FieldValue) string {
+	switch v.Type {
+	case pa.FieldString:
+		return v.Str
+	case pa.FieldI8, pa.FieldI16, pa.FieldI32, pa.FieldI64:
+		return fmt.Sprint(v.Int)
+	case pa.FieldU8, pa.FieldU16, pa.FieldU32, pa.FieldU64:
+		return fmt.Sprint(v.Uint)
+	case pa.FieldUUID:
+		return uuid.UUID(v.UUID).String()
+	}
+	t.Fatalf("field type %v: not in the test fleet", v.Type)
+	return ""
+}
+
+func first(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return s[0]
 }
 
 // TestRowSetDropsLargeFieldArrays: the fields arrays a start's batch grew

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -127,6 +128,10 @@ type writer struct {
 	// of a delivery and a third of what the collector allocated in its
 	// first 90 s (BENCHMARKS.md, "fields rows in blocks").
 	fieldBlock int
+	// fieldNames is where a fields INSERT's blocks get their name columns
+	// written (fieldBlocks): shared, like batches, by the writers of
+	// deliveries, which run one at a time, so it grows to one block once.
+	fieldNames *fieldNameColumns
 	// batches keeps each measurements INSERT statement's clickhouse-go
 	// batch for the next INSERT of it, so its columns are not allocated
 	// again (internal/chbatch). Shared by the writers of deliveries, which
@@ -139,7 +144,7 @@ func newWriter(conn driver.Conn, db string, maxSeen int) *writer {
 	w := &writer{conn: conn, db: db, maxSeen: maxSeen, seenEpoch: 1, seenRestarts: new(atomic.Uint64),
 		seenSchemas: make(map[pa.SchemaKey]struct{}),
 		names:       interner{max: 1 << 16}, seed: maphash.MakeSeed(), keyOf: pa.HashTimeseriesKeyBytes,
-		fieldBlock: fieldBlockRows}
+		fieldBlock: fieldBlockRows, fieldNames: &fieldNameColumns{}}
 	// w.cluster is set once, before the first INSERT (New).
 	w.batches = chbatch.NewPool(conn, func(ctx context.Context) context.Context { return insertContext(ctx, w.cluster) })
 	return w
@@ -187,7 +192,7 @@ func (w *writer) insertTokened(ctx context.Context, rs *rowSet, token string) er
 		if f == nil || f.len() == 0 {
 			continue
 		}
-		if err := w.sendFields(ctx, FieldsTable(f.t), f.columns()); err != nil {
+		if err := w.sendFields(ctx, FieldsTable(f.t), f); err != nil {
 			return err
 		}
 	}
@@ -299,9 +304,12 @@ const fieldBlockRows = 16_384
 // sendFields runs one INSERT into a fields table, in blocks of fieldBlock
 // rows. Fields rows are idempotent (ReplacingMergeTrees), so a failure
 // after some blocks were sent is retried whole, like any failed INSERT.
-func (w *writer) sendFields(ctx context.Context, table string, data []any) error {
+func (w *writer) sendFields(ctx context.Context, table string, f *fieldRows) error {
 	q := insertStatement(w.db, table, fieldColumns)
-	return w.insertError(table, fieldColumns, chbatch.SendInBlocks(insertContext(ctx, w.cluster), w.conn, q, data, w.fieldBlock))
+	rows := &fieldBlocks{f: f, out: w.fieldNames, values: reflect.ValueOf(f.values())}
+	err := chbatch.SendBlocks(insertContext(ctx, w.cluster), w.conn, q, rows, w.fieldBlock)
+	w.fieldNames.release()
+	return w.insertError(table, fieldColumns, err)
 }
 
 // sendMeasurements runs one INSERT into a measurements table, on the

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -121,11 +122,29 @@ func compareRowSets(t *testing.T, a, b *rowSet) {
 		}
 		if na != nb {
 			t.Errorf("%v fields: %d rows decoded, %d scanned", pa.FieldType(ft), na, nb)
+		} else if na > 0 && !slices.Equal(fieldRowTexts(fa), fieldRowTexts(fb)) {
+			t.Errorf("%v fields differ:\ndecoded %v\nscanned %v", pa.FieldType(ft), fieldRowTexts(fa), fieldRowTexts(fb))
 		}
 	}
 	if len(a.schemas) != len(b.schemas) {
 		t.Errorf("%d schema rows decoded, %d scanned", len(a.schemas), len(b.schemas))
 	}
+}
+
+// fieldRowTexts is f's rows as the INSERT sends them, one text per row:
+// name, key, field name and value, each block's names written out of the
+// pairs as sendFields does (blocks of 3 rows, so pairs cross blocks).
+func fieldRowTexts(f *fieldRows) []string {
+	b := &fieldBlocks{f: f, out: &fieldNameColumns{}, values: reflect.ValueOf(f.values())}
+	var out []string
+	for lo := 0; lo < b.Len(); lo += 3 {
+		cols := b.Block(lo, min(lo+3, b.Len()))
+		names, keys, fields, values := cols[0].([]string), cols[1].([]uint64), cols[2].([]string), reflect.ValueOf(cols[3])
+		for i := range names {
+			out = append(out, fmt.Sprintf("%s %d %s %v", names[i], keys[i], fields[i], values.Index(i).Interface()))
+		}
+	}
+	return out
 }
 
 // deepEqualColumns compares column slices, following pointers and

@@ -162,13 +162,36 @@ func SendOnce(ctx context.Context, conn driver.Conn, statement string, data []an
 // everything in one block, as SendOnce. Columns that are not slices of one
 // length are an error that is not an *Error: the caller's bug, not the
 // server's answer.
-func SendInBlocks(ctx context.Context, conn driver.Conn, statement string, data []any, blockRows int) (err error) {
+func SendInBlocks(ctx context.Context, conn driver.Conn, statement string, data []any, blockRows int) error {
 	n, err := rowsIn(data)
 	if err != nil {
 		return fmt.Errorf("chbatch: %w", err)
 	}
+	return SendBlocks(ctx, conn, statement, &slicedRows{data: data, n: n, block: make([]any, len(data))}, blockRows)
+}
+
+// Blocks is the rows of one INSERT, handed out a block at a time, for
+// callers that keep their rows in a form of their own (indices into a
+// dictionary, say) and build each block's columns when it is sent.
+type Blocks interface {
+	// Len is the number of rows.
+	Len() int
+	// Block returns rows [lo, hi) as one typed slice of hi-lo rows per
+	// column of the statement. The slices may be reused by the next call.
+	Block(lo, hi int) []any
+}
+
+// SendBlocks is SendInBlocks with the rows taken from rows, block by
+// block. A block whose columns are not slices of its rows is an error
+// that is not an *Error, as for SendInBlocks.
+func SendBlocks(ctx context.Context, conn driver.Conn, statement string, rows Blocks, blockRows int) (err error) {
+	n := rows.Len()
 	if blockRows < 1 || n <= blockRows {
-		return SendOnce(ctx, conn, statement, data)
+		block, err := blockOf(rows, 0, n)
+		if err != nil {
+			return err
+		}
+		return SendOnce(ctx, conn, statement, block)
 	}
 	b, err := conn.PrepareBatch(ctx, statement)
 	if err != nil {
@@ -180,13 +203,15 @@ func SendInBlocks(ctx context.Context, conn driver.Conn, statement string, data 
 		}
 	}()
 	cols := b.Columns()
-	if len(cols) != len(data) {
-		return columnCountError(cols, data)
-	}
-	block := make([]any, len(data))
 	for lo := 0; lo < n; lo += blockRows {
 		hi := min(lo+blockRows, n)
-		sliceInto(block, data, lo, hi)
+		block, err := blockOf(rows, lo, hi)
+		if err != nil {
+			return err
+		}
+		if len(cols) != len(block) {
+			return columnCountError(cols, block)
+		}
 		if err := appendColumns(cols, block); err != nil {
 			return err
 		}
@@ -204,6 +229,31 @@ func SendInBlocks(ctx context.Context, conn driver.Conn, statement string, data 
 		return &Error{Stage: StageSend, Rows: n, Err: err}
 	}
 	return nil
+}
+
+// blockOf is rows [lo, hi) of rows, checked to be slices of hi-lo rows.
+func blockOf(rows Blocks, lo, hi int) ([]any, error) {
+	block := rows.Block(lo, hi)
+	if got, err := rowsIn(block); err != nil || (got != hi-lo && len(block) > 0) {
+		if err == nil {
+			err = fmt.Errorf("block [%d, %d) has %d rows", lo, hi, got)
+		}
+		return nil, fmt.Errorf("chbatch: %w", err)
+	}
+	return block, nil
+}
+
+// slicedRows is Blocks over columns held whole.
+type slicedRows struct {
+	data, block []any
+	n           int
+}
+
+func (s *slicedRows) Len() int { return s.n }
+
+func (s *slicedRows) Block(lo, hi int) []any {
+	sliceInto(s.block, s.data, lo, hi)
+	return s.block
 }
 
 // rowsIn is the length of data's columns, which must be slices of one
