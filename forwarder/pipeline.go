@@ -28,6 +28,10 @@ import (
 //     its own scratch space and name interner, its own decoder for
 //     bisection's re-reads) or safe for concurrent use (the connection
 //     pool, Pebble, the quarantine store, the WAL, status under f.mu).
+//   - The kept measurements batches (writer.batches) and the fields
+//     INSERTs' name columns (writer.fieldNames) are shared by the
+//     deliveries' writer copies, which run one at a time; the Run
+//     goroutine inserts nothing.
 type flight struct {
 	b    *batch
 	done chan error

@@ -50,7 +50,11 @@
 // The server squashes the blocks back into parts of
 // min_insert_block_size_rows. The forwarder sends fields rows this way: a
 // start writes several per timeseries, far more than any measurements
-// INSERT.
+// INSERT. SendBlocks does the same with rows the caller hands out a block
+// at a time (Blocks): the forwarder keeps a fields row's two names as one
+// index into the batch's pairs and writes each block's name columns out
+// into arrays it reuses, so a batch's fields rows hold no strings but
+// their values.
 //
 // # Concurrency
 //
