@@ -503,7 +503,7 @@ func (f *fieldRows) reset() {
 // fieldBlocks hands f's rows to chbatch.SendBlocks a block at a time,
 // writing the names of each block's rows out of their pair indices into
 // out, which is reused from INSERT to INSERT, so it grows to one block
-// (fieldBlockRows) and no further.
+// (writer.fieldBlock rows) and no further.
 type fieldBlocks struct {
 	f      *fieldRows
 	out    *fieldNameColumns

@@ -3,6 +3,7 @@ package forwarder
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -69,7 +70,7 @@ func TestFieldsInsertedInBlocks(t *testing.T) {
 		slices.Sort(rows)
 		slices.Sort(stored)
 		if !slices.Equal(rows, stored) {
-			t.Errorf("%s holds %d rows, want %d; first stored %q, first wanted %q", table, len(stored), len(rows), first(stored), first(rows))
+			t.Errorf("%s holds %d rows, want %d; first difference: stored %q, wanted %q", table, len(stored), len(rows), firstDifference(stored, rows), firstDifference(rows, stored))
 		}
 	}
 	if len(want) == 0 || e.count(true) != uint64(len(samples)) {
@@ -94,11 +95,15 @@ func fieldValueText(t *testing.T, v pa.FieldValue) string {
 	return ""
 }
 
-func first(s []string) string {
-	if len(s) == 0 {
-		return ""
+// firstDifference is a's first element that differs from b's at the same
+// place ("" if none).
+func firstDifference(a, b []string) string {
+	for i := range a {
+		if i >= len(b) || a[i] != b[i] {
+			return a[i]
+		}
 	}
-	return s[0]
+	return ""
 }
 
 // TestRowSetDropsLargeFieldArrays: the fields arrays a start's batch grew
@@ -149,4 +154,52 @@ func TestRowSetDropsLargeFieldArrays(t *testing.T) {
 	if kept != 0 {
 		t.Errorf("%d small fields tables dropped, want all kept for reuse", kept)
 	}
+}
+
+// TestFieldBlocksWriteEachRowsNames: the name columns each block writes
+// out of the pair indices are the rows' own, for blocks of every size,
+// and again after a reset that brings other pairs in another order (the
+// indices of one batch mean nothing in the next).
+func TestFieldBlocksWriteEachRowsNames(t *testing.T) {
+	f := &fieldRows{t: pa.FieldU64}
+	out := &fieldNameColumns{}
+	type row struct {
+		name, field string
+		key, value  uint64
+	}
+	fill := func(names, fields []string, n int) []row {
+		var want []row
+		for i := range n {
+			r := row{names[i%len(names)], fields[(i/len(names))%len(fields)], uint64(1000 + i), uint64(i * 7)}
+			f.add(r.name, r.key, &pa.Field{Name: r.field, Value: pa.FieldValue{Type: pa.FieldU64, Uint: r.value}})
+			want = append(want, r)
+		}
+		return want
+	}
+	check := func(round string, want []row) {
+		for _, size := range []int{1, 2, 3, 7, len(want), len(want) + 5} {
+			b := &fieldBlocks{f: f, out: out, values: reflect.ValueOf(f.values())}
+			var got []row
+			for lo := 0; lo < b.Len(); lo += size {
+				cols := b.Block(lo, min(lo+size, b.Len()))
+				names, keys, fields, values := cols[0].([]string), cols[1].([]uint64), cols[2].([]string), cols[3].([]uint64)
+				if len(names) != len(keys) || len(fields) != len(keys) || len(values) != len(keys) {
+					t.Fatalf("%s, blocks of %d: columns of %d, %d, %d and %d rows", round, size, len(names), len(keys), len(fields), len(values))
+				}
+				for i := range keys {
+					got = append(got, row{names[i], fields[i], keys[i], values[i]})
+				}
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("%s, blocks of %d:\n got %v\nwant %v", round, size, got, want)
+			}
+			out.release()
+			if slices.ContainsFunc(out.names[:cap(out.names)], func(s string) bool { return s != "" }) {
+				t.Errorf("%s: names kept after release", round)
+			}
+		}
+	}
+	check("first batch", fill([]string{"a:x", "b:y", "c:z"}, []string{"sled", "vm"}, 23))
+	f.reset()
+	check("after a reset", fill([]string{"d:w", "a:x"}, []string{"vm", "slot", "sled"}, 17))
 }

@@ -298,7 +298,7 @@ func (w *writer) send(ctx context.Context, table string, cols []string, data []a
 // columns grow to this many rows and are reused for the next block of the
 // INSERT, where one block of a start's 100,000 or more fields rows grew
 // them through every size below that. The server squashes the blocks of
-// an INSERT into one part, as it does one block (chbatch.SendInBlocks).
+// an INSERT into one part, as it does one block (chbatch.SendBlocks).
 const fieldBlockRows = 16_384
 
 // sendFields runs one INSERT into a fields table, in blocks of fieldBlock
@@ -306,9 +306,13 @@ const fieldBlockRows = 16_384
 // after some blocks were sent is retried whole, like any failed INSERT.
 func (w *writer) sendFields(ctx context.Context, table string, f *fieldRows) error {
 	q := insertStatement(w.db, table, fieldColumns)
-	rows := &fieldBlocks{f: f, out: w.fieldNames, values: reflect.ValueOf(f.values())}
+	out := w.fieldNames
+	if out == nil { // a writer made for other INSERTs (migrate.go)
+		out = &fieldNameColumns{}
+	}
+	rows := &fieldBlocks{f: f, out: out, values: reflect.ValueOf(f.values())}
 	err := chbatch.SendBlocks(insertContext(ctx, w.cluster), w.conn, q, rows, w.fieldBlock)
-	w.fieldNames.release()
+	out.release()
 	return w.insertError(table, fieldColumns, err)
 }
 

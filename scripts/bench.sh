@@ -30,7 +30,9 @@ if [ "${1:-}" = go ]; then
   echo "bench: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, ClickHouse $HOLDFAST_CLICKHOUSE, $(go version)"
   pattern=${1:-.}
   [ $# -gt 0 ] && shift
-  exec go test ./bench -run '^$' -bench "$pattern" -benchtime 1x -timeout 60m "$@"
+  # Not exec: the trap must stop this ClickHouse when the benchmark ends.
+  go test ./bench -run '^$' -bench "$pattern" -benchtime 1x -timeout 60m "$@"
+  exit
 fi
 
 mkdir -p bench/results

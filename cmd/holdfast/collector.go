@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/holdfast/holdfast/collector"
@@ -37,7 +39,7 @@ type collectorFlags struct {
 	maxPageBytes, maxInflight                         byteSize
 	limits                                            sampleLimits
 	pageLimit, batchRows, maxDrainPages, maxProducers *int
-	maxSeenKeys                                       *int
+	maxSeenKeys, gcPercent                            *int
 	allowRemote                                       *bool
 	producerToken, registryToken, registryURL, advert *string
 	log                                               logFlags
@@ -63,6 +65,7 @@ func defineCollectorFlags(fs *flag.FlagSet) *collectorFlags {
 	f.batchRows = fs.Int("batch-rows", 100_000, "forwarder batch size in rows")
 	f.maxSeenKeys = fs.Int("max-seen-keys", 1<<24, "timeseries whose fields rows the forwarder remembers writing (16-20 bytes each, grown as they come); keep it above this collector's timeseries, or every timeseries' fields rows are written again each time it fills")
 	f.flushAge = fs.Duration("flush-age", 5*time.Second, "forwarder flushes a batch this old")
+	f.gcPercent = fs.Int("gc-percent", defaultGCPercent, "how far the Go heap grows past what is live before the next collection, in percent (Go's GOGC; 1 or more): lower holds less memory for more GC work; GOGC in the environment is used when this flag is not given")
 	fs.Var(&f.memLimit, "memory-limit", "soft memory limit of the process: the Go heap's is this less the per-series state mapped outside it (holdfast_offheap_bytes); the GC works harder near it; 0 disables"+sizeFlag)
 	f.allowRemote = fs.Bool("admin-allow-remote", false, "let non-loopback clients call state-changing admin endpoints")
 	f.producerToken = fs.String("producer-token", "", "bearer token sent to producers (static and registry-assigned)")
@@ -95,11 +98,32 @@ func parseCollectorFlags(args []string, stderr io.Writer) (*flag.FlagSet, *colle
 	if *f.dataDir, err = placeDataDir(*f.dataDir); err != nil {
 		return nil, nil, nil, err
 	}
+	if *f.gcPercent < 1 {
+		return nil, nil, nil, fmt.Errorf("--gc-percent %d: want 1 or more", *f.gcPercent)
+	}
 	return fs, f, set, nil
 }
 
+// defaultGCPercent is the collector's GOGC. At Go's 100 the heap grows
+// to twice what is live before each collection; at RFD 125's N=100, 50
+// held the collector's steady RSS at 233-239 MiB against 271-297 for
+// about 1.05 times the CPU (0.72-0.80 against 0.66-0.77 CPU-s per million
+// samples; 25: 210 MiB at 0.94), BENCHMARKS.md "GOGC 50". The CPU target
+// (1.0) has the room; the memory one (128 MiB) does not.
+const defaultGCPercent = 50
+
+// gcPercent is the GC percent to set, if any: the flag's when it was
+// given, else none when GOGC is in the environment (the runtime read it),
+// else the flag's default.
+func gcPercent(flagValue int, flagGiven bool, env string) (int, bool) {
+	if !flagGiven && env != "" {
+		return 0, false
+	}
+	return flagValue, true
+}
+
 func runCollector(args []string, stdout, stderr io.Writer) int {
-	fs, f, _, err := parseCollectorFlags(args, stderr)
+	fs, f, set, err := parseCollectorFlags(args, stderr)
 	if err != nil {
 		return reportParseError("holdfast collector", err, stderr)
 	}
@@ -109,6 +133,9 @@ func runCollector(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return 0
+	}
+	if pct, ok := gcPercent(*f.gcPercent, set["gc-percent"], os.Getenv("GOGC")); ok {
+		debug.SetGCPercent(pct)
 	}
 	if f.memLimit > 0 {
 		// The whole process': the Go runtime's limit is this less what

@@ -54,7 +54,7 @@
 // at a time (Blocks): the forwarder keeps a fields row's two names as one
 // index into the batch's pairs and writes each block's name columns out
 // into arrays it reuses, so a batch's fields rows hold no strings but
-// their values.
+// their values and the few (name, field) pairs of the batch.
 //
 // # Concurrency
 //

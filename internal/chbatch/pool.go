@@ -187,10 +187,15 @@ type Blocks interface {
 func SendBlocks(ctx context.Context, conn driver.Conn, statement string, rows Blocks, blockRows int) (err error) {
 	n := rows.Len()
 	if blockRows < 1 || n <= blockRows {
-		block, err := blockOf(rows, 0, n)
-		if err != nil {
-			return err
-		}
+		blockRows = n
+	}
+	// The first block is checked before the INSERT begins, so a caller's
+	// bug there costs no connection.
+	block, err := blockOf(rows, 0, min(blockRows, n))
+	if err != nil {
+		return err
+	}
+	if blockRows == n {
 		return SendOnce(ctx, conn, statement, block)
 	}
 	b, err := conn.PrepareBatch(ctx, statement)
@@ -205,9 +210,10 @@ func SendBlocks(ctx context.Context, conn driver.Conn, statement string, rows Bl
 	cols := b.Columns()
 	for lo := 0; lo < n; lo += blockRows {
 		hi := min(lo+blockRows, n)
-		block, err := blockOf(rows, lo, hi)
-		if err != nil {
-			return err
+		if lo > 0 {
+			if block, err = blockOf(rows, lo, hi); err != nil {
+				return err
+			}
 		}
 		if len(cols) != len(block) {
 			return columnCountError(cols, block)
@@ -234,7 +240,7 @@ func SendBlocks(ctx context.Context, conn driver.Conn, statement string, rows Bl
 // blockOf is rows [lo, hi) of rows, checked to be slices of hi-lo rows.
 func blockOf(rows Blocks, lo, hi int) ([]any, error) {
 	block := rows.Block(lo, hi)
-	if got, err := rowsIn(block); err != nil || (got != hi-lo && len(block) > 0) {
+	if got, err := rowsIn(block); err != nil || got != hi-lo {
 		if err == nil {
 			err = fmt.Errorf("block [%d, %d) has %d rows", lo, hi, got)
 		}

@@ -391,8 +391,8 @@ func TestSendInBlocksRefusesMismatchedColumns(t *testing.T) {
 	}
 }
 
-// shortBlocks is Blocks whose third block is one row short: the caller's
-// bug, found before anything of that block is appended.
+// shortBlocks is Blocks whose block starting at row 4 is one row short:
+// the caller's bug.
 type shortBlocks struct{ n int }
 
 func (b shortBlocks) Len() int { return b.n }
@@ -409,8 +409,9 @@ func (b shortBlocks) Block(lo, hi int) []any {
 }
 
 // TestSendBlocksRefusesAShortBlock: a block whose columns do not have the
-// rows asked for stops the INSERT with an error that is not an *Error, and
-// the INSERT is aborted: the blocks before it are not committed.
+// rows asked for stops the INSERT with an error that is not an *Error
+// (the forwarder would read an *Error as the server's or the schema's
+// answer), and neither it nor anything after it is sent.
 func TestSendBlocksRefusesAShortBlock(t *testing.T) {
 	conn, db := newTable(t)
 	ctx := context.Background()
