@@ -5,7 +5,8 @@
 #                                    peer); JSON, tables
 #                                    and the rfd125 chart in bench/results/; then the
 #                                    drain's peak heap (Go benchmark DrainPeakHeap, a
-#                                    2 GiB backlog) into bench/results/drain-peak-heap.txt
+#                                    2 GiB backlog, at the collector's GOGC 50) into
+#                                    bench/results/drain-peak-heap.txt
 #   scripts/bench.sh go [PATTERN]    the Go benchmarks in bench/ (go test -bench PATTERN)
 #
 # BENCH_DURATION (default 2m) is each scenario's budget; BENCH_VMS (default
@@ -39,5 +40,6 @@ mkdir -p bench/results
 bin/holdfast bench all --duration "${BENCH_DURATION:-2m}" --vms "${BENCH_VMS:-10,20,50,100}" --out bench/results --dir "$root/.tmp/bench" "$@"
 # The drain's peak heap is measured inside one process (the Go heap and the
 # per-series state mapped beside it), so it is a Go benchmark, not a
-# scenario of holdfast bench.
-"$root/scripts/bench.sh" go DrainPeakHeap | tee bench/results/drain-peak-heap.txt
+# scenario of holdfast bench. It runs at the collector's default GOGC
+# (--gc-percent 50), as a collector's drain does.
+GOGC=${GOGC:-50} "$root/scripts/bench.sh" go DrainPeakHeap | tee bench/results/drain-peak-heap.txt
