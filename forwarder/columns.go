@@ -392,7 +392,7 @@ func (m *measurementRows) reset() {
 type fieldRows struct {
 	t     pa.FieldType
 	keys  []uint64
-	pairs []uint32 // index into pairNames and pairFields
+	pairs []uint32 // index into pairList
 	strs  []string // string, ip_addr (canonical text)
 	u8    []uint8  // bool, u8
 	i8    []int8
@@ -406,8 +406,8 @@ type fieldRows struct {
 
 	// The pairs of this batch: a few per schema, so small, and emptied
 	// with the rows.
-	pairNames, pairFields []string
-	pairIndex             map[fieldPair]uint32
+	pairList  []fieldPair
+	pairIndex map[fieldPair]uint32
 }
 
 // fieldPair is a fields row's timeseries and field names.
@@ -420,9 +420,9 @@ func (f *fieldRows) add(name string, key uint64, field *pa.Field) {
 		if f.pairIndex == nil {
 			f.pairIndex = map[fieldPair]uint32{}
 		}
-		pi = uint32(len(f.pairNames))
+		pi = uint32(len(f.pairList))
 		f.pairIndex[p] = pi
-		f.pairNames, f.pairFields = append(f.pairNames, name), append(f.pairFields, field.Name)
+		f.pairList = append(f.pairList, p)
 	}
 	f.keys = append(f.keys, key)
 	f.pairs = append(f.pairs, pi)
@@ -491,13 +491,12 @@ func (f *fieldRows) len() int { return len(f.keys) }
 // reset empties f for the next batch, keeping its arrays.
 func (f *fieldRows) reset() {
 	clear(f.strs)
-	clear(f.pairNames)
-	clear(f.pairFields)
+	clear(f.pairList)
 	clear(f.pairIndex)
 	f.keys, f.pairs, f.strs = f.keys[:0], f.pairs[:0], f.strs[:0]
 	f.u8, f.i8, f.i16, f.i32, f.i64 = f.u8[:0], f.i8[:0], f.i16[:0], f.i32[:0], f.i64[:0]
 	f.u16, f.u32, f.u64, f.uuids = f.u16[:0], f.u32[:0], f.u64[:0], f.uuids[:0]
-	f.pairNames, f.pairFields = f.pairNames[:0], f.pairFields[:0]
+	f.pairList = f.pairList[:0]
 }
 
 // fieldBlocks hands f's rows to chbatch.SendBlocks a block at a time,
@@ -526,7 +525,8 @@ func (b *fieldBlocks) Block(lo, hi int) []any {
 	f, out := b.f, b.out
 	out.names, out.fields = out.names[:0], out.fields[:0]
 	for _, pi := range f.pairs[lo:hi] {
-		out.names, out.fields = append(out.names, f.pairNames[pi]), append(out.fields, f.pairFields[pi])
+		p := &f.pairList[pi]
+		out.names, out.fields = append(out.names, p.name), append(out.fields, p.field)
 	}
 	b.block = [4]any{out.names, f.keys[lo:hi], out.fields, b.values.Slice(lo, hi).Interface()}
 	return b.block[:]

@@ -131,6 +131,8 @@ type writer struct {
 	// fieldNames is where a fields INSERT's blocks get their name columns
 	// written (fieldBlocks): shared, like batches, by the writers of
 	// deliveries, which run one at a time, so it grows to one block once.
+	// Set by newWriter; a writer made by hand for other INSERTs
+	// (migrate.go) sends no fields rows.
 	fieldNames *fieldNameColumns
 	// batches keeps each measurements INSERT statement's clickhouse-go
 	// batch for the next INSERT of it, so its columns are not allocated
@@ -306,13 +308,9 @@ const fieldBlockRows = 16_384
 // after some blocks were sent is retried whole, like any failed INSERT.
 func (w *writer) sendFields(ctx context.Context, table string, f *fieldRows) error {
 	q := insertStatement(w.db, table, fieldColumns)
-	out := w.fieldNames
-	if out == nil { // a writer made for other INSERTs (migrate.go)
-		out = &fieldNameColumns{}
-	}
-	rows := &fieldBlocks{f: f, out: out, values: reflect.ValueOf(f.values())}
+	rows := &fieldBlocks{f: f, out: w.fieldNames, values: reflect.ValueOf(f.values())}
 	err := chbatch.SendBlocks(insertContext(ctx, w.cluster), w.conn, q, rows, w.fieldBlock)
-	out.release()
+	w.fieldNames.release()
 	return w.insertError(table, fieldColumns, err)
 }
 

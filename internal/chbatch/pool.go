@@ -191,7 +191,7 @@ func SendBlocks(ctx context.Context, conn driver.Conn, statement string, rows Bl
 	}
 	// The first block is checked before the INSERT begins, so a caller's
 	// bug there costs no connection.
-	block, err := blockOf(rows, 0, min(blockRows, n))
+	block, err := blockOf(rows, 0, blockRows)
 	if err != nil {
 		return err
 	}
