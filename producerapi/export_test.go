@@ -18,3 +18,6 @@ func ServePage3(s *Server, ctx context.Context, req PageRequest, dst []byte) (Pa
 	req.Binary, req.Version = true, PageVersion3
 	return s.servePage(ctx, req, dst)
 }
+
+// ReleaseIdleRewinds is releaseIdleRewinds, for the SeriesDecoder tests.
+const ReleaseIdleRewinds = releaseIdleRewinds

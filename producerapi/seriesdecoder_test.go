@@ -2,6 +2,7 @@ package producerapi_test
 
 import (
 	"bytes"
+	"fmt"
 	"reflect"
 	"testing"
 
@@ -118,4 +119,56 @@ func FuzzSeriesDecoder(f *testing.F) {
 		}
 		sd.Rewind()
 	})
+}
+
+// TestSeriesDecoderReleasesAnIdleArena: a decoder whose records stop
+// carrying definitions (a forwarder in a steady session) keeps its arena
+// through ReleaseIdleRewinds-1 empty rewinds, so the next definitions
+// allocate nothing, and drops it at ReleaseIdleRewinds, so they allocate
+// again; either way they decode as DecodeSeries does.
+func TestSeriesDecoderReleasesAnIdleArena(t *testing.T) {
+	raws := seriesRaws(block2Corpus()[len(block2Corpus())-440:])
+	wants := make([]pa.SeriesIdentity, len(raws))
+	for i, raw := range raws {
+		wants[i], _ = pa.DecodeSeries(raw)
+	}
+	sd := pa.NewSeriesDecoder()
+	// got keeps the last record's identities for the check after it (the
+	// comparison allocates, so it is not part of the measured record).
+	got := make([]pa.SeriesIdentity, len(raws))
+	record := func() {
+		for i, raw := range raws {
+			got[i], _ = sd.Decode(raw)
+		}
+	}
+	checkRecord := func(when string) {
+		t.Helper()
+		for i := range raws {
+			if !reflect.DeepEqual(got[i], wants[i]) {
+				t.Fatalf("%s: Decode = %+v; want %+v", when, got[i], wants[i])
+			}
+		}
+		sd.Rewind()
+	}
+	record()
+	checkRecord("first record")
+	record()
+	checkRecord("second record")
+	for _, tc := range []struct {
+		idle      int
+		allocates bool
+	}{{pa.ReleaseIdleRewinds - 1, false}, {pa.ReleaseIdleRewinds, true}, {0, false}} {
+		a := testing.AllocsPerRun(3, func() {
+			for i := 0; i < tc.idle; i++ {
+				sd.Rewind()
+			}
+			record()
+			sd.Rewind()
+		})
+		record()
+		checkRecord(fmt.Sprintf("after %d idle rewinds", tc.idle))
+		if (a > 0) != tc.allocates {
+			t.Errorf("after %d idle rewinds: %.1f allocations per record, want allocations %v", tc.idle, a, tc.allocates)
+		}
+	}
 }

@@ -22,7 +22,10 @@ import (
 // and never changes the caller's struct.
 type Options struct {
 	// SegmentSize is the size at which a segment is closed and a new one
-	// begun. The tail segment is held in memory. Default 8 MiB.
+	// begun. The tail segment is held in memory (in a buffer that grows by
+	// appending, so up to twice this), and so is the segment the reader is
+	// in. Default 2 MiB: 8 MiB held 18 MB of a collector's live heap at
+	// RFD 125's N=100 (BENCHMARKS.md, "WAL segments of 2 MiB").
 	SegmentSize int
 	// SegmentCacheSize is how many older segments are kept in memory for
 	// reading. Default 1: the forwarder reads in order, one segment at a
@@ -31,7 +34,7 @@ type Options struct {
 	// BudgetBytes is the disk budget: Append returns ErrFull while the log
 	// holds this much or more (it can exceed it by at most one record). 0
 	// means no budget. With a budget, the default SegmentSize is a quarter
-	// of it (at most 8 MiB), and a SegmentSize over half of it is refused.
+	// of it (at most 2 MiB), and a SegmentSize over half of it is refused.
 	BudgetBytes int64
 	// ReserveBytes is free space the log leaves on its file system: Append
 	// returns ErrFull (a *FullError with ReserveBytes set) rather than take
@@ -81,14 +84,34 @@ type Options struct {
 	writtenHook func() error
 }
 
+const (
+	defaultSegmentSize = 2 << 20
+	// keptBatchBytes is the largest commit group whose buffer the writer
+	// keeps for the next group (clearBatch).
+	keptBatchBytes = 1 << 20
+)
+
+// clearBatch clears the writer's tidwall/wal batch after a group of size
+// bytes. Batch.Clear keeps the buffer, so a burst's group (a collector's
+// first scrapes, a producer's backlog: up to MaxGroupBytes) would hold its
+// size for the life of the log, whatever follows (8 MB of a collector's
+// heap at RFD 125's N=100); over keptBatchBytes the batch starts afresh.
+// A group that large costs its write and fsync far more than a new buffer.
+func clearBatch(b *twal.Batch, size int64) {
+	b.Clear()
+	if size > keptBatchBytes {
+		*b = twal.Batch{}
+	}
+}
+
 func (o Options) withDefaults() (Options, error) {
 	if o.SegmentSize == 0 {
-		o.SegmentSize = 8 << 20
+		o.SegmentSize = defaultSegmentSize
 		if o.BudgetBytes > 0 {
 			// The tail segment is never truncated, so forwarded bytes in it
 			// count against the budget until it fills: keep it a quarter of
 			// the budget at most.
-			o.SegmentSize = int(min(8<<20, max(64<<10, o.BudgetBytes/4)))
+			o.SegmentSize = int(min(defaultSegmentSize, max(64<<10, o.BudgetBytes/4)))
 		}
 	}
 	if o.SegmentCacheSize == 0 {
@@ -552,7 +575,7 @@ func (l *Log) commit(group []*appendReq, batch *twal.Batch) {
 		err = l.opts.writtenHook()
 	}
 	took := time.Since(began)
-	batch.Clear()
+	clearBatch(batch, added)
 	// The batch copied the frames; they can serve the next appends.
 	// (admitted shares group's array, so it is the list to walk.)
 	for _, r := range admitted {

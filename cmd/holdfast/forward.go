@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
+	"runtime/metrics"
 	"syscall"
 	"time"
 
@@ -38,6 +40,7 @@ func runForward(args []string, stdout, stderr io.Writer) int {
 	drained := fs.Bool("exit-when-drained", false, "exit once everything in the WAL is in ClickHouse")
 	var budget byteSize
 	fs.Var(&budget, "wal-budget", "WAL disk budget (0: none)"+sizeFlag)
+	gcPct := fs.Int("gc-percent", defaultGCPercent, "as the collector's --gc-percent: the Go heap's growth past what is live before the next collection, in percent (GOGC; 1 or more); GOGC in the environment is used when this flag is not given")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -45,12 +48,22 @@ func runForward(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "holdfast forward: --data-dir is required and takes no arguments")
 		return 2
 	}
+	if *gcPct < 1 {
+		fmt.Fprintf(stderr, "holdfast forward: --gc-percent %d: want 1 or more\n", *gcPct)
+		return 2
+	}
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == "gc-percent" })
+	if pct, ok := gcPercent(*gcPct, given, os.Getenv("GOGC")); ok {
+		debug.SetGCPercent(pct)
+	}
 	fwdOpts := forwarder.Options{}
 	if err := chClient.apply(&fwdOpts); err != nil {
 		fmt.Fprintf(stderr, "holdfast forward: %v\n", err)
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log.Info("forward: starting", "data_dir", *dataDir, "clickhouse", *addr, "database", *db, "gc_percent", effectiveGCPercent())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := forward(ctx, log, stdout, forwardConfig{dataDir: *dataDir, addr: *addr, db: *db, cluster: *cluster, client: fwdOpts, generate: *generate, vms: *vms, exitWhenDrained: *drained, budget: int64(budget)}); err != nil {
@@ -149,4 +162,15 @@ func generate(ctx context.Context, l *wal.Log, n, vms int) error {
 		}
 	}
 	return nil
+}
+
+// effectiveGCPercent is the Go runtime's GOGC as it runs (from the flag,
+// the environment or Go's default), for the start-up line.
+func effectiveGCPercent() uint64 {
+	sample := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(sample)
+	if sample[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return sample[0].Value.Uint64()
 }
