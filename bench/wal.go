@@ -105,7 +105,7 @@ type WALOptions struct {
 	Writers      []int         // default 1, 16, 64, 256
 	RunTime      time.Duration // per WAL run (the file run writes the same bytes); default 1 s
 	Rounds       int           // alternating rounds per point; default 3
-	SegmentBytes int           // default the WAL's default (8 MiB)
+	SegmentBytes int           // default the WAL's (wal.DefaultSegmentSize)
 	Dir          string
 	Progress     io.Writer
 }
@@ -128,7 +128,7 @@ func RunWAL(opts WALOptions) (*Result, error) {
 		opts.Rounds = 3
 	}
 	if opts.SegmentBytes == 0 {
-		opts.SegmentBytes = 8 << 20
+		opts.SegmentBytes = wal.DefaultSegmentSize
 	}
 	r := newResult("wal")
 	r.Params["sizes"], r.Params["writers"], r.Params["seconds_per_run"], r.Params["rounds"] = opts.Sizes, opts.Writers, opts.RunTime.Seconds(), opts.Rounds

@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/holdfast/holdfast/wal"
 )
 
 // BenchmarkWALGroupCommitVsFile: 64 writers of 16 KiB records. The baseline
@@ -19,7 +21,7 @@ func BenchmarkWALGroupCommitVsFile(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		for r := 0; r < rounds; r++ {
 			dir := b.TempDir()
-			took, groups, err := walRun(filepath.Join(dir, "wal"), writers, size, total, envInt("HOLDFAST_BENCH_SEGMENT", 8<<20))
+			took, groups, err := walRun(filepath.Join(dir, "wal"), writers, size, total, envInt("HOLDFAST_BENCH_SEGMENT", wal.DefaultSegmentSize))
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -68,7 +68,7 @@ type Collector struct {
 // walTruncateSegments is how many forwarded WAL segments the collector
 // lets gather before deleting them (wal.Options.TruncateSegments): each
 // deletion reads the WAL's tail segment back into memory, and three more
-// segments on disk (24 MiB by default) are cheaper than that garbage at
+// segments on disk (6 MiB by default) are cheaper than that garbage at
 // every segment. The log deletes at once when space is wanted (half its
 // budget, low disk, a refused append): see wal.Options.TruncateSegments.
 const walTruncateSegments = 4

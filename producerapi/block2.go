@@ -630,15 +630,16 @@ func (sd *SampleDecoder) DecodeSeries(raw []byte) (SeriesIdentity, error) {
 type SeriesDecoder struct {
 	d  decoder
 	in interner
-	// idle counts the Rewinds since a series was last decoded: after
-	// releaseIdleRewinds the arena is dropped, so a forwarder past its
-	// fleet's definitions (every record of a steady session names only
-	// known ids) does not keep 6.8 MB for the next session's.
+	// idle counts the Rewinds in a row that found nothing carved from the
+	// arena: at releaseIdleRewinds the arena is dropped, so a forwarder
+	// past its fleet's definitions (every record of a steady session names
+	// only known ids) does not keep 6.8 MB for the next session's.
 	idle int
 }
 
-// releaseIdleRewinds is how many Rewinds with no series decoded between
-// them drop the arena: about 12 s at RFD 125's N=100 (22 records a second).
+// releaseIdleRewinds is how many Rewinds in a row with nothing carved from
+// the arena drop it. The forwarder rewinds once a record, so this is
+// records, not time: about 12 s at RFD 125's N=100 (22 records a second).
 const releaseIdleRewinds = 256
 
 // maxReusedFields bounds the arena a SeriesDecoder keeps from record to

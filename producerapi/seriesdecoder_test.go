@@ -127,7 +127,8 @@ func FuzzSeriesDecoder(f *testing.F) {
 // allocate nothing, and drops it at ReleaseIdleRewinds, so they allocate
 // again; either way they decode as DecodeSeries does.
 func TestSeriesDecoderReleasesAnIdleArena(t *testing.T) {
-	raws := seriesRaws(block2Corpus()[len(block2Corpus())-440:])
+	corpus := block2Corpus()
+	raws := seriesRaws(corpus[len(corpus)-440:])
 	wants := make([]pa.SeriesIdentity, len(raws))
 	for i, raw := range raws {
 		wants[i], _ = pa.DecodeSeries(raw)

@@ -18,7 +18,10 @@ import (
 func TestReserveLeavesRoomAndRollsTheTail(t *testing.T) {
 	mnt := tmpfstest.Mount(t, "8m")
 	const reserve = 3 << 20
-	l, err := wal.Open(mnt, wal.Options{ReserveBytes: reserve})
+	// One segment larger than the file system: only a roll of the tail can
+	// free the space (with smaller segments the truncation would free whole
+	// older ones, and the test would pass without the roll).
+	l, err := wal.Open(mnt, wal.Options{ReserveBytes: reserve, SegmentSize: 8 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,6 +50,9 @@ func TestReserveLeavesRoomAndRollsTheTail(t *testing.T) {
 	}
 	if last < 40 {
 		t.Fatalf("only %d records before the reserve", last)
+	}
+	if n := l.Stats().Segments; n != 1 {
+		t.Fatalf("%d segments before the truncation, want the tail alone", n)
 	}
 	// Everything forwarded: the truncation rolls the tail and frees it.
 	if _, err := l.TruncateThrough(last); err != nil {

@@ -23,7 +23,8 @@ import (
 type Options struct {
 	// SegmentSize is the size at which a segment is closed and a new one
 	// begun. The tail segment is held in memory (in a buffer that grows by
-	// appending, so up to twice this), and so is the segment the reader is
+	// appending, so its capacity may reach about twice this; a record larger
+	// than the segment is held whole), and so is the segment the reader is
 	// in. Default 2 MiB: 8 MiB held 18 MB of a collector's live heap at
 	// RFD 125's N=100 (BENCHMARKS.md, "WAL segments of 2 MiB").
 	SegmentSize int
@@ -85,33 +86,43 @@ type Options struct {
 }
 
 const (
-	defaultSegmentSize = 2 << 20
-	// keptBatchBytes is the largest commit group whose buffer the writer
-	// keeps for the next group (clearBatch).
+	// DefaultSegmentSize is Options.SegmentSize's default.
+	DefaultSegmentSize = 2 << 20
+	// keptBatchBytes: a commit batch whose largest group was at most this
+	// is always kept (commitBatch).
 	keptBatchBytes = 1 << 20
 )
 
-// clearBatch clears the writer's tidwall/wal batch after a group of size
-// bytes. Batch.Clear keeps the buffer, so a burst's group (a collector's
+// commitBatch is the writer's tidwall/wal batch, reused from group to
+// group. Batch.Clear keeps the buffer, so a burst's group (a collector's
 // first scrapes, a producer's backlog: up to MaxGroupBytes) would hold its
-// size for the life of the log, whatever follows (8 MB of a collector's
-// heap at RFD 125's N=100); over keptBatchBytes the batch starts afresh.
-// A group that large costs its write and fsync far more than a new buffer.
-func clearBatch(b *twal.Batch, size int64) {
+// size for the life of the log, whatever follows: 8 MB of a collector's
+// heap at RFD 125's N=100. The batch starts afresh at the first group under
+// a quarter of the largest since it was made, once that was over
+// keptBatchBytes: traffic of steady large groups (10,000-sample pages of
+// over 1 MB) keeps its buffer, and a burst's goes when the burst ends.
+type commitBatch struct {
+	twal.Batch
+	largest int64 // the largest group since the batch was made
+}
+
+// clear clears the batch after a group of size bytes.
+func (b *commitBatch) clear(size int64) {
 	b.Clear()
-	if size > keptBatchBytes {
-		*b = twal.Batch{}
+	b.largest = max(b.largest, size)
+	if b.largest > keptBatchBytes && size < b.largest/4 {
+		b.Batch, b.largest = twal.Batch{}, 0
 	}
 }
 
 func (o Options) withDefaults() (Options, error) {
 	if o.SegmentSize == 0 {
-		o.SegmentSize = defaultSegmentSize
+		o.SegmentSize = DefaultSegmentSize
 		if o.BudgetBytes > 0 {
 			// The tail segment is never truncated, so forwarded bytes in it
 			// count against the budget until it fills: keep it a quarter of
 			// the budget at most.
-			o.SegmentSize = int(min(defaultSegmentSize, max(64<<10, o.BudgetBytes/4)))
+			o.SegmentSize = int(min(DefaultSegmentSize, max(64<<10, o.BudgetBytes/4)))
 		}
 	}
 	if o.SegmentCacheSize == 0 {
@@ -371,7 +382,7 @@ func (l *Log) Append(ctx context.Context, rec Record) (uint64, error) {
 // appends are waiting, up to the group limits, and commits them at once.
 func (l *Log) writer() {
 	defer close(l.stopped)
-	var batch twal.Batch
+	var batch commitBatch
 	group := make([]*appendReq, 0, l.opts.MaxGroupRecords)
 	bo := backoff.Backoff{Min: l.opts.RecoverMin, Max: l.opts.RecoverMax}
 	var retry *time.Timer
@@ -487,7 +498,7 @@ func uvarintLen(x uint64) int {
 	return binary.PutUvarint(buf[:], x)
 }
 
-func (l *Log) commit(group []*appendReq, batch *twal.Batch) {
+func (l *Log) commit(group []*appendReq, batch *commitBatch) {
 	l.mu.Lock()
 	failed, size, last := l.mu.failed, l.mu.size, l.mu.last
 	tail := l.mu.segs[len(l.mu.segs)-1]
@@ -567,7 +578,7 @@ func (l *Log) commit(group []*appendReq, batch *twal.Batch) {
 	// disk) must not run in between, or it would load this group from disk
 	// and the bookkeeping below would add it a second time.
 	l.handle.RLock()
-	err := l.write(batch)
+	err := l.write(&batch.Batch)
 	if err == nil && len(newSegs) > 0 {
 		err = syncDir(l.dir)
 	}
@@ -575,7 +586,7 @@ func (l *Log) commit(group []*appendReq, batch *twal.Batch) {
 		err = l.opts.writtenHook()
 	}
 	took := time.Since(began)
-	clearBatch(batch, added)
+	batch.clear(added)
 	// The batch copied the frames; they can serve the next appends.
 	// (admitted shares group's array, so it is the list to walk.)
 	for _, r := range admitted {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"runtime/metrics"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -165,12 +166,16 @@ func generate(ctx context.Context, l *wal.Log, n, vms int) error {
 }
 
 // effectiveGCPercent is the Go runtime's GOGC as it runs (from the flag,
-// the environment or Go's default), for the start-up line.
-func effectiveGCPercent() uint64 {
+// the environment or Go's default), for the start-up line: a number, or
+// "off" (GOGC=off, which the runtime keeps as -1).
+func effectiveGCPercent() string {
 	sample := []metrics.Sample{{Name: "/gc/gogc:percent"}}
 	metrics.Read(sample)
 	if sample[0].Value.Kind() != metrics.KindUint64 {
-		return 0
+		return "unknown"
 	}
-	return sample[0].Value.Uint64()
+	if pct := int64(sample[0].Value.Uint64()); pct >= 0 {
+		return strconv.FormatInt(pct, 10)
+	}
+	return "off"
 }

@@ -53,11 +53,13 @@ func TestForwardGCPercent(t *testing.T) {
 		{env: "", want: "50"},
 		{env: "80", want: "80"},
 		{env: "80", args: []string{"--gc-percent", "30"}, want: "30"},
+		{env: "", args: []string{"--gc-percent", "100"}, want: "100"},
+		{env: "off", want: "off"},
 	} {
 		t.Setenv("GOGC", tc.env)
 		// Nothing listens on port 1: the forwarder retries until stopped.
 		args := append([]string{"forward", "--data-dir", t.TempDir(), "--clickhouse", "127.0.0.1:1"}, tc.args...)
-		d, got := startDaemon(t, `gc_percent=(\d+)`, args...)
+		d, got := startDaemon(t, `gc_percent=(\w+)`, args...)
 		if got != tc.want {
 			t.Errorf("GOGC=%q %v: started with gc_percent=%s, want %s", tc.env, tc.args, got, tc.want)
 		}
