@@ -17,12 +17,15 @@ import (
 // The forwarder keeps one rowSet for its batches and resets it after each
 // delivery, so its column arrays are allocated once, not per batch.
 type rowSet struct {
-	meas       [pa.DatumHistogramF64 + 1]*measurementRows
-	fields     [pa.FieldUUID + 1]*fieldRows
-	schemas    []pa.TimeseriesSchema
-	newKeys    map[uint64]uint32 // key -> fingerprint of its timeseries
-	newSchemas map[pa.SchemaKey]struct{}
-	rows       int
+	meas    [pa.DatumHistogramF64 + 1]*measurementRows
+	fields  [pa.FieldUUID + 1]*fieldRows
+	schemas []pa.TimeseriesSchema
+	newKeys map[uint64]uint32 // key -> fingerprint of its timeseries
+	// newKeysPeak is the most keys newKeys held since it was made: a Go
+	// map keeps its buckets when cleared (see reset).
+	newKeysPeak int
+	newSchemas  map[pa.SchemaKey]struct{}
+	rows        int
 	// fieldRows counts the fields rows of the timeseries new in this row
 	// set: the first batches after a start define every timeseries, with
 	// about five fields rows each, and a batch is cut on measurement and
@@ -76,7 +79,16 @@ func (rs *rowSet) reset() {
 	}
 	clear(rs.schemas)
 	rs.schemas = rs.schemas[:0]
-	clear(rs.newKeys)
+	// As the fields arrays: a start's batches hold ~100,000 new keys each
+	// (3.6 MB of map at RFD 125's N=100), later ones a few; the map goes
+	// once a batch holds less than an eighth of its peak.
+	n := len(rs.newKeys)
+	rs.newKeysPeak = max(rs.newKeysPeak, n)
+	if rs.newKeysPeak > keepNewKeys && n < rs.newKeysPeak/8 {
+		rs.newKeys, rs.newKeysPeak = map[uint64]uint32{}, 0
+	} else {
+		clear(rs.newKeys)
+	}
 	clear(rs.newSchemas)
 	rs.rows, rs.fieldRows = 0, 0
 	rs.gen = nextRowSetGen()
@@ -88,6 +100,10 @@ func (rs *rowSet) reset() {
 // batch that used less than an eighth of them; measured 26 MB held for
 // good at RFD 125's N=100 otherwise.
 const keepFieldRows = 16 << 10
+
+// keepNewKeys is the size of a row set's new-keys map kept from one batch
+// to the next however few keys the next batches hold (reset).
+const keepNewKeys = 16 << 10
 
 // weight is what a batch is cut on (Options.BatchRows): its measurement
 // rows and a quarter of its fields rows. Counted whole, fields rows made a

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/google/uuid"
 
@@ -106,9 +107,10 @@ func firstDifference(a, b []string) string {
 	return ""
 }
 
-// TestRowSetDropsLargeFieldArrays: the fields arrays a start's batch grew
-// (every timeseries new) are kept while batches fill them, and dropped
-// after a batch that uses a small part of them; small ones are reused.
+// TestRowSetDropsLargeFieldArrays: the fields arrays and the new-keys map
+// a start's batch grew (every timeseries new) are kept while batches fill
+// them, and dropped after a batch that uses a small part of them; small
+// ones are reused.
 func TestRowSetDropsLargeFieldArrays(t *testing.T) {
 	w := newWriter(nil, "db", 1<<20)
 	rs := newRowSet()
@@ -123,18 +125,30 @@ func TestRowSetDropsLargeFieldArrays(t *testing.T) {
 	if len(grown) == 0 {
 		t.Fatal("no fields table grew past keepFieldRows: the test does not test")
 	}
+	if len(rs.newKeys) <= keepNewKeys {
+		t.Fatalf("%d new keys, not over keepNewKeys: the test does not test", len(rs.newKeys))
+	}
+	mapOf := func(rs *rowSet) unsafe.Pointer { return reflect.ValueOf(rs.newKeys).UnsafePointer() }
+	startMap := mapOf(rs)
 	rs.reset()
+	if mapOf(rs) != startMap {
+		t.Error("the new-keys map was dropped after a batch that filled it")
+	}
 	for _, t0 := range grown {
 		if rs.fields[t0] == nil {
 			t.Errorf("fields of type %v dropped after a batch that filled them: the next start's batch grows them again", t0)
 		}
 	}
 	w.addSamples(rs, sampletest.NewFleet(2).Append(nil, 44, 1_000_000), nil) // a steady batch: a few new timeseries
+	steadyKeys := len(rs.newKeys)
 	rs.reset()
 	for _, t0 := range grown {
 		if rs.fields[t0] != nil {
 			t.Errorf("fields of type %v kept %d rows of capacity after a batch that used a few", t0, cap(rs.fields[t0].keys))
 		}
+	}
+	if steadyKeys == 0 || mapOf(rs) == startMap || len(rs.newKeys) != 0 {
+		t.Errorf("after a batch of %d new keys the start's new-keys map was kept (or the new one is not empty: %d keys)", steadyKeys, len(rs.newKeys))
 	}
 	small := newRowSet()
 	w2 := newWriter(nil, "db", 1<<20)
@@ -153,6 +167,12 @@ func TestRowSetDropsLargeFieldArrays(t *testing.T) {
 	}
 	if kept != 0 {
 		t.Errorf("%d small fields tables dropped, want all kept for reuse", kept)
+	}
+	smallMap := mapOf(small)
+	w2.addSamples(small, sampletest.NewFleet(2).Append(nil, 2, 2), nil)
+	small.reset() // 2 keys, under an eighth of 44 but the map is small
+	if mapOf(small) != smallMap {
+		t.Error("a small new-keys map was dropped")
 	}
 }
 
