@@ -98,8 +98,8 @@ func parseCollectorFlags(args []string, stderr io.Writer) (*flag.FlagSet, *colle
 	if *f.dataDir, err = placeDataDir(*f.dataDir); err != nil {
 		return nil, nil, nil, err
 	}
-	if *f.gcPercent < 1 {
-		return nil, nil, nil, fmt.Errorf("--gc-percent %d: want 1 or more", *f.gcPercent)
+	if err := checkGCPercent(*f.gcPercent); err != nil {
+		return nil, nil, nil, err
 	}
 	return fs, f, set, nil
 }
@@ -112,14 +112,21 @@ func parseCollectorFlags(args []string, stderr io.Writer) (*flag.FlagSet, *colle
 // (1.0) has the room; the memory one (128 MiB) does not.
 const defaultGCPercent = 50
 
-// gcPercent is the GC percent to set, if any: the flag's when it was
-// given, else none when GOGC is in the environment (the runtime read it),
-// else the flag's default.
-func gcPercent(flagValue int, flagGiven bool, env string) (int, bool) {
-	if !flagGiven && env != "" {
-		return 0, false
+// checkGCPercent refuses a --gc-percent below 1.
+func checkGCPercent(pct int) error {
+	if pct < 1 {
+		return fmt.Errorf("--gc-percent %d: want 1 or more", pct)
 	}
-	return flagValue, true
+	return nil
+}
+
+// setGCPercent applies --gc-percent, pct: when the flag was given on the
+// command line, or when GOGC is not in the environment (pct is then the
+// default); else the runtime already runs at GOGC.
+func setGCPercent(pct int, given bool) {
+	if given || os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(pct)
+	}
 }
 
 func runCollector(args []string, stdout, stderr io.Writer) int {
@@ -134,9 +141,7 @@ func runCollector(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	if pct, ok := gcPercent(*f.gcPercent, set["gc-percent"], os.Getenv("GOGC")); ok {
-		debug.SetGCPercent(pct)
-	}
+	setGCPercent(*f.gcPercent, set["gc-percent"])
 	if f.memLimit > 0 {
 		// The whole process': the Go runtime's limit is this less what
 		// per-series state maps outside the heap (internal/offheap).

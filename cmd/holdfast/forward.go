@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime/debug"
 	"runtime/metrics"
 	"strconv"
 	"syscall"
@@ -49,15 +48,13 @@ func runForward(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "holdfast forward: --data-dir is required and takes no arguments")
 		return 2
 	}
-	if *gcPct < 1 {
-		fmt.Fprintf(stderr, "holdfast forward: --gc-percent %d: want 1 or more\n", *gcPct)
+	if err := checkGCPercent(*gcPct); err != nil {
+		fmt.Fprintf(stderr, "holdfast forward: %v\n", err)
 		return 2
 	}
 	given := false
 	fs.Visit(func(f *flag.Flag) { given = given || f.Name == "gc-percent" })
-	if pct, ok := gcPercent(*gcPct, given, os.Getenv("GOGC")); ok {
-		debug.SetGCPercent(pct)
-	}
+	setGCPercent(*gcPct, given)
 	fwdOpts := forwarder.Options{}
 	if err := chClient.apply(&fwdOpts); err != nil {
 		fmt.Fprintf(stderr, "holdfast forward: %v\n", err)
