@@ -3,6 +3,7 @@ package forwarder
 import (
 	"math"
 	"reflect"
+	"slices"
 	"sync/atomic"
 
 	"github.com/google/uuid"
@@ -184,13 +185,21 @@ type measurementRows struct {
 	// did not validate may have more bins than counts, and the Inserter
 	// validates nothing), min/max/sum as 64-bit patterns
 	// (int64 and float64 bits, uint64 as is). No allocation per row.
-	binsI     []int64
-	binsU     []uint64
-	binsF     []float64
-	counts    []uint64
-	histEnd   []int
-	binEnd    []int
-	histStats [3][]uint64
+	binsI   []int64
+	binsU   []uint64
+	binsF   []float64
+	counts  []uint64
+	histEnd []int
+	binEnd  []int
+	// histStart and binStart are where row i's counts and bins begin: with
+	// the ends, a row's arrays are found whatever order the rows were
+	// sorted into (sortrows.go), without moving the flat arrays.
+	histStart []int
+	binStart  []int
+	// binsLen and countsLen are the flat arrays' lengths after the last
+	// row added (the next row's starts).
+	binsLen, countsLen int
+	histStats          [3][]uint64
 
 	cols  []any  // what columns returns, reused
 	slots [5]any // reusable arrays of the value columns (nullBufs, histogram arrays)
@@ -251,9 +260,13 @@ func (m *measurementRows) add(name string, key uint64, s *pa.Sample) {
 // addHist ends a histogram row whose bins were appended: its counts and
 // statistics.
 func (m *measurementRows) addHist(counts []uint64, lo, hi, sum uint64) {
-	m.binEnd = append(m.binEnd, max(len(m.binsI), len(m.binsU), len(m.binsF)))
+	m.binStart = append(m.binStart, m.binsLen)
+	m.binsLen = max(len(m.binsI), len(m.binsU), len(m.binsF))
+	m.binEnd = append(m.binEnd, m.binsLen)
+	m.histStart = append(m.histStart, m.countsLen)
 	m.counts = append(m.counts, counts...)
-	m.histEnd = append(m.histEnd, len(m.counts))
+	m.countsLen = len(m.counts)
+	m.histEnd = append(m.histEnd, m.countsLen)
 	m.histStats[0] = append(m.histStats[0], lo)
 	m.histStats[1] = append(m.histStats[1], hi)
 	m.histStats[2] = append(m.histStats[2], sum)
@@ -262,11 +275,30 @@ func (m *measurementRows) addHist(counts []uint64, lo, hi, sum uint64) {
 // nullable builds a Nullable column from values into bufs' reusable value
 // and pointer arrays: no allocation per row, and none per batch once the
 // arrays have grown to the batch size. The pointers aim into bufs.out, so
-// the result is valid until the next call with the same bufs.
-func nullable[S, T any](missing []bool, vals []S, conv func(S) T, bufs *nullBufs[T]) []*T {
+// the result is valid until the next call with the same bufs. A column with
+// no missing value needs no pointers: clickhouse-go takes the plain values
+// for a Nullable column (none NULL), and when S is T (conv is then the
+// identity) the values themselves, uncopied.
+func nullable[S, T any](missing []bool, vals []S, conv func(S) T, bufs *nullBufs[T]) any {
 	n := len(missing)
+	if !slices.Contains(missing, true) {
+		if same, ok := any(vals).([]T); ok {
+			return same
+		}
+		if cap(bufs.out) < n {
+			bufs.out = make([]T, n)
+		}
+		out := bufs.out[:n]
+		for i, v := range vals {
+			out[i] = conv(v)
+		}
+		return out
+	}
 	if cap(bufs.out) < n {
-		bufs.out, bufs.ptrs = make([]T, n), make([]*T, n)
+		bufs.out = make([]T, n)
+	}
+	if cap(bufs.ptrs) < n {
+		bufs.ptrs = make([]*T, n)
 	}
 	out, ptrs := bufs.out[:n], bufs.ptrs[:n]
 	for i, miss := range missing {
@@ -308,15 +340,13 @@ func histColumns[T int64 | uint64 | float64](m *measurementRows, bins []T, conv 
 	binCol := reuse[[][]T](&m.slots[0], n)
 	countCol := reuse[[][]uint64](&m.slots[1], n)
 	empty, emptyCounts := []T{}, []uint64{}
-	bstart, cstart := 0, 0
 	for i, cend := range m.histEnd {
-		bend := m.binEnd[i]
 		if m.missing[i] {
 			binCol[i], countCol[i] = empty, emptyCounts
 		} else {
+			bstart, bend, cstart := m.binStart[i], m.binEnd[i], m.histStart[i]
 			binCol[i], countCol[i] = bins[bstart:bend:bend], m.counts[cstart:cend:cend]
 		}
-		bstart, cstart = bend, cend
 	}
 	return []any{binCol, countCol,
 		nullable(m.missing, m.histStats[0], conv, slotBufs[T](&m.slots[2])),
@@ -335,9 +365,11 @@ func reuse[S ~[]E, E any](slot *any, n int) S {
 	return s[:n]
 }
 
-// columns returns the column slices in measurementColumns order. The slices
-// alias m's reusable buffers: valid until the next columns or reset.
+// columns returns the column slices in measurementColumns order, the rows
+// sorted by the table's sorting key (sortrows.go). The slices alias m's
+// reusable buffers: valid until the next columns or reset.
 func (m *measurementRows) columns() []any {
+	m.sortRows()
 	cols := append(m.cols[:0], m.names, m.keys, m.ts)
 	if m.t.HasStartTime() {
 		cols = append(cols, m.start)
@@ -390,7 +422,8 @@ func (m *measurementRows) reset() {
 	m.names, m.keys, m.ts, m.start, m.missing = m.names[:0], m.keys[:0], m.ts[:0], m.start[:0], m.missing[:0]
 	m.ints, m.uints, m.f32, m.f64, m.strs = m.ints[:0], m.uints[:0], m.f32[:0], m.f64[:0], m.strs[:0]
 	m.binsI, m.binsU, m.binsF, m.counts, m.histEnd = m.binsI[:0], m.binsU[:0], m.binsF[:0], m.counts[:0], m.histEnd[:0]
-	m.binEnd = m.binEnd[:0]
+	m.binEnd, m.binStart, m.histStart = m.binEnd[:0], m.binStart[:0], m.histStart[:0]
+	m.binsLen, m.countsLen = 0, 0
 	for i := range m.histStats {
 		m.histStats[i] = m.histStats[i][:0]
 	}

@@ -23,7 +23,7 @@ import (
 
 // env is one forwarder's world: a WAL, a state store, a ClickHouse database.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	addr  string
 	db    string
 	dir   string
@@ -37,7 +37,7 @@ type env struct {
 	record2, verified bool
 }
 
-func newEnv(t *testing.T, addr string) *env {
+func newEnv(t testing.TB, addr string) *env {
 	t.Helper()
 	if addr == "" {
 		addr = chtest.Addr(t)
@@ -181,7 +181,7 @@ func (e *env) readBack() map[int64]pa.Datum {
 	return out
 }
 
-func scanDatum(t *testing.T, rows driver.Rows, dt pa.DatumType) (int64, pa.Datum) {
+func scanDatum(t testing.TB, rows driver.Rows, dt pa.DatumType) (int64, pa.Datum) {
 	var ts, start int64
 	dests := []any{&ts}
 	if dt.HasStartTime() {

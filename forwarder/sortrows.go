@@ -1,0 +1,270 @@
+package forwarder
+
+import (
+	"cmp"
+	"slices"
+	"strings"
+	"sync"
+	"unsafe"
+)
+
+// Measurement rows are sent sorted by their table's sorting key
+// (measurementsSortingKey): timeseries_name, timeseries_key, start_time_ns
+// for datums with a start time, timestamp_ns. ClickHouse sorts every
+// inserted block by the sorting key before it writes the block's part, unless
+// a check it makes first finds the block sorted already (MergeTreeDataWriter,
+// isAlreadySorted; counted as the profile event
+// MergeTreeDataWriterBlocksAlreadySorted, in 18.16 and every later server).
+// At RFD 125's N=100 that sort (stableGetPermutation over a String column
+// first) was three quarters of the server's CPU for inserts and an eighth of
+// all its CPU, merges included (BENCHMARKS.md, "sorted measurement blocks").
+// The forwarder sorts cheaper: a name is compared once per distinct name (a
+// rank), not per comparison, and a row is a 16-byte item.
+//
+// Correctness never depends on the order: a block that is not sorted
+// (a table of an older layout whose sorting key lacks start_time_ns, rows
+// whose names compare differently on the server) is sorted by the server as
+// before.
+
+// sortItem is one row being sorted: its name's rank among the block's
+// distinct names, its key, and its index before sorting.
+type sortItem struct {
+	key  uint64
+	rank uint32
+	row  uint32
+}
+
+// rowSorter holds a sort's scratch arrays. Pooled rather than kept per row
+// set: they are needed for a moment per delivery, and held for good they
+// would be some 40 bytes a row of every row set.
+type rowSorter struct {
+	items, spare []sortItem
+	// The block's distinct names: ids in the order first seen (names,
+	// byAddr), then ranks in byte order (ranks by id, sortedNames by rank).
+	ids         map[string]uint32
+	names       []string
+	byAddr      [64]nameSlot
+	order       []uint32
+	ranks       []uint32
+	sortedNames []string
+	byRank      []int
+	// Gather buffers, one per column type.
+	i64  []int64
+	u64  []uint64
+	f64  []float64
+	f32  []float32
+	bits []bool
+	strs []string
+	ints []int
+}
+
+// nameSlot caches a name's id by the address and length of its bytes.
+type nameSlot struct {
+	p   *byte
+	n   int
+	id  uint32
+	set bool
+}
+
+var rowSorters = sync.Pool{New: func() any { return &rowSorter{ids: map[string]uint32{}} }}
+
+// sortBlocks is false only in tests and benchmarks that measure what the
+// sort saves the server.
+var sortBlocks = true
+
+// sortRows puts m's rows in sorting-key order, every column alike.
+func (m *measurementRows) sortRows() {
+	n := len(m.keys)
+	if n < 2 || !sortBlocks || m.sorted() {
+		return
+	}
+	s := rowSorters.Get().(*rowSorter)
+	defer rowSorters.Put(s)
+	items := grown(&s.items, n)
+	for i, name := range m.names {
+		items[i] = sortItem{key: m.keys[i], rank: s.nameID(name), row: uint32(i)}
+	}
+	ranks := s.rankNames()
+	for i := range items {
+		items[i].rank = ranks[items[i].rank]
+	}
+	items = radixSort(items, grown(&s.spare, n), grown(&s.byRank, len(s.names)+1))
+	// Rows of one timeseries (equal rank and key) keep the order they were
+	// added in; put them in time order.
+	for lo := 0; lo < n; {
+		hi := lo + 1
+		for hi < n && items[hi].key == items[lo].key && items[hi].rank == items[lo].rank {
+			hi++
+		}
+		if hi-lo > 1 {
+			slices.SortStableFunc(items[lo:hi], func(a, b sortItem) int { return m.compareTimes(int(a.row), int(b.row)) })
+		}
+		lo = hi
+	}
+	// Names and keys come from the items; the other columns are gathered.
+	for i := range items {
+		m.names[i], m.keys[i] = s.sortedNames[items[i].rank], items[i].key
+	}
+	gather(m.ts, items, &s.i64)
+	gather(m.missing, items, &s.bits)
+	gather(m.start, items, &s.i64)
+	if m.t.IsHistogram() {
+		gather(m.binStart, items, &s.ints)
+		gather(m.binEnd, items, &s.ints)
+		gather(m.histStart, items, &s.ints)
+		gather(m.histEnd, items, &s.ints)
+		for i := range m.histStats {
+			gather(m.histStats[i], items, &s.u64)
+		}
+	} else {
+		// One value per row in whichever array the datum type uses.
+		gather(m.ints, items, &s.i64)
+		gather(m.uints, items, &s.u64)
+		gather(m.f32, items, &s.f32)
+		gather(m.f64, items, &s.f64)
+		gather(m.strs, items, &s.strs)
+	}
+	clear(s.strs)
+	clear(s.names)
+	clear(s.sortedNames)
+	s.names = s.names[:0]
+	clear(s.ids)
+	s.byAddr = [len(s.byAddr)]nameSlot{}
+}
+
+// grown returns (*buf)[:n], reallocated when its capacity is short.
+func grown[T any](buf *[]T, n int) []T {
+	if cap(*buf) < n {
+		*buf = make([]T, n)
+	}
+	*buf = (*buf)[:n]
+	return *buf
+}
+
+// gather sets col[i] to the old col[order[i].row], through tmp. A column
+// of no rows (an array the datum type does not use) is left alone.
+func gather[T any](col []T, order []sortItem, tmp *[]T) {
+	if len(col) == 0 {
+		return
+	}
+	t := grown(tmp, len(col))
+	for i := range order {
+		t[i] = col[order[i].row]
+	}
+	copy(col, t)
+}
+
+// radixSort sorts items by (rank, key), stably, with spare as scratch of
+// the same length, and returns the sorted slice (items or spare): a least
+// significant digit radix sort, a byte of the key per pass (passes where
+// every key has the same byte are skipped) and then the rank (byRank is
+// scratch of one more than the ranks).
+func radixSort(items, spare []sortItem, byRank []int) []sortItem {
+	var counts [256]int
+	for shift := uint(0); shift < 64; shift += 8 {
+		clear(counts[:])
+		for i := range items {
+			counts[byte(items[i].key>>shift)]++
+		}
+		if counts[byte(items[0].key>>shift)] == len(items) {
+			continue
+		}
+		sum := 0
+		for d, c := range counts {
+			counts[d] = sum
+			sum += c
+		}
+		for i := range items {
+			d := byte(items[i].key >> shift)
+			spare[counts[d]] = items[i]
+			counts[d]++
+		}
+		items, spare = spare, items
+	}
+	if ranks := len(byRank) - 1; ranks > 1 {
+		clear(byRank)
+		for i := range items {
+			byRank[items[i].rank+1]++
+		}
+		for r := 1; r <= ranks; r++ {
+			byRank[r] += byRank[r-1]
+		}
+		for i := range items {
+			r := items[i].rank
+			spare[byRank[r]] = items[i]
+			byRank[r]++
+		}
+		items = spare
+	}
+	return items
+}
+
+// nameID returns name's index in s.names (the block's distinct names in the
+// order first seen), adding it when new. Names are interned (one string per
+// name and session), so a small cache by the string's address answers most
+// rows without hashing the name.
+func (s *rowSorter) nameID(name string) uint32 {
+	p := unsafe.StringData(name)
+	c := &s.byAddr[(uintptr(unsafe.Pointer(p))>>3)%uintptr(len(s.byAddr))]
+	if c.p == p && c.n == len(name) && c.set {
+		return c.id
+	}
+	id, ok := s.ids[name]
+	if !ok {
+		id = uint32(len(s.names))
+		s.ids[name] = id
+		s.names = append(s.names, name)
+	}
+	*c = nameSlot{p: p, n: len(name), id: id, set: true}
+	return id
+}
+
+// rankNames sorts s.names bytewise and returns each old index's rank.
+func (s *rowSorter) rankNames() []uint32 {
+	order := grown(&s.order, len(s.names))
+	for i := range order {
+		order[i] = uint32(i)
+	}
+	slices.SortFunc(order, func(a, b uint32) int { return strings.Compare(s.names[a], s.names[b]) })
+	ranks := grown(&s.ranks, len(s.names))
+	sortedNames := grown(&s.sortedNames, len(s.names))
+	for r, id := range order {
+		ranks[id] = uint32(r)
+		sortedNames[r] = s.names[id]
+	}
+	return ranks
+}
+
+// sameString is a == b, cheap for the common case of one interned string.
+func sameString(a, b string) bool {
+	return len(a) == len(b) && (unsafe.StringData(a) == unsafe.StringData(b) || a == b)
+}
+
+// compareTimes orders two rows of one timeseries: start time, then
+// timestamp.
+func (m *measurementRows) compareTimes(a, b int) int {
+	if m.t.HasStartTime() {
+		if c := cmp.Compare(m.start[a], m.start[b]); c != 0 {
+			return c
+		}
+	}
+	return cmp.Compare(m.ts[a], m.ts[b])
+}
+
+// sorted reports whether m's rows are in sorting-key order already (a
+// retried delivery's, or a batch of one timeseries).
+func (m *measurementRows) sorted() bool {
+	for i := 1; i < len(m.keys); i++ {
+		a, b := m.names[i-1], m.names[i]
+		if !sameString(a, b) {
+			if a > b {
+				return false
+			}
+			continue
+		}
+		if c := cmp.Compare(m.keys[i-1], m.keys[i]); c > 0 || c == 0 && m.compareTimes(i-1, i) > 0 {
+			return false
+		}
+	}
+	return true
+}

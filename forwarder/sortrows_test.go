@@ -1,0 +1,222 @@
+package forwarder
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/holdfast/holdfast/internal/sampletest"
+	pa "github.com/holdfast/holdfast/producerapi"
+)
+
+// sortCase is one row added to a measurementRows: a sample of one datum
+// type under a name and key, and the row as one text (columns() of that
+// row alone).
+type sortCase struct {
+	name  string
+	key   uint64
+	start int64
+	ts    int64
+	text  string
+}
+
+// TestMeasurementRowsSortByTheSortingKey: for every datum type (histograms
+// and missing values included), rows added in random order come out of
+// columns() in sorting-key order (name bytewise, key, start time, timestamp)
+// with every column moved alike: each row's text is the text of the same
+// sample's row built alone. A second columns() (a retried delivery) returns
+// the same rows.
+func TestMeasurementRowsSortByTheSortingKey(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	names := []string{"b:m", "a:z", "a:m", "ab:m", "b:"} // "b:" < "b:m", "a:z" > "a:m"
+	keys := []uint64{0, 1, math.MaxUint64, 1 << 63, 42}
+	byType := map[pa.DatumType][]pa.Sample{}
+	for _, s := range sampletest.EveryDatumType(1) {
+		byType[s.Datum.Type] = append(byType[s.Datum.Type], s)
+	}
+	for dt, samples := range byType {
+		t.Run(dt.String(), func(t *testing.T) {
+			var cases []sortCase
+			m := &measurementRows{t: dt}
+			for i := range 300 {
+				s := samples[rng.IntN(len(samples))]
+				s.TimestampNs = rng.Int64N(20) - 10 // ties in ts across keys, negatives
+				if dt.HasStartTime() {
+					s.Datum.StartTimeNs = rng.Int64N(3) - 1
+				}
+				c := sortCase{name: names[rng.IntN(len(names))], key: keys[rng.IntN(len(keys))], ts: s.TimestampNs, start: s.Datum.StartTimeNs}
+				// Identical (name, key, start, ts) would have no defined
+				// order: keep one of each.
+				if slices.ContainsFunc(cases, func(o sortCase) bool {
+					return o.name == c.name && o.key == c.key && o.ts == c.ts && (!dt.HasStartTime() || o.start == c.start)
+				}) {
+					continue
+				}
+				alone := &measurementRows{t: dt}
+				alone.add(c.name, c.key, &s)
+				c.text = rowTexts(alone.columns())[0]
+				cases = append(cases, c)
+				// Names as the forwarder holds them: one string per name
+				// (interned), and now and then an equal copy.
+				name := c.name
+				if i%7 == 0 {
+					name = strings.Clone(name)
+				}
+				m.add(name, c.key, &s)
+			}
+			slices.SortFunc(cases, func(a, b sortCase) int {
+				return cmp.Or(strings.Compare(a.name, b.name), cmp.Compare(a.key, b.key),
+					cmp.Compare(a.start*boolInt(dt.HasStartTime()), b.start*boolInt(dt.HasStartTime())), cmp.Compare(a.ts, b.ts))
+			})
+			want := make([]string, len(cases))
+			for i, c := range cases {
+				want[i] = c.text
+			}
+			if m.sorted() {
+				t.Fatal("the rows were added in random order but sorted() says they are sorted")
+			}
+			got := rowTexts(m.columns())
+			if !slices.Equal(got, want) {
+				t.Fatalf("rows after sorting:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+			if !m.sorted() {
+				t.Error("sorted() is false after columns()")
+			}
+			if again := rowTexts(m.columns()); !slices.Equal(again, want) {
+				t.Errorf("a second columns() changed the rows:\n%s", strings.Join(again, "\n"))
+			}
+		})
+	}
+}
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// rowTexts renders columns (as columns() returns them) one text per row:
+// every column's value in that row, floats by their bits, pointers
+// dereferenced ("nil" when NULL), arrays element by element.
+func rowTexts(cols []any) []string {
+	n := reflect.ValueOf(cols[0]).Len()
+	out := make([]string, n)
+	for i := range out {
+		var b strings.Builder
+		for _, c := range cols {
+			b.WriteString(valueText(reflect.ValueOf(c).Index(i)))
+			b.WriteString("|")
+		}
+		out[i] = b.String()
+	}
+	return out
+}
+
+func valueText(v reflect.Value) string {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if v.IsNil() {
+			return "nil"
+		}
+		return valueText(v.Elem())
+	case reflect.Float64:
+		return fmt.Sprintf("%#x", math.Float64bits(v.Float()))
+	case reflect.Float32:
+		return fmt.Sprintf("%#x", math.Float32bits(float32(v.Float())))
+	case reflect.Slice:
+		parts := make([]string, v.Len())
+		for i := range parts {
+			parts[i] = valueText(v.Index(i))
+		}
+		return "[" + strings.Join(parts, " ") + "]"
+	default:
+		return fmt.Sprintf("%#v", v.Interface())
+	}
+}
+
+// BenchmarkSortRows: sorting a 100,000-row block of one measurements table
+// (8 names, random keys, one timestamp a row) as columns() does before a
+// send; ns/op is per block.
+func BenchmarkSortRows(b *testing.B) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	const rows = 100_000
+	names := []string{"vm:cpu_busy", "vm:cpu_idle", "vm:disk_read_bytes", "vm:disk_write_bytes", "vm:net_rx_bytes", "vm:net_tx_bytes", "vm:memory_used", "vm:latency"}
+	src := &measurementRows{t: pa.DatumCumulativeU64}
+	s := pa.Sample{Datum: pa.Datum{Type: pa.DatumCumulativeU64}}
+	for i := range rows {
+		s.TimestampNs, s.Datum.Uint = int64(i), uint64(i)
+		src.add(names[i%len(names)], rng.Uint64(), &s)
+	}
+	m := &measurementRows{t: src.t}
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		m.reset()
+		m.names, m.keys = append(m.names, src.names...), append(m.keys, src.keys...)
+		m.ts, m.start, m.missing = append(m.ts, src.ts...), append(m.start, src.start...), append(m.missing, src.missing...)
+		m.uints = append(m.uints, src.uints...)
+		b.StartTimer()
+		m.sortRows()
+	}
+}
+
+// TestServerFindsBlocksSorted: against the real server, the forwarder's
+// measurement INSERTs arrive sorted by the tables' sorting key, so the server
+// skips its own sort (profile event MergeTreeDataWriterBlocksAlreadySorted,
+// one per block; the server counts a block of one row as sorted, so every
+// table here gets many rows, added in a shuffled order). The counter is the
+// server's: tests running beside this one can only add to it, never hide a
+// block of ours that was not sorted unless they insert sorted blocks in the
+// same moment. Every sample is then read back once.
+func TestServerFindsBlocksSorted(t *testing.T) {
+	e := newEnv(t, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := EnsureSchema(ctx, e.conn, e.db); err != nil {
+		t.Fatal(err)
+	}
+	samples := sampletest.NewFleet(50).Append(nil, 1100, 1_700_000_000_000_000_000)
+	rand.New(rand.NewPCG(7, 8)).Shuffle(len(samples), func(i, j int) { samples[i], samples[j] = samples[j], samples[i] })
+	w := newWriter(e.conn, e.db, 1<<16)
+	rs := newRowSet()
+	if refused := w.addSamples(rs, samples, nil); len(refused) > 0 {
+		t.Fatalf("%d samples refused", len(refused))
+	}
+	tables := 0
+	for _, m := range rs.meas {
+		if m != nil && len(m.keys) > 1 {
+			tables++
+			if m.sorted() {
+				t.Fatalf("%v: rows sorted before the insert; the test needs them shuffled", m.t)
+			}
+		}
+	}
+	before := alreadySorted(ctx, t, e)
+	if err := w.insert(ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+	if got := alreadySorted(ctx, t, e) - before; got < uint64(tables) {
+		t.Fatalf("the server found %d blocks sorted during the insert of %d measurements tables' blocks", got, tables)
+	}
+	if n := e.count(true); n != uint64(len(samples)) {
+		t.Fatalf("ClickHouse holds %d samples, want %d", n, len(samples))
+	}
+}
+
+func alreadySorted(ctx context.Context, t *testing.T, e *env) uint64 {
+	t.Helper()
+	var n uint64
+	err := e.conn.QueryRow(ctx, "SELECT toUInt64(sum(value)) FROM system.events WHERE event = 'MergeTreeDataWriterBlocksAlreadySorted'").Scan(&n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
