@@ -14,7 +14,8 @@
 // flushed when it reaches BatchRows rows (measurement rows plus the fields
 // rows of new timeseries), BatchBytes bytes, or FlushAge age,
 // or when Flush asks. A flush inserts, per datum type present, one columnar
-// INSERT into measurements_<type>; before that it inserts the fields and the
+// INSERT into measurements_<type>, its rows sorted by the table's sorting
+// key so that the server need not sort them (sortrows.go); before that it inserts the fields and the
 // schema of timeseries it has not written yet. Only when every INSERT
 // succeeded is the batch's last index written as the checkpoint (pebble.Sync),
 // and only then is the WAL truncated behind it.

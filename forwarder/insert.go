@@ -308,6 +308,7 @@ const fieldBlockRows = 16_384
 // after some blocks were sent is retried whole, like any failed INSERT.
 func (w *writer) sendFields(ctx context.Context, table string, f *fieldRows) error {
 	q := insertStatement(w.db, table, fieldColumns)
+	f.sortRows()
 	rows := &fieldBlocks{f: f, out: w.fieldNames, values: reflect.ValueOf(f.values())}
 	err := chbatch.SendBlocks(insertContext(ctx, w.cluster), w.conn, q, rows, w.fieldBlock)
 	w.fieldNames.release()

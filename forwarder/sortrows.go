@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"unsafe"
+
+	pa "github.com/holdfast/holdfast/producerapi"
 )
 
 // Measurement rows are sent sorted by their table's sorting key
@@ -267,4 +269,193 @@ func (m *measurementRows) sorted() bool {
 		}
 	}
 	return true
+}
+
+// fieldItem is one fields row being sorted: its (timeseries name, field
+// name) pair's rank, its value as an order-preserving 64-bit key (a string
+// value's rank among the block's distinct values), its key and index.
+type fieldItem struct {
+	key   uint64
+	value uint64
+	pair  uint32
+	row   uint32
+}
+
+// fieldSorter is the scratch of a fields sort, pooled as rowSorter's.
+type fieldSorter struct {
+	items, spare []fieldItem
+	pairOrder    []uint32
+	pairRank     []uint32
+	strIDs       map[string]uint32
+	strs         []string
+	strOrder     []uint32
+	strRank      []uint32
+	counts       []int
+	u64          []uint64
+	gathered     fieldRows
+}
+
+var fieldSorters = sync.Pool{New: func() any { return &fieldSorter{strIDs: map[string]uint32{}} }}
+
+// sortRows puts f's rows in their table's sorting-key order
+// (timeseries_name, field_name, field_value, timeseries_key), as
+// measurementRows.sortRows does measurements: a start's batches carry
+// several fields rows per new timeseries, each sorted by the server
+// otherwise. UUID tables are left to the server: its order of UUIDs is
+// not their bytes'.
+func (f *fieldRows) sortRows() {
+	n := f.len()
+	if n < 2 || !sortBlocks || f.t == pa.FieldUUID {
+		return
+	}
+	s := fieldSorters.Get().(*fieldSorter)
+	defer fieldSorters.Put(s)
+	// The pairs' ranks: by timeseries name, then field name.
+	order := grown(&s.pairOrder, len(f.pairList))
+	for i := range order {
+		order[i] = uint32(i)
+	}
+	slices.SortFunc(order, func(a, b uint32) int {
+		x, y := &f.pairList[a], &f.pairList[b]
+		return cmp.Or(strings.Compare(x.name, y.name), strings.Compare(x.field, y.field))
+	})
+	ranks := grown(&s.pairRank, len(f.pairList))
+	for r, i := range order {
+		ranks[i] = uint32(r)
+	}
+	values := f.orderKeys(s)
+	items := grown(&s.items, n)
+	for i := range items {
+		items[i] = fieldItem{key: f.keys[i], value: values[i], pair: ranks[f.pairs[i]], row: uint32(i)}
+	}
+	items = radixSortFields(items, grown(&s.spare, n), grown(&s.counts, max(256, len(f.pairList))))
+	for i := range items {
+		f.keys[i] = items[i].key
+	}
+	g := &s.gathered
+	gatherBy(f.pairs, items, &g.pairs)
+	gatherBy(f.strs, items, &g.strs)
+	gatherBy(f.u8, items, &g.u8)
+	gatherBy(f.i8, items, &g.i8)
+	gatherBy(f.i16, items, &g.i16)
+	gatherBy(f.i32, items, &g.i32)
+	gatherBy(f.i64, items, &g.i64)
+	gatherBy(f.u16, items, &g.u16)
+	gatherBy(f.u32, items, &g.u32)
+	gatherBy(f.u64, items, &g.u64)
+	clear(g.strs)
+	clear(s.strs)
+	s.strs = s.strs[:0]
+	clear(s.strIDs)
+}
+
+// orderKeys returns each row's value as a uint64 in the column's order:
+// unsigned values as they are, signed ones with the sign bit flipped, a
+// string's rank among the block's distinct strings (bytewise).
+func (f *fieldRows) orderKeys(s *fieldSorter) []uint64 {
+	out := grown(&s.u64, f.len())
+	signed := func(v int64) uint64 { return uint64(v) ^ 1<<63 }
+	switch f.t {
+	case pa.FieldString, pa.FieldIPAddr:
+		ids := out
+		for i, v := range f.strs {
+			id, ok := s.strIDs[v]
+			if !ok {
+				id = uint32(len(s.strs))
+				s.strIDs[v] = id
+				s.strs = append(s.strs, v)
+			}
+			ids[i] = uint64(id)
+		}
+		order := grown(&s.strOrder, len(s.strs))
+		for i := range order {
+			order[i] = uint32(i)
+		}
+		slices.SortFunc(order, func(a, b uint32) int { return strings.Compare(s.strs[a], s.strs[b]) })
+		rank := grown(&s.strRank, len(s.strs))
+		for r, id := range order {
+			rank[id] = uint32(r)
+		}
+		for i, id := range ids {
+			out[i] = uint64(rank[id])
+		}
+	case pa.FieldBool, pa.FieldU8:
+		for i, v := range f.u8 {
+			out[i] = uint64(v)
+		}
+	case pa.FieldU16:
+		for i, v := range f.u16 {
+			out[i] = uint64(v)
+		}
+	case pa.FieldU32:
+		for i, v := range f.u32 {
+			out[i] = uint64(v)
+		}
+	case pa.FieldU64:
+		copy(out, f.u64)
+	case pa.FieldI8:
+		for i, v := range f.i8 {
+			out[i] = signed(int64(v))
+		}
+	case pa.FieldI16:
+		for i, v := range f.i16 {
+			out[i] = signed(int64(v))
+		}
+	case pa.FieldI32:
+		for i, v := range f.i32 {
+			out[i] = signed(int64(v))
+		}
+	case pa.FieldI64:
+		for i, v := range f.i64 {
+			out[i] = signed(v)
+		}
+	}
+	return out
+}
+
+// gatherBy is gather for fields rows.
+func gatherBy[T any](col []T, order []fieldItem, tmp *[]T) {
+	if len(col) == 0 {
+		return
+	}
+	t := grown(tmp, len(col))
+	for i := range order {
+		t[i] = col[order[i].row]
+	}
+	copy(col, t)
+}
+
+// radixSortFields sorts items by (pair, value, key), stably: radixSort's
+// passes over the key's bytes, then the value's, then the pair's rank
+// (counts is scratch of at least 256 and the number of pairs).
+func radixSortFields(items, spare []fieldItem, counts []int) []fieldItem {
+	pass := func(digit func(*fieldItem) int, buckets int) {
+		c := counts[:buckets]
+		clear(c)
+		for i := range items {
+			c[digit(&items[i])]++
+		}
+		if c[digit(&items[0])] == len(items) {
+			return
+		}
+		sum := 0
+		for d, k := range c {
+			c[d] = sum
+			sum += k
+		}
+		for i := range items {
+			d := digit(&items[i])
+			spare[c[d]] = items[i]
+			c[d]++
+		}
+		items, spare = spare, items
+	}
+	for shift := uint(0); shift < 64; shift += 8 {
+		pass(func(it *fieldItem) int { return int(byte(it.key >> shift)) }, 256)
+	}
+	for shift := uint(0); shift < 64; shift += 8 {
+		pass(func(it *fieldItem) int { return int(byte(it.value >> shift)) }, 256)
+	}
+	pass(func(it *fieldItem) int { return int(it.pair) }, len(counts))
+	return items
 }

@@ -7,13 +7,16 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast/internal/sampletest"
+	pa "github.com/holdfast/holdfast/producerapi"
 )
 
-// BenchmarkServerInsertCPU: what sending measurement blocks sorted saves the
-// server. Each iteration inserts the same 110,000 fleet samples (5,000 VMs,
-// shuffled, their fields written before) twice, once sorted by the
-// forwarder and once as added, alternating, with the tables' merges stopped
-// so only the INSERTs' work is counted. The server's CPU is its own count
+// BenchmarkServerInsertCPU: what sending blocks sorted saves the server.
+// Each iteration inserts the same 110,000 fleet samples (5,000 VMs,
+// shuffled) twice, once sorted by the forwarder and once as added,
+// alternating, with the tables' merges stopped so only the INSERTs' work is
+// counted: "steady" with their fields written before (measurements rows
+// only), "new" as new timeseries every time (the fields rows, about five a
+// sample, and the measurements: a start's batches). The server's CPU is its own count
 // for query threads (system.events OSCPUVirtualTimeMicroseconds), so run it
 // alone on its server: `scripts/bench.sh go ServerInsertCPU` (or with
 // HOLDFAST_CLICKHOUSE set, go test -run '^$' -bench ServerInsertCPU
@@ -21,6 +24,16 @@ import (
 // samples each way and their ratio (sorted over unsorted), and the
 // forwarder's own time per sample to sort.
 func BenchmarkServerInsertCPU(b *testing.B) {
+	for _, newSeries := range []bool{false, true} {
+		name := "steady"
+		if newSeries {
+			name = "new"
+		}
+		b.Run(name, func(b *testing.B) { benchServerInsertCPU(b, newSeries) })
+	}
+}
+
+func benchServerInsertCPU(b *testing.B, newSeries bool) {
 	e := newEnv(b, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -35,11 +48,16 @@ func BenchmarkServerInsertCPU(b *testing.B) {
 	if err := w.insert(ctx, first); err != nil { // fields, schemas; marks them written
 		b.Fatal(err)
 	}
-	for _, m := range first.meas {
-		if m != nil {
-			if err := e.conn.Exec(ctx, "SYSTEM STOP MERGES "+e.db+"."+MeasurementsTable(m.t)); err != nil {
-				b.Fatal(err)
-			}
+	tables := []string{"timeseries_schema"}
+	for _, t := range pa.AllDatumTypes() {
+		tables = append(tables, MeasurementsTable(t))
+	}
+	for _, ft := range pa.AllFieldTypes() {
+		tables = append(tables, FieldsTable(ft))
+	}
+	for _, table := range tables {
+		if err := e.conn.Exec(ctx, "SYSTEM STOP MERGES "+e.db+"."+table); err != nil {
+			b.Fatal(err)
 		}
 	}
 	defer func() { sortBlocks = true }()
@@ -50,11 +68,19 @@ func BenchmarkServerInsertCPU(b *testing.B) {
 	for b.Loop() {
 		for mode := range 2 {
 			sortBlocks = mode == 1
+			if newSeries {
+				w.forgetSeen()
+			}
 			rs.reset()
 			w.addSamples(rs, samples, nil)
 			if mode == 1 {
 				t0 := time.Now()
 				rs.columns() // sorts; insert finds the rows sorted
+				for _, f := range rs.fields {
+					if f != nil {
+						f.sortRows() // sendFields finds them sorted
+					}
+				}
 				sortTook += time.Since(t0)
 			}
 			before := serverCPU(ctx, b, e)

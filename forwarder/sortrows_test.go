@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"net/netip"
 	"reflect"
 	"slices"
 	"strings"
@@ -169,7 +170,8 @@ func BenchmarkSortRows(b *testing.B) {
 }
 
 // TestServerFindsBlocksSorted: against the real server, the forwarder's
-// measurement INSERTs arrive sorted by the tables' sorting key, so the server
+// measurement and fields INSERTs (UUID fields aside) arrive sorted by the
+// tables' sorting keys, so the server
 // skips its own sort (profile event MergeTreeDataWriterBlocksAlreadySorted,
 // one per block; the server counts a block of one row as sorted, so every
 // table here gets many rows, added in a shuffled order). The counter is the
@@ -199,12 +201,17 @@ func TestServerFindsBlocksSorted(t *testing.T) {
 			}
 		}
 	}
+	for _, f := range rs.fields {
+		if f != nil && f.len() > 1 && f.t != pa.FieldUUID {
+			tables++
+		}
+	}
 	before := alreadySorted(ctx, t, e)
 	if err := w.insert(ctx, rs); err != nil {
 		t.Fatal(err)
 	}
 	if got := alreadySorted(ctx, t, e) - before; got < uint64(tables) {
-		t.Fatalf("the server found %d blocks sorted during the insert of %d measurements tables' blocks", got, tables)
+		t.Fatalf("the server found %d blocks sorted during the insert of %d tables' blocks", got, tables)
 	}
 	if n := e.count(true); n != uint64(len(samples)) {
 		t.Fatalf("ClickHouse holds %d samples, want %d", n, len(samples))
@@ -219,4 +226,80 @@ func alreadySorted(ctx context.Context, t *testing.T, e *env) uint64 {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// TestFieldRowsSortByTheSortingKey: fields rows of every field type but
+// UUID (left to the server) come out of sortRows in their table's order
+// (timeseries name, field name, value, key) with each row whole: its text
+// is the text of the same row added alone. Values cover the extremes and
+// the sign bit, and repeat, so rows tie on all but the key.
+func TestFieldRowsSortByTheSortingKey(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	values := map[pa.FieldType][]pa.FieldValue{
+		pa.FieldString: {pa.StringValue(""), pa.StringValue("a"), pa.StringValue("ab"), pa.StringValue("b"), pa.StringValue("\xff")},
+		pa.FieldIPAddr: {pa.IPValue(netip.MustParseAddr("10.0.0.2")), pa.IPValue(netip.MustParseAddr("9.0.0.1")), pa.IPValue(netip.MustParseAddr("::1"))},
+		pa.FieldBool:   {pa.BoolValue(false), pa.BoolValue(true)},
+		pa.FieldI8:     {pa.I8Value(math.MinInt8), pa.I8Value(-1), pa.I8Value(0), pa.I8Value(math.MaxInt8)},
+		pa.FieldI16:    {pa.I16Value(math.MinInt16), pa.I16Value(-1), pa.I16Value(1), pa.I16Value(math.MaxInt16)},
+		pa.FieldI32:    {pa.I32Value(math.MinInt32), pa.I32Value(-1), pa.I32Value(1), pa.I32Value(math.MaxInt32)},
+		pa.FieldI64:    {pa.I64Value(math.MinInt64), pa.I64Value(-1), pa.I64Value(1), pa.I64Value(math.MaxInt64)},
+		pa.FieldU8:     {pa.U8Value(0), pa.U8Value(1), pa.U8Value(math.MaxUint8)},
+		pa.FieldU16:    {pa.U16Value(0), pa.U16Value(256), pa.U16Value(math.MaxUint16)},
+		pa.FieldU32:    {pa.U32Value(0), pa.U32Value(1 << 31), pa.U32Value(math.MaxUint32)},
+		pa.FieldU64:    {pa.U64Value(0), pa.U64Value(1 << 63), pa.U64Value(math.MaxUint64)},
+	}
+	names := []string{"b:m", "a:z", "a:m", "ab:m"}
+	fieldNames := []string{"sled", "project", "slot", "p"}
+	keys := []uint64{0, 1, 1 << 63, math.MaxUint64}
+	type fieldCase struct {
+		name, field string
+		value       pa.FieldValue
+		key         uint64
+		text        string
+	}
+	for ft, vals := range values {
+		t.Run(ft.String(), func(t *testing.T) {
+			f := &fieldRows{t: ft}
+			var cases []fieldCase
+			seen := map[string]bool{}
+			for range 300 {
+				c := fieldCase{name: names[rng.IntN(len(names))], field: fieldNames[rng.IntN(len(fieldNames))], value: vals[rng.IntN(len(vals))], key: keys[rng.IntN(len(keys))]}
+				fld := pa.Field{Name: c.field, Value: c.value}
+				alone := &fieldRows{t: ft}
+				alone.add(c.name, c.key, &fld)
+				c.text = fieldRowTexts(alone)[0]
+				if seen[c.text] {
+					continue
+				}
+				seen[c.text] = true
+				cases = append(cases, c)
+				f.add(c.name, c.key, &fld)
+			}
+			valueCmp := func(a, b pa.FieldValue) int {
+				switch ft {
+				case pa.FieldString:
+					return strings.Compare(a.Str, b.Str)
+				case pa.FieldIPAddr:
+					return strings.Compare(a.IP.String(), b.IP.String()) // the column holds the text
+				case pa.FieldBool:
+					return cmp.Compare(boolInt(a.Bool), boolInt(b.Bool))
+				case pa.FieldI8, pa.FieldI16, pa.FieldI32, pa.FieldI64:
+					return cmp.Compare(a.Int, b.Int)
+				default:
+					return cmp.Compare(a.Uint, b.Uint)
+				}
+			}
+			slices.SortFunc(cases, func(a, b fieldCase) int {
+				return cmp.Or(strings.Compare(a.name, b.name), strings.Compare(a.field, b.field), valueCmp(a.value, b.value), cmp.Compare(a.key, b.key))
+			})
+			want := make([]string, len(cases))
+			for i, c := range cases {
+				want[i] = c.text
+			}
+			f.sortRows()
+			if got := fieldRowTexts(f); !slices.Equal(got, want) {
+				t.Fatalf("rows after sorting:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+		})
+	}
 }
