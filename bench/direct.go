@@ -28,7 +28,7 @@ import (
 // samples in system.query_log): the "ceiling" was mostly fields inserts.
 // Here, as a user who knows the fleet would, fields and schemas are written
 // once per timeseries, rows are built into reused typed column buffers
-// and sorted by the table's sorting key (as the forwarder sends them)
+// and sorted by their table's sorting key (as the forwarder sends them)
 // outside the timed section, and the timed section is only the INSERT of
 // each table: one columnar Append per column and Send, measurements on the
 // statement's batch kept from the last INSERT (internal/chbatch), as the
@@ -196,7 +196,41 @@ func (d *directInserter) build(samples []pa.Sample) error {
 			m.sortRows()
 		}
 	}
+	for _, f := range r.fields {
+		if f != nil {
+			f.sortRows()
+		}
+	}
 	return nil
+}
+
+// sortRows puts f's rows in the fields table's sorting-key order (name,
+// field name, value, key), as the forwarder sends them. Untimed.
+func (f *directFields) sortRows() {
+	order := make([]int, len(f.names))
+	for i := range order {
+		order[i] = i
+	}
+	value := func(a, b int) int {
+		switch {
+		case len(f.str) > 0:
+			return strings.Compare(f.str[a], f.str[b])
+		case len(f.u8) > 0:
+			return cmp.Compare(f.u8[a], f.u8[b])
+		case len(f.u32) > 0:
+			return cmp.Compare(f.u32[a], f.u32[b])
+		case len(f.u64) > 0:
+			return cmp.Compare(f.u64[a], f.u64[b])
+		case len(f.i64) > 0:
+			return cmp.Compare(f.i64[a], f.i64[b])
+		}
+		return 0
+	}
+	slices.SortFunc(order, func(a, b int) int {
+		return cmp.Or(strings.Compare(f.names[a], f.names[b]), strings.Compare(f.fields[a], f.fields[b]), value(a, b), cmp.Compare(f.keys[a], f.keys[b]))
+	})
+	f.names, f.keys, f.fields = gathered(f.names, order), gathered(f.keys, order), gathered(f.fields, order)
+	f.str, f.u8, f.u32, f.u64, f.i64 = gathered(f.str, order), gathered(f.u8, order), gathered(f.u32, order), gathered(f.u64, order), gathered(f.i64, order)
 }
 
 // sortRows puts m's rows in the table's sorting-key order (name, key,
