@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -57,5 +58,29 @@ func TestPerSeriesCheckSeesOverlapAndCollapse(t *testing.T) {
 	}
 	if err == nil {
 		t.Fatal("a series short of a sample passed the per-series check")
+	}
+}
+
+// TestLatencySubset: the latency poll keeps every timeseries of small
+// fleets, and of large ones a key range of about 2,000 VMs' worth (at most
+// 1/64), weighting its entries so that one stands for about the same share
+// of the fleet's samples.
+func TestLatencySubset(t *testing.T) {
+	for _, c := range []struct {
+		vms      int
+		maxKey   uint64
+		perEntry uint64
+	}{
+		{1, math.MaxUint64, 1000},
+		{3999, math.MaxUint64, 1000},
+		{4000, math.MaxUint64 >> 1, 500},
+		{10_000, math.MaxUint64 >> 2, 250},
+		{100_000, math.MaxUint64 >> 5, 31},
+		{1_000_000, math.MaxUint64 >> 6, 15},
+	} {
+		got := latencySubset(c.vms)
+		if got.maxKey != c.maxKey || got.perEntry != c.perEntry {
+			t.Errorf("%d VMs: %+v, want maxKey %#x perEntry %d", c.vms, got, c.maxKey, c.perEntry)
+		}
 	}
 }
