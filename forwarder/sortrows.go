@@ -429,33 +429,55 @@ func gatherBy[T any](col []T, order []fieldItem, tmp *[]T) {
 // passes over the key's bytes, then the value's, then the pair's rank
 // (counts is scratch of at least 256 and the number of pairs).
 func radixSortFields(items, spare []fieldItem, counts []int) []fieldItem {
-	pass := func(digit func(*fieldItem) int, buckets int) {
-		c := counts[:buckets]
-		clear(c)
-		for i := range items {
-			c[digit(&items[i])]++
-		}
-		if c[digit(&items[0])] == len(items) {
-			return
-		}
-		sum := 0
-		for d, k := range c {
-			c[d] = sum
-			sum += k
-		}
-		for i := range items {
-			d := digit(&items[i])
-			spare[c[d]] = items[i]
-			c[d]++
-		}
-		items, spare = spare, items
+	for shift := uint(0); shift < 64; shift += 8 {
+		items, spare = fieldPass(items, spare, counts[:256], digitKey, shift)
 	}
 	for shift := uint(0); shift < 64; shift += 8 {
-		pass(func(it *fieldItem) int { return int(byte(it.key >> shift)) }, 256)
+		items, spare = fieldPass(items, spare, counts[:256], digitValue, shift)
 	}
-	for shift := uint(0); shift < 64; shift += 8 {
-		pass(func(it *fieldItem) int { return int(byte(it.value >> shift)) }, 256)
-	}
-	pass(func(it *fieldItem) int { return int(it.pair) }, len(counts))
+	items, _ = fieldPass(items, spare, counts, digitPair, 0)
 	return items
+}
+
+// Which part of a fieldItem a radix pass orders by.
+const (
+	digitKey = iota
+	digitValue
+	digitPair
+)
+
+// fieldDigit is item's digit for a pass: a byte of its key or value at
+// shift, or its pair's rank.
+func fieldDigit(it *fieldItem, which int, shift uint) int {
+	switch which {
+	case digitKey:
+		return int(byte(it.key >> shift))
+	case digitValue:
+		return int(byte(it.value >> shift))
+	}
+	return int(it.pair)
+}
+
+// fieldPass is one stable counting pass over items into spare, returning
+// them swapped (not swapped when every item has the same digit, which
+// needs no move).
+func fieldPass(items, spare []fieldItem, counts []int, which int, shift uint) ([]fieldItem, []fieldItem) {
+	clear(counts)
+	for i := range items {
+		counts[fieldDigit(&items[i], which, shift)]++
+	}
+	if counts[fieldDigit(&items[0], which, shift)] == len(items) {
+		return items, spare
+	}
+	sum := 0
+	for d, k := range counts {
+		counts[d] = sum
+		sum += k
+	}
+	for i := range items {
+		d := fieldDigit(&items[i], which, shift)
+		spare[counts[d]] = items[i]
+		counts[d]++
+	}
+	return spare, items
 }
