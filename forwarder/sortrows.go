@@ -19,9 +19,11 @@ import (
 // MergeTreeDataWriterBlocksAlreadySorted, in 18.16 and every later server).
 // At RFD 125's N=100 that sort (stableGetPermutation over a String column
 // first) was three quarters of the server's CPU for inserts and an eighth of
-// all its CPU, merges included (BENCHMARKS.md, "sorted measurement blocks").
+// all its CPU, merges included (BENCHMARKS.md, "blocks sent sorted").
 // The forwarder sorts cheaper: a name is compared once per distinct name (a
-// rank), not per comparison, and a row is a 16-byte item.
+// rank), not per comparison, and a row is a 16-byte item. Fields rows are
+// sorted the same way (fieldRows.sortRows): for new timeseries the server's
+// INSERT CPU fell to a fifth.
 //
 // Correctness never depends on the order: a block that is not sorted
 // (a table of an older layout whose sorting key lacks start_time_ns, rows
