@@ -43,6 +43,7 @@ type sortItem struct {
 // would be some 40 bytes a row of every row set.
 type rowSorter struct {
 	items, spare []sortItem
+	rows         []uint32 // the sorted order: each position's row before
 	// The block's distinct names: ids in the order first seen (names,
 	// byAddr), then ranks in byte order (ranks by id, sortedNames by rank).
 	ids         map[string]uint32
@@ -106,27 +107,29 @@ func (m *measurementRows) sortRows() {
 		lo = hi
 	}
 	// Names and keys come from the items; the other columns are gathered.
+	rows := grown(&s.rows, n)
 	for i := range items {
 		m.names[i], m.keys[i] = s.sortedNames[items[i].rank], items[i].key
+		rows[i] = items[i].row
 	}
-	gather(m.ts, items, &s.i64)
-	gather(m.missing, items, &s.bits)
-	gather(m.start, items, &s.i64)
+	gather(m.ts, rows, &s.i64)
+	gather(m.missing, rows, &s.bits)
+	gather(m.start, rows, &s.i64)
 	if m.t.IsHistogram() {
-		gather(m.binStart, items, &s.ints)
-		gather(m.binEnd, items, &s.ints)
-		gather(m.histStart, items, &s.ints)
-		gather(m.histEnd, items, &s.ints)
+		gather(m.binStart, rows, &s.ints)
+		gather(m.binEnd, rows, &s.ints)
+		gather(m.histStart, rows, &s.ints)
+		gather(m.histEnd, rows, &s.ints)
 		for i := range m.histStats {
-			gather(m.histStats[i], items, &s.u64)
+			gather(m.histStats[i], rows, &s.u64)
 		}
 	} else {
 		// One value per row in whichever array the datum type uses.
-		gather(m.ints, items, &s.i64)
-		gather(m.uints, items, &s.u64)
-		gather(m.f32, items, &s.f32)
-		gather(m.f64, items, &s.f64)
-		gather(m.strs, items, &s.strs)
+		gather(m.ints, rows, &s.i64)
+		gather(m.uints, rows, &s.u64)
+		gather(m.f32, rows, &s.f32)
+		gather(m.f64, rows, &s.f64)
+		gather(m.strs, rows, &s.strs)
 	}
 	clear(s.strs)
 	clear(s.names)
@@ -145,15 +148,15 @@ func grown[T any](buf *[]T, n int) []T {
 	return *buf
 }
 
-// gather sets col[i] to the old col[order[i].row], through tmp. A column
-// of no rows (an array the datum type does not use) is left alone.
-func gather[T any](col []T, order []sortItem, tmp *[]T) {
+// gather sets col[i] to the old col[rows[i]], through tmp. A column of no
+// rows (an array the datum type does not use) is left alone.
+func gather[T any](col []T, rows []uint32, tmp *[]T) {
 	if len(col) == 0 {
 		return
 	}
 	t := grown(tmp, len(col))
-	for i := range order {
-		t[i] = col[order[i].row]
+	for i, r := range rows {
+		t[i] = col[r]
 	}
 	copy(col, t)
 }
@@ -286,6 +289,7 @@ type fieldItem struct {
 // fieldSorter is the scratch of a fields sort, pooled as rowSorter's.
 type fieldSorter struct {
 	items, spare []fieldItem
+	rows         []uint32 // the sorted order: each position's row before
 	pairOrder    []uint32
 	pairRank     []uint32
 	strIDs       map[string]uint32
@@ -331,20 +335,21 @@ func (f *fieldRows) sortRows() {
 		items[i] = fieldItem{key: f.keys[i], value: values[i], pair: ranks[f.pairs[i]], row: uint32(i)}
 	}
 	items = radixSortFields(items, grown(&s.spare, n), grown(&s.counts, max(256, len(f.pairList))))
+	rows := grown(&s.rows, n)
 	for i := range items {
-		f.keys[i] = items[i].key
+		f.keys[i], rows[i] = items[i].key, items[i].row
 	}
 	g := &s.gathered
-	gatherBy(f.pairs, items, &g.pairs)
-	gatherBy(f.strs, items, &g.strs)
-	gatherBy(f.u8, items, &g.u8)
-	gatherBy(f.i8, items, &g.i8)
-	gatherBy(f.i16, items, &g.i16)
-	gatherBy(f.i32, items, &g.i32)
-	gatherBy(f.i64, items, &g.i64)
-	gatherBy(f.u16, items, &g.u16)
-	gatherBy(f.u32, items, &g.u32)
-	gatherBy(f.u64, items, &g.u64)
+	gather(f.pairs, rows, &g.pairs)
+	gather(f.strs, rows, &g.strs)
+	gather(f.u8, rows, &g.u8)
+	gather(f.i8, rows, &g.i8)
+	gather(f.i16, rows, &g.i16)
+	gather(f.i32, rows, &g.i32)
+	gather(f.i64, rows, &g.i64)
+	gather(f.u16, rows, &g.u16)
+	gather(f.u32, rows, &g.u32)
+	gather(f.u64, rows, &g.u64)
 	clear(g.strs)
 	clear(s.strs)
 	s.strs = s.strs[:0]
@@ -413,18 +418,6 @@ func (f *fieldRows) orderKeys(s *fieldSorter) []uint64 {
 		}
 	}
 	return out
-}
-
-// gatherBy is gather for fields rows.
-func gatherBy[T any](col []T, order []fieldItem, tmp *[]T) {
-	if len(col) == 0 {
-		return
-	}
-	t := grown(tmp, len(col))
-	for i := range order {
-		t[i] = col[order[i].row]
-	}
-	copy(col, t)
 }
 
 // radixSortFields sorts items by (pair, value, key), stably: radixSort's
