@@ -499,7 +499,7 @@ func RunRFD125(ctx context.Context, env Env) (*Result, error) {
 		r.target(last+"latency_p99_s", "<=", 2*10+2)
 		r.target(last+"sustained", ">=", 1)
 	}
-	r.Notes = append(r.Notes, "latency: sample timestamp to first seen in measurements_f64, polled every second, over a uniform subset of timeseries by key (latencySubset: about 2,000 VMs, at most 1/64); each period's samples are generated at once at the period start")
+	r.Notes = append(r.Notes, "latency: sample timestamp to first seen in measurements_f64, polled every second, over a uniform subset of timeseries by key (latencySubset: 2,000-4,000 VMs' worth, at most 1/64); each period's samples are generated at once at the period start")
 	return r.finish(), nil
 }
 
@@ -513,8 +513,8 @@ type latencyPoll struct {
 
 // latencySubset picks a random subset of a fleet of vms VMs' timeseries for
 // the latency poll: keys are hashes, so the keys up to 1/2^k of their range
-// are a uniform sample of timeseries (of every VM and metric), about 2,000
-// VMs' worth and at most 1/64. The poll's query counts rows by timestamp
+// are a uniform sample of timeseries (of every VM and metric), 2,000 to
+// 4,000 VMs' worth and at most 1/64. The poll's query counts rows by timestamp
 // among them; over every row of measurements_f64 it read the whole
 // timestamp column once a second, a quarter of ClickHouse's CPU at RFD
 // 125's N=100 (perf, BENCHMARKS.md) and growing with the table, work the

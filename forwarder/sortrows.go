@@ -18,8 +18,9 @@ import (
 // isAlreadySorted; counted as the profile event
 // MergeTreeDataWriterBlocksAlreadySorted, in 18.16 and every later server).
 // At RFD 125's N=100 that sort (stableGetPermutation over a String column
-// first) was three quarters of the server's CPU for inserts and an eighth of
-// all its CPU, merges included (BENCHMARKS.md, "blocks sent sorted").
+// first) was an eighth of all the server's CPU, merges included; skipping
+// it halves the server's CPU for the same INSERTs (BENCHMARKS.md, "blocks
+// sent sorted").
 // The forwarder sorts cheaper: a name is compared once per distinct name (a
 // rank), not per comparison, and a row is a 16-byte item. Fields rows are
 // sorted the same way (fieldRows.sortRows): for new timeseries the server's
@@ -38,9 +39,11 @@ type sortItem struct {
 	row  uint32
 }
 
-// rowSorter holds a sort's scratch arrays. Pooled rather than kept per row
-// set: they are needed for a moment per delivery, and held for good they
-// would be some 40 bytes a row of every row set.
+// rowSorter holds a sort's scratch arrays, about 55 bytes a row of the
+// largest table recently sorted (the items twice, the order, the gather
+// buffers of the columns' types). Pooled rather than kept per row set: one
+// delivery sorts at a time, so the pool holds one sorter between
+// deliveries, not one per row set (keepScratch drops an oversized one).
 type rowSorter struct {
 	items, spare []sortItem
 	rows         []uint32 // the sorted order: each position's row before
@@ -71,6 +74,16 @@ type nameSlot struct {
 	set bool
 }
 
+// keepScratch says whether a sorter whose arrays hold capacity rows goes
+// back to its pool after sorting rows: not when it is over four times that
+// and past 65,536 (a start's batches grew it; kept, the pool would hold it
+// for good, as every delivery takes the sorter out again). A Go map keeps
+// its buckets when cleared, so a fields sorter whose string map held more
+// than 65,536 strings is dropped too (keepScratch(len, 0)).
+func keepScratch(capacity, rows int) bool {
+	return capacity <= 1<<16 || capacity <= 4*rows
+}
+
 var rowSorters = sync.Pool{New: func() any { return &rowSorter{ids: map[string]uint32{}} }}
 
 // sortBlocks is false only in tests and benchmarks that measure what the
@@ -84,7 +97,11 @@ func (m *measurementRows) sortRows() {
 		return
 	}
 	s := rowSorters.Get().(*rowSorter)
-	defer rowSorters.Put(s)
+	defer func() {
+		if keepScratch(cap(s.items), n) {
+			rowSorters.Put(s)
+		}
+	}()
 	items := grown(&s.items, n)
 	for i, name := range m.names {
 		items[i] = sortItem{key: m.keys[i], rank: s.nameID(name), row: uint32(i)}
@@ -167,6 +184,9 @@ func gather[T any](col []T, rows []uint32, tmp *[]T) {
 // every key has the same byte are skipped) and then the rank (byRank is
 // scratch of one more than the ranks).
 func radixSort(items, spare []sortItem, byRank []int) []sortItem {
+	if len(items) < 2 {
+		return items
+	}
 	var counts [256]int
 	for shift := uint(0); shift < 64; shift += 8 {
 		clear(counts[:])
@@ -315,7 +335,14 @@ func (f *fieldRows) sortRows() {
 		return
 	}
 	s := fieldSorters.Get().(*fieldSorter)
-	defer fieldSorters.Put(s)
+	defer func() {
+		if keepScratch(cap(s.items), n) && keepScratch(len(s.strs), 0) {
+			fieldSorters.Put(s)
+		}
+		clear(s.strs)
+		s.strs = s.strs[:0]
+		clear(s.strIDs)
+	}()
 	// The pairs' ranks: by timeseries name, then field name.
 	order := grown(&s.pairOrder, len(f.pairList))
 	for i := range order {
@@ -351,9 +378,6 @@ func (f *fieldRows) sortRows() {
 	gather(f.u32, rows, &g.u32)
 	gather(f.u64, rows, &g.u64)
 	clear(g.strs)
-	clear(s.strs)
-	s.strs = s.strs[:0]
-	clear(s.strIDs)
 }
 
 // orderKeys returns each row's value as a uint64 in the column's order:
@@ -457,6 +481,9 @@ func fieldDigit(it *fieldItem, which int, shift uint) int {
 // them swapped (not swapped when every item has the same digit, which
 // needs no move).
 func fieldPass(items, spare []fieldItem, counts []int, which int, shift uint) ([]fieldItem, []fieldItem) {
+	if len(items) < 2 {
+		return items, spare
+	}
 	clear(counts)
 	for i := range items {
 		counts[fieldDigit(&items[i], which, shift)]++

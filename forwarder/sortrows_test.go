@@ -52,14 +52,11 @@ func TestMeasurementRowsSortByTheSortingKey(t *testing.T) {
 				if dt.HasStartTime() {
 					s.Datum.StartTimeNs = rng.Int64N(3) - 1
 				}
+				distinctValue(&s.Datum, i)
+				// Rows equal in (name, key, start, ts) are one sample sent
+				// twice: they keep the order they came in (the sort is
+				// stable), since ReplacingMergeTree keeps the last.
 				c := sortCase{name: names[rng.IntN(len(names))], key: keys[rng.IntN(len(keys))], ts: s.TimestampNs, start: s.Datum.StartTimeNs}
-				// Identical (name, key, start, ts) would have no defined
-				// order: keep one of each.
-				if slices.ContainsFunc(cases, func(o sortCase) bool {
-					return o.name == c.name && o.key == c.key && o.ts == c.ts && (!dt.HasStartTime() || o.start == c.start)
-				}) {
-					continue
-				}
 				alone := &measurementRows{t: dt}
 				alone.add(c.name, c.key, &s)
 				c.text = rowTexts(alone.columns())[0]
@@ -72,7 +69,7 @@ func TestMeasurementRowsSortByTheSortingKey(t *testing.T) {
 				}
 				m.add(name, c.key, &s)
 			}
-			slices.SortFunc(cases, func(a, b sortCase) int {
+			slices.SortStableFunc(cases, func(a, b sortCase) int {
 				return cmp.Or(strings.Compare(a.name, b.name), cmp.Compare(a.key, b.key),
 					cmp.Compare(a.start*boolInt(dt.HasStartTime()), b.start*boolInt(dt.HasStartTime())), cmp.Compare(a.ts, b.ts))
 			})
@@ -95,6 +92,60 @@ func TestMeasurementRowsSortByTheSortingKey(t *testing.T) {
 			}
 		})
 	}
+}
+
+// distinctValue makes d's value row i's own (a datum not missing), so a
+// column left behind by a sort shows: numbers from i, histograms with
+// i-dependent bins, counts (of a different length than the bins for some
+// rows) and statistics.
+func distinctValue(d *pa.Datum, i int) {
+	if d.Missing {
+		return
+	}
+	switch d.Type {
+	case pa.DatumBool:
+		d.Bool = i%2 == 0
+	case pa.DatumI8, pa.DatumI16, pa.DatumI32, pa.DatumI64, pa.DatumCumulativeI64:
+		d.Int = int64(i%100 - 50)
+	case pa.DatumU8, pa.DatumU16, pa.DatumU32, pa.DatumU64, pa.DatumCumulativeU64:
+		d.Uint = uint64(i % 200)
+	case pa.DatumF32, pa.DatumCumulativeF32:
+		d.F32 = float32(i) / 3
+	case pa.DatumF64, pa.DatumCumulativeF64:
+		d.F64 = float64(i) / 3
+	case pa.DatumString:
+		d.Str = fmt.Sprint("s", i)
+	case pa.DatumBytes:
+		d.Bytes = []byte{byte(i), byte(i >> 8)}
+	case pa.DatumHistogramI64:
+		bins := make([]int64, 1+i%4)
+		for b := range bins {
+			bins[b] = int64(i + b)
+		}
+		d.HistI64 = &pa.Histogram[int64]{Bins: bins, Counts: histCounts(i), Min: int64(-i), Max: int64(i), Sum: int64(3 * i)}
+	case pa.DatumHistogramU64:
+		bins := make([]uint64, 1+i%4)
+		for b := range bins {
+			bins[b] = uint64(i + b)
+		}
+		d.HistU64 = &pa.Histogram[uint64]{Bins: bins, Counts: histCounts(i), Min: uint64(i), Max: uint64(2 * i), Sum: uint64(3 * i)}
+	case pa.DatumHistogramF64:
+		bins := make([]float64, 1+i%4)
+		for b := range bins {
+			bins[b] = float64(i+b) / 2
+		}
+		d.HistF64 = &pa.Histogram[float64]{Bins: bins, Counts: histCounts(i), Min: float64(-i), Max: float64(i), Sum: float64(i) / 7}
+	}
+}
+
+// histCounts is row i's histogram counts: 1 to 3 of them, so that a row's
+// counts and bins differ in number for most rows.
+func histCounts(i int) []uint64 {
+	c := make([]uint64, 1+i%3)
+	for k := range c {
+		c[k] = uint64(i*10 + k)
+	}
+	return c
 }
 
 func boolInt(b bool) int64 {
@@ -301,5 +352,24 @@ func TestFieldRowsSortByTheSortingKey(t *testing.T) {
 				t.Fatalf("rows after sorting:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 			}
 		})
+	}
+}
+
+// TestKeepScratch: a sorter goes back to its pool unless it is over four
+// times the rows it sorted and past 65,536 rows.
+func TestKeepScratch(t *testing.T) {
+	for _, c := range []struct {
+		capacity, rows int
+		keep           bool
+	}{
+		{1 << 16, 0, true},
+		{1<<16 + 1, 0, false},
+		{400_000, 100_000, true},
+		{400_001, 100_000, false},
+		{220_000, 5_000, false},
+	} {
+		if got := keepScratch(c.capacity, c.rows); got != c.keep {
+			t.Errorf("keepScratch(%d, %d) = %v, want %v", c.capacity, c.rows, got, c.keep)
+		}
 	}
 }
