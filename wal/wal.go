@@ -537,6 +537,17 @@ func (l *Log) commit(group []*appendReq, batch *commitBatch) {
 			continue
 		}
 		if res := l.opts.ReserveBytes; free >= 0 && free-added-fs < res {
+			if !lowSpace {
+				// Before the refusal is answered: its caller may truncate
+				// at once, and that truncation must see the low space to
+				// roll the tail (wantRollLocked). Set only in the deferred
+				// update, a truncation racing it missed the roll and freed
+				// nothing (TestReserveLeavesRoomAndRollsTheTail failed so,
+				// once, under a loaded CI run).
+				l.mu.Lock()
+				l.mu.lowSpace = true
+				l.mu.Unlock()
+			}
 			lowSpace, refused = true, true
 			l.m.fullRejections.Inc()
 			r.done <- appendResult{err: &FullError{SizeBytes: size + added, RecordBytes: fs, BudgetBytes: l.opts.BudgetBytes, FreeBytes: free - added, ReserveBytes: res}}
