@@ -207,10 +207,6 @@ func (d *directInserter) build(samples []pa.Sample) error {
 // sortRows puts f's rows in the fields table's sorting-key order (name,
 // field name, value, key), as the forwarder sends them. Untimed.
 func (f *directFields) sortRows() {
-	order := make([]int, len(f.names))
-	for i := range order {
-		order[i] = i
-	}
 	value := func(a, b int) int {
 		switch {
 		case len(f.str) > 0:
@@ -226,12 +222,17 @@ func (f *directFields) sortRows() {
 		}
 		return 0
 	}
-	slices.SortFunc(order, func(a, b int) int {
+	p := sortedOrder(len(f.names), func(a, b int) int {
 		return cmp.Or(strings.Compare(f.names[a], f.names[b]), strings.Compare(f.fields[a], f.fields[b]), value(a, b), cmp.Compare(f.keys[a], f.keys[b]))
 	})
-	done := make([]bool, len(order))
-	f.names, f.keys, f.fields = permuted(f.names, order, done), permuted(f.keys, order, done), permuted(f.fields, order, done)
-	f.str, f.u8, f.u32, f.u64, f.i64 = permuted(f.str, order, done), permuted(f.u8, order, done), permuted(f.u32, order, done), permuted(f.u64, order, done), permuted(f.i64, order, done)
+	permute(f.names, p)
+	permute(f.keys, p)
+	permute(f.fields, p)
+	permute(f.str, p)
+	permute(f.u8, p)
+	permute(f.u32, p)
+	permute(f.u64, p)
+	permute(f.i64, p)
 }
 
 // sortRows puts m's rows in the table's sorting-key order (name, key,
@@ -239,41 +240,62 @@ func (f *directFields) sortRows() {
 // skips its own sort of the block, which a careful user would want too.
 // Untimed, as building the rows is.
 func (m *directMeas) sortRows() {
-	order := make([]int, len(m.names))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortFunc(order, func(a, b int) int {
+	p := sortedOrder(len(m.names), func(a, b int) int {
 		c := cmp.Or(strings.Compare(m.names[a], m.names[b]), cmp.Compare(m.keys[a], m.keys[b]))
 		if c == 0 && len(m.start) > 0 {
 			c = cmp.Compare(m.start[a], m.start[b])
 		}
 		return cmp.Or(c, cmp.Compare(m.ts[a], m.ts[b]))
 	})
-	done := make([]bool, len(order))
-	m.names, m.keys, m.ts, m.start = permuted(m.names, order, done), permuted(m.keys, order, done), permuted(m.ts, order, done), permuted(m.start, order, done)
-	m.f64, m.i64, m.u64 = permuted(m.f64, order, done), permuted(m.i64, order, done), permuted(m.u64, order, done)
-	m.bins, m.counts = permuted(m.bins, order, done), permuted(m.counts, order, done)
-	m.min, m.max, m.sum = permuted(m.min, order, done), permuted(m.max, order, done), permuted(m.sum, order, done)
+	permute(m.names, p)
+	permute(m.keys, p)
+	permute(m.ts, p)
+	permute(m.start, p)
+	permute(m.f64, p)
+	permute(m.i64, p)
+	permute(m.u64, p)
+	permute(m.bins, p)
+	permute(m.counts, p)
+	permute(m.min, p)
+	permute(m.max, p)
+	permute(m.sum, p)
 }
 
-// permuted puts col's rows in order (col[i] becomes the old col[order[i]])
-// in place, cycle by cycle, so that the baseline's reused column arrays
-// stay its own (no new arrays per batch, no garbage for the collector to
-// chase during the timed inserts). done is scratch of one flag a row.
-func permuted[T any](col []T, order []int, done []bool) []T {
-	if len(col) == 0 {
-		return col
+// permutation is a sorted order of n rows (order[i]: the row that goes to
+// i) and the scratch permute needs.
+type permutation struct {
+	order []int
+	done  []bool
+}
+
+// sortedOrder returns the order of rows 0..n-1 by compare.
+func sortedOrder(n int, compare func(a, b int) int) permutation {
+	order := make([]int, n)
+	for i := range order {
+		order[i] = i
 	}
-	clear(done)
+	slices.SortFunc(order, compare)
+	return permutation{order: order, done: make([]bool, n)}
+}
+
+// permute puts col's rows in p's order (col[i] becomes the old
+// col[p.order[i]]) in place, cycle by cycle, so that the baseline's reused
+// column arrays stay its own (no new arrays per batch, no garbage for the
+// collector to chase during the timed inserts). A column of no rows (one
+// the table does not use) is left alone.
+func permute[T any](col []T, p permutation) {
+	if len(col) == 0 {
+		return
+	}
+	clear(p.done)
 	for first := range col {
-		if done[first] {
+		if p.done[first] {
 			continue
 		}
 		held, i := col[first], first
 		for {
-			done[i] = true
-			next := order[i]
+			p.done[i] = true
+			next := p.order[i]
 			if next == first {
 				col[i] = held
 				break
@@ -282,7 +304,6 @@ func permuted[T any](col []T, order []int, done []bool) []T {
 			i = next
 		}
 	}
-	return col
 }
 
 // insert sends the built rows: schemas, fields, then measurements, as the

@@ -285,22 +285,13 @@ func nullable[S, T any](missing []bool, vals []S, conv func(S) T, bufs *nullBufs
 		if same, ok := any(vals).([]T); ok {
 			return same
 		}
-		if cap(bufs.out) < n {
-			bufs.out = make([]T, n)
-		}
-		out := bufs.out[:n]
+		out := grown(&bufs.out, n)
 		for i, v := range vals {
 			out[i] = conv(v)
 		}
 		return out
 	}
-	if cap(bufs.out) < n {
-		bufs.out = make([]T, n)
-	}
-	if cap(bufs.ptrs) < n {
-		bufs.ptrs = make([]*T, n)
-	}
-	out, ptrs := bufs.out[:n], bufs.ptrs[:n]
+	out, ptrs := grown(&bufs.out, n), grown(&bufs.ptrs, n)
 	for i, miss := range missing {
 		if miss {
 			ptrs[i] = nil

@@ -248,18 +248,29 @@ func (s *rowSorter) nameID(name string) uint32 {
 
 // rankNames sorts s.names bytewise and returns each old index's rank.
 func (s *rowSorter) rankNames() []uint32 {
-	order := grown(&s.order, len(s.names))
-	for i := range order {
-		order[i] = uint32(i)
-	}
-	slices.SortFunc(order, func(a, b uint32) int { return strings.Compare(s.names[a], s.names[b]) })
-	ranks := grown(&s.ranks, len(s.names))
+	order, ranks := rankBy(&s.order, &s.ranks, len(s.names), func(a, b uint32) int { return strings.Compare(s.names[a], s.names[b]) })
 	sortedNames := grown(&s.sortedNames, len(s.names))
 	for r, id := range order {
-		ranks[id] = uint32(r)
 		sortedNames[r] = s.names[id]
 	}
 	return ranks
+}
+
+// rankBy orders the ids 0..n-1 by compare into *order and returns it with
+// each id's rank (its position in that order) in *ranks, both reusing the
+// buffers: how a block's distinct names, pairs and string values become
+// small integers that sort as they do.
+func rankBy(order, ranks *[]uint32, n int, compare func(a, b uint32) int) ([]uint32, []uint32) {
+	o := grown(order, n)
+	for i := range o {
+		o[i] = uint32(i)
+	}
+	slices.SortFunc(o, compare)
+	r := grown(ranks, n)
+	for rank, id := range o {
+		r[id] = uint32(rank)
+	}
+	return o, r
 }
 
 // sameString is a == b, cheap for the common case of one interned string.
@@ -310,8 +321,7 @@ type fieldItem struct {
 type fieldSorter struct {
 	items, spare []fieldItem
 	rows         []uint32 // the sorted order: each position's row before
-	pairOrder    []uint32
-	pairRank     []uint32
+	order, ranks []uint32 // the pairs' (rankBy)
 	strIDs       map[string]uint32
 	strs         []string
 	strOrder     []uint32
@@ -344,18 +354,10 @@ func (f *fieldRows) sortRows() {
 		clear(s.strIDs)
 	}()
 	// The pairs' ranks: by timeseries name, then field name.
-	order := grown(&s.pairOrder, len(f.pairList))
-	for i := range order {
-		order[i] = uint32(i)
-	}
-	slices.SortFunc(order, func(a, b uint32) int {
+	_, ranks := rankBy(&s.order, &s.ranks, len(f.pairList), func(a, b uint32) int {
 		x, y := &f.pairList[a], &f.pairList[b]
 		return cmp.Or(strings.Compare(x.name, y.name), strings.Compare(x.field, y.field))
 	})
-	ranks := grown(&s.pairRank, len(f.pairList))
-	for r, i := range order {
-		ranks[i] = uint32(r)
-	}
 	values := f.orderKeys(s)
 	items := grown(&s.items, n)
 	for i := range items {
@@ -398,15 +400,7 @@ func (f *fieldRows) orderKeys(s *fieldSorter) []uint64 {
 			}
 			ids[i] = uint64(id)
 		}
-		order := grown(&s.strOrder, len(s.strs))
-		for i := range order {
-			order[i] = uint32(i)
-		}
-		slices.SortFunc(order, func(a, b uint32) int { return strings.Compare(s.strs[a], s.strs[b]) })
-		rank := grown(&s.strRank, len(s.strs))
-		for r, id := range order {
-			rank[id] = uint32(r)
-		}
+		_, rank := rankBy(&s.strOrder, &s.strRank, len(s.strs), func(a, b uint32) int { return strings.Compare(s.strs[a], s.strs[b]) })
 		for i, id := range ids {
 			out[i] = uint64(rank[id])
 		}
@@ -446,7 +440,10 @@ func (f *fieldRows) orderKeys(s *fieldSorter) []uint64 {
 
 // radixSortFields sorts items by (pair, value, key), stably: radixSort's
 // passes over the key's bytes, then the value's, then the pair's rank
-// (counts is scratch of at least 256 and the number of pairs).
+// (counts is scratch of at least 256 and the number of pairs). It is not
+// radixSort over a wider item: measurements are sorted on every delivery,
+// and with fields' 24-byte items their sort took 1.25 times as long
+// (BenchmarkSortRows, 4.3–4.5 against 3.3–3.5 ms per 100,000 rows).
 func radixSortFields(items, spare []fieldItem, counts []int) []fieldItem {
 	for shift := uint(0); shift < 64; shift += 8 {
 		items, spare = fieldPass(items, spare, counts[:256], digitKey, shift)

@@ -2,11 +2,9 @@ package forwarder
 
 import (
 	"context"
-	"math/rand/v2"
 	"testing"
 	"time"
 
-	"github.com/holdfast/holdfast/internal/sampletest"
 	pa "github.com/holdfast/holdfast/producerapi"
 )
 
@@ -40,8 +38,7 @@ func benchServerInsertCPU(b *testing.B, newSeries bool) {
 	if _, err := EnsureSchema(ctx, e.conn, e.db); err != nil {
 		b.Fatal(err)
 	}
-	samples := sampletest.NewFleet(5000).Append(nil, 110_000, 1_700_000_000_000_000_000)
-	rand.New(rand.NewPCG(7, 8)).Shuffle(len(samples), func(i, j int) { samples[i], samples[j] = samples[j], samples[i] })
+	samples := shuffledFleet(5000, 110_000)
 	w := newWriter(e.conn, e.db, 1<<22)
 	first := newRowSet()
 	w.addSamples(first, samples, nil)

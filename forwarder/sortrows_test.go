@@ -236,8 +236,7 @@ func TestServerFindsBlocksSorted(t *testing.T) {
 	if _, err := EnsureSchema(ctx, e.conn, e.db); err != nil {
 		t.Fatal(err)
 	}
-	samples := sampletest.NewFleet(50).Append(nil, 1100, 1_700_000_000_000_000_000)
-	rand.New(rand.NewPCG(7, 8)).Shuffle(len(samples), func(i, j int) { samples[i], samples[j] = samples[j], samples[i] })
+	samples := shuffledFleet(50, 1100)
 	w := newWriter(e.conn, e.db, 1<<16)
 	rs := newRowSet()
 	if refused := w.addSamples(rs, samples, nil); len(refused) > 0 {
@@ -267,6 +266,14 @@ func TestServerFindsBlocksSorted(t *testing.T) {
 	if n := e.count(true); n != uint64(len(samples)) {
 		t.Fatalf("ClickHouse holds %d samples, want %d", n, len(samples))
 	}
+}
+
+// shuffledFleet is n samples of a fleet of vms VMs in a fixed random order:
+// rows that arrive unsorted, as a batch of several producers' records does.
+func shuffledFleet(vms, n int) []pa.Sample {
+	samples := sampletest.NewFleet(vms).Append(nil, n, 1_700_000_000_000_000_000)
+	rand.New(rand.NewPCG(7, 8)).Shuffle(len(samples), func(i, j int) { samples[i], samples[j] = samples[j], samples[i] })
+	return samples
 }
 
 func alreadySorted(ctx context.Context, t *testing.T, e *env) uint64 {
