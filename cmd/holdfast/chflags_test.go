@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -147,4 +148,33 @@ func TestForwardOverTLSWithClientCertificate(t *testing.T) {
 		t.Fatal("the server accepted a TLS client without a certificate; the client-certificate flags prove nothing")
 	}
 	t.Logf("without a client certificate: %v", err)
+}
+
+// TestForwardKeepsEveryClientOption: `holdfast forward` hands the forwarder
+// every option its --clickhouse-* flags set, not a chosen few (compression
+// was once parsed, checked and then dropped).
+func TestForwardKeepsEveryClientOption(t *testing.T) {
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	c := addCHClientFlags(fs)
+	if err := fs.Parse([]string{"--clickhouse-user", "w", "--clickhouse-tls", "--clickhouse-server-name", "ch.example", "--clickhouse-compression", "none"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(envPassword, "pw")
+	var client forwarder.Options
+	if err := c.apply(&client); err != nil {
+		t.Fatal(err)
+	}
+	cfg := forwardConfig{dataDir: "/data", addr: "ch:9000", db: "metrics", cluster: "c1", client: client}
+	got := cfg.forwarderOptions(nil, nil)
+	if got.Addr != "ch:9000" || got.Database != "metrics" || got.Cluster != "c1" || got.SessionDir != filepath.Join("/data", "sessions") {
+		t.Errorf("run options: addr %q database %q cluster %q session dir %q", got.Addr, got.Database, got.Cluster, got.SessionDir)
+	}
+	got.Addr, got.Database, got.Cluster, got.SessionDir = "", "", "", ""
+	if !reflect.DeepEqual(got, client) {
+		t.Errorf("client options changed on the way to the forwarder:\n got  %+v\n want %+v", got, client)
+	}
+	if got.Compression != forwarder.CompressionNone || got.Username != "w" || got.Password != "pw" || got.TLS == nil || got.TLS.ServerName != "ch.example" {
+		t.Errorf("client options: %+v", got)
+	}
 }

@@ -74,10 +74,24 @@ func runForward(args []string, stdout, stderr io.Writer) int {
 type forwardConfig struct {
 	dataDir, addr, db string
 	cluster           string
-	client            forwarder.Options // user, password, TLS
+	client            forwarder.Options // what the --clickhouse-* client flags set
 	generate, vms     int
 	exitWhenDrained   bool
 	budget            int64
+}
+
+// forwarderOptions are the forwarder's options: the client's (user,
+// password, TLS, compression: whatever the --clickhouse-* flags set) with the
+// server, database and data directory of this run. Starting from the
+// client's options, rather than copying named fields, keeps a client flag
+// added later from being parsed and then silently dropped, as
+// --clickhouse-compression once was.
+func (cfg forwardConfig) forwarderOptions(reg prometheus.Registerer, log *slog.Logger) forwarder.Options {
+	o := cfg.client
+	o.Addr, o.Database, o.Cluster = cfg.addr, cfg.db, cfg.cluster
+	o.Registerer, o.Logger = reg, log
+	o.SessionDir = filepath.Join(cfg.dataDir, "sessions")
+	return o
 }
 
 func forward(ctx context.Context, log *slog.Logger, out io.Writer, cfg forwardConfig) error {
@@ -98,9 +112,7 @@ func forward(ctx context.Context, log *slog.Logger, out io.Writer, cfg forwardCo
 		}
 		fmt.Fprintf(out, "appended %d simulated samples to the WAL (indexes ..%d)\n", cfg.generate, l.Stats().LastIndex)
 	}
-	f, err := forwarder.New(l, st, forwarder.Options{Addr: cfg.addr, Database: cfg.db, Cluster: cfg.cluster,
-		Username: cfg.client.Username, Password: cfg.client.Password, TLS: cfg.client.TLS, Registerer: reg, Logger: log,
-		SessionDir: filepath.Join(cfg.dataDir, "sessions")})
+	f, err := forwarder.New(l, st, cfg.forwarderOptions(reg, log))
 	if err != nil {
 		return err
 	}

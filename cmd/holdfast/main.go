@@ -34,7 +34,7 @@ Usage:
                                                benchmarks with real processes (wal, insert, rfd125, max, outage, recovery, peer)
   holdfast status [--registry URL] [COLLECTOR ...] [--format text|json]
                                                the fleet: collectors, producers, lag, errors; exit 1 unless healthy
-  holdfast status [--admin ADDR] --watch D [--until-samples N]
+  holdfast status [--admin ADDR] --watch D [--until-samples N [--timeout D]]
                                                a line per interval about one collector
   holdfast wal verify DIR                      check every record of a WAL (read-only); with a data
                                                directory, also the checkpoint against the WAL
@@ -46,8 +46,8 @@ Usage:
   holdfast forward --data-dir DIR [--clickhouse HOST:PORT] [--database NAME]
                    [--generate N] [--exit-when-drained]
                                                drain a data directory's WAL into ClickHouse
-  holdfast quarantine list|show|export|replay [--data-dir DIR | --admin ADDR] [ID ...]
-                                               refused samples and records: see, export, re-submit
+  holdfast quarantine list|show|export|replay|delete [--data-dir DIR | --admin ADDR] [ID ...]
+                                               refused samples and records: see, export, re-submit, delete
   holdfast version | --version                 version, revision, Go version and build date
   holdfast help                                this text
 

@@ -77,6 +77,12 @@ func runQuarantine(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return 2
 	}
+	if (cmd == "list" || cmd == "export") && len(pos) != 0 {
+		// Not ignored: `list DIR` once read a running collector's
+		// quarantine at --admin's default instead of DIR's.
+		fmt.Fprintf(stderr, "holdfast quarantine %s: unexpected argument %q (a stopped collector's directory is --data-dir DIR)\n", cmd, pos[0])
+		return 2
+	}
 	var src qsource
 	if *dataDir != "" {
 		src, err = openDirSource(*dataDir, limits.Limits)

@@ -37,6 +37,13 @@ func TestQuarantineOnADataDir(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "1\tsample\t") || !strings.Contains(out, "http://p\tinvalid\tfield too long") {
 		t.Fatalf("list: %d\n%s%s", code, out, errs)
 	}
+	// A directory given as an argument is refused, not ignored for
+	// --admin's default.
+	for _, cmd := range []string{"list", "export"} {
+		if code, _, errs := runCmd("quarantine", cmd, dir); code != 2 || !strings.Contains(errs, "--data-dir DIR") {
+			t.Errorf("quarantine %s DIR: exit %d, %q; want 2 naming --data-dir", cmd, code, errs)
+		}
+	}
 	var v quarantine.View
 	code, out, errs = runCmd("quarantine", "show", "1", "--data-dir", dir)
 	if code != 0 || json.Unmarshal([]byte(out), &v) != nil || len(v.Samples) != 1 || !strings.Contains(string(v.Samples[0]), `"timestamp_ns"`) {

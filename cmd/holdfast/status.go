@@ -32,11 +32,13 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	watch := fs.Duration("watch", 0, "print a line every interval (0: once)")
 	until := fs.Uint64("until-samples", 0, "with --watch: exit once this many samples are collected and nothing is waiting")
 	timeout := fs.Duration("timeout", 10*time.Minute, "with --until-samples: give up after this long")
-	if err := fs.Parse(args); err != nil {
+	// Flags may follow the collectors named (`holdfast status HOST:PORT
+	// --format json`), as with quarantine's ids.
+	named, err := parseInterleaved(fs, args)
+	if err != nil {
 		return 2
 	}
 	var addrs []string
-	named := fs.Args()
 	if *admin != "" {
 		named = append([]string{*admin}, named...)
 	}

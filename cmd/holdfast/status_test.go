@@ -237,3 +237,23 @@ func FuzzNormalizeBase(f *testing.F) {
 		}
 	})
 }
+
+// TestStatusFlagsAfterCollectors: flags may follow the collectors named, as
+// the usage line suggests (`holdfast status HOST:PORT --format json`); they
+// were once taken for collector addresses and the command exited 2.
+func TestStatusFlagsAfterCollectors(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/status" {
+			http.NotFound(w, r)
+			return
+		}
+		json.NewEncoder(w).Encode(collector.Status{CollectorID: "col-a", State: "running"})
+	}))
+	defer srv.Close()
+	var out, errs strings.Builder
+	code := runStatus([]string{srv.URL, "--format", "json"}, &out, &errs)
+	var v any
+	if code != 0 || json.Unmarshal([]byte(out.String()), &v) != nil || !strings.Contains(out.String(), "col-a") {
+		t.Fatalf("exit %d, want 0 and JSON naming col-a:\n%s%s", code, out.String(), errs.String())
+	}
+}
