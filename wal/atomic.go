@@ -30,6 +30,9 @@ func writeFileAtomic(path, tmp string, fill func(io.Writer) error) error {
 		if err := f.Close(); err != nil {
 			return err
 		}
+		if atomicCrashHook != nil {
+			atomicCrashHook()
+		}
 		return os.Rename(tmp, path)
 	}()
 	if err != nil {
@@ -55,3 +58,8 @@ func truncateSynced(path string, size int64) error {
 	}
 	return f.Close()
 }
+
+// atomicCrashHook, when set (by crash tests only, in a child process they
+// kill), runs after writeFileAtomic's temp file is synced and closed and
+// before it is renamed.
+var atomicCrashHook func()

@@ -40,3 +40,9 @@ func SegmentsOnDisk(dir string) map[string]int64 {
 	}
 	return out
 }
+
+// SetAtomicCrashHook installs a function run inside every atomic file
+// replacement (the tail roll, a repair's rewrite, evidence copies) after the
+// temp file is synced and before the rename: a crash test's child kills
+// itself there.
+func SetAtomicCrashHook(hook func()) { atomicCrashHook = hook }
