@@ -4,10 +4,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble"
-	"github.com/cockroachdb/pebble/vfs"
-
 	"github.com/holdfast/holdfast/internal/sampletest"
+	"github.com/holdfast/holdfast/internal/statetest"
 )
 
 // TestCheckpointSurvivesPowerLossAfterTruncation: the checkpoint is written
@@ -23,27 +21,8 @@ func TestCheckpointSurvivesPowerLossAfterTruncation(t *testing.T) {
 	if err := e.state.Close(); err != nil {
 		t.Fatal(err)
 	}
-	fs := vfs.NewStrictMem()
-	if err := fs.MkdirAll("state", 0o755); err != nil {
-		t.Fatal(err)
-	}
-	root, err := fs.OpenDir("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := root.Sync(); err != nil { // the data directory itself is durable
-		t.Fatal(err)
-	}
-	root.Close()
-	openState := func() *pebble.DB {
-		t.Helper()
-		db, err := pebble.Open("state", &pebble.Options{FS: fs, FormatMajorVersion: pebble.FormatVirtualSSTables})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return db
-	}
-	e.state = openState()
+	pl := statetest.NewPowerLoss(t)
+	e.state = pl.Open()
 
 	samples := sampletest.NewFleet(5).Append(nil, 8000, 1_700_000_000_000_000_000)
 	e.appendPages(samples, 100)
@@ -60,14 +39,7 @@ func TestCheckpointSurvivesPowerLossAfterTruncation(t *testing.T) {
 		t.Fatalf("checkpoint %d, WAL %d..%d: want everything forwarded and the WAL truncated", checkpoint, first, e.wal.Stats().LastIndex)
 	}
 
-	// Power loss: whatever the store did not sync is gone.
-	fs.SetIgnoreSyncs(true)
-	if err := e.state.Close(); err != nil {
-		t.Fatal(err)
-	}
-	fs.ResetToSyncedState()
-	fs.SetIgnoreSyncs(false)
-	e.state = openState()
+	e.state = pl.Cut(e.state) // power loss: whatever the store did not sync is gone
 
 	got, err := LoadCheckpoint(e.state)
 	if err != nil || got != checkpoint {

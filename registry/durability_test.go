@@ -5,8 +5,8 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble"
-	"github.com/cockroachdb/pebble/vfs"
 
+	"github.com/holdfast/holdfast/internal/statetest"
 	pa "github.com/holdfast/holdfast/producerapi"
 )
 
@@ -17,24 +17,10 @@ import (
 // schemas are exactly as answered (TestRestartKeepsEverything checks the
 // same across a clean close).
 func TestChangesAreSyncedBeforeTheyAreAnswered(t *testing.T) {
-	fs := vfs.NewStrictMem()
-	if err := fs.MkdirAll("state", 0o755); err != nil {
-		t.Fatal(err)
-	}
-	root, err := fs.OpenDir("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := root.Sync(); err != nil { // the data directory itself is durable
-		t.Fatal(err)
-	}
-	root.Close()
+	pl := statetest.NewPowerLoss(t)
 	open := func() (*Registry, *pebble.DB) {
 		t.Helper()
-		db, err := pebble.Open("state", &pebble.Options{FS: fs, FormatMajorVersion: pebble.FormatVirtualSSTables})
-		if err != nil {
-			t.Fatal(err)
-		}
+		db := pl.Open()
 		r, err := Open(db, Options{})
 		if err != nil {
 			t.Fatal(err)
@@ -55,14 +41,12 @@ func TestChangesAreSyncedBeforeTheyAreAnswered(t *testing.T) {
 	}
 	before1, before2 := listAll(t, r, "c1", 9), listAll(t, r, "c2", 9)
 
-	// Power loss: whatever the store did not sync is gone.
-	fs.SetIgnoreSyncs(true)
-	db.Close()
-	fs.ResetToSyncedState()
-	fs.SetIgnoreSyncs(false)
-
-	r, db = open()
+	db = pl.Cut(db) // power loss: whatever the store did not sync is gone
 	defer db.Close()
+	r, err := Open(db, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if a, b := listAll(t, r, "c1", 9), listAll(t, r, "c2", 9); strings.Join(a, ",") != strings.Join(before1, ",") || strings.Join(b, ",") != strings.Join(before2, ",") {
 		t.Fatalf("assignments after the power loss: %d and %d producers, want %d and %d as answered", len(a), len(b), len(before1), len(before2))
 	}
