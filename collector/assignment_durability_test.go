@@ -24,7 +24,8 @@ func TestCachedAssignmentSurvivesPowerLoss(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	db = pl.Cut(db)
+	pl.Cut(func() { db.Close() })
+	db = pl.Open()
 	defer db.Close()
 	got, err := loadAssignment(db)
 	if err != nil || !reflect.DeepEqual(got, second) {

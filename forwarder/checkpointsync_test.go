@@ -39,7 +39,8 @@ func TestCheckpointSurvivesPowerLossAfterTruncation(t *testing.T) {
 		t.Fatalf("checkpoint %d, WAL %d..%d: want everything forwarded and the WAL truncated", checkpoint, first, e.wal.Stats().LastIndex)
 	}
 
-	e.state = pl.Cut(e.state) // power loss: whatever the store did not sync is gone
+	pl.Cut(func() { e.state.Close() }) // power loss: whatever the store did not sync is gone
+	e.state = pl.Open()
 
 	got, err := LoadCheckpoint(e.state)
 	if err != nil || got != checkpoint {

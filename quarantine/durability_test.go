@@ -4,7 +4,8 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble"
-	"github.com/cockroachdb/pebble/vfs"
+
+	"github.com/holdfast/holdfast/internal/statetest"
 )
 
 // TestWritesAreSyncedBeforeTheyReturn: every Put, PutAll, Delete and Update
@@ -13,26 +14,10 @@ import (
 // (back to the synced state) the store holds exactly what the calls said,
 // and the next id is not reused.
 func TestWritesAreSyncedBeforeTheyReturn(t *testing.T) {
-	fs := vfs.NewStrictMem()
-	// The directory exists and is durable before the store (as a collector's
-	// data directory is); what is tested is the store's own writes.
-	if err := fs.MkdirAll("state", 0o755); err != nil {
-		t.Fatal(err)
-	}
-	root, err := fs.OpenDir("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := root.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	root.Close()
+	pl := statetest.NewPowerLoss(t)
 	open := func() (*pebble.DB, *Store) {
 		t.Helper()
-		db, err := pebble.Open("state", &pebble.Options{FS: fs})
-		if err != nil {
-			t.Fatal(err)
-		}
+		db := pl.Open()
 		s, err := Open(db, Options{BudgetBytes: -1})
 		if err != nil {
 			t.Fatal(err)
@@ -58,11 +43,10 @@ func TestWritesAreSyncedBeforeTheyReturn(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Crash: unsynced writes are lost.
-	fs.SetIgnoreSyncs(true)
-	s.Close()
-	db.Close()
-	fs.ResetToSyncedState()
-	fs.SetIgnoreSyncs(false)
+	pl.Cut(func() {
+		s.Close()
+		db.Close()
+	})
 
 	db, s = open()
 	defer db.Close()

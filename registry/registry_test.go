@@ -148,22 +148,44 @@ func TestReplicas(t *testing.T) {
 func TestRestartKeepsEverything(t *testing.T) {
 	dir := t.TempDir()
 	r, db := openTest(t, dir, Options{})
-	r.RegisterCollector(CollectorRegistration{ID: "c1", Address: "http://127.0.0.1:1"})
-	r.RegisterCollector(CollectorRegistration{ID: "c2", Address: "http://127.0.0.1:2"})
-	for i := 0; i < 50; i++ {
-		mustRegisterProducer(t, r, prod(i))
-	}
-	r.DeleteProducer(prod(7).ID)
-	r.AddSchemas([]pa.TimeseriesSchema{{Name: "a:b", DatumType: pa.DatumF64, Version: 1}})
-	before1, before2 := listAll(t, r, "c1", 9), listAll(t, r, "c2", 9)
+	before1, before2 := populate(t, r)
 	db.Close()
 	r, db = openTest(t, dir, Options{})
 	defer db.Close()
+	wantAsBefore(t, r, before1, before2)
+}
+
+// populate registers collectors c1 and c2 and 50 producers, deletes
+// prod(7) and adds a schema; it returns what c1 and c2 list.
+func populate(t *testing.T, r *Registry) (before1, before2 []string) {
+	t.Helper()
+	for _, c := range []CollectorRegistration{{ID: "c1", Address: "http://127.0.0.1:1"}, {ID: "c2", Address: "http://127.0.0.1:2"}} {
+		if _, err := r.RegisterCollector(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 50; i++ {
+		mustRegisterProducer(t, r, prod(i))
+	}
+	if err := r.DeleteProducer(prod(7).ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.AddSchemas([]pa.TimeseriesSchema{{Name: "a:b", DatumType: pa.DatumF64, Version: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	return listAll(t, r, "c1", 9), listAll(t, r, "c2", 9)
+}
+
+// wantAsBefore checks a reopened registry against what the one before held:
+// collectors c1 and c2 listing before1 and before2 (49 producers between
+// them), prod(7) deleted, one schema.
+func wantAsBefore(t *testing.T, r *Registry, before1, before2 []string) {
+	t.Helper()
 	if a, b := listAll(t, r, "c1", 9), listAll(t, r, "c2", 9); strings.Join(a, ",") != strings.Join(before1, ",") || strings.Join(b, ",") != strings.Join(before2, ",") {
-		t.Fatalf("assignments changed across a restart")
+		t.Fatalf("assignments after reopening: %d and %d producers, want %d and %d as answered", len(a), len(b), len(before1), len(before2))
 	}
 	if len(before1)+len(before2) != 49 {
-		t.Fatalf("%d producers listed", len(before1)+len(before2))
+		t.Fatalf("%d producers listed, want 49", len(before1)+len(before2))
 	}
 	if _, err := r.Producer(prod(7).ID); err == nil {
 		t.Fatal("a deleted producer came back")

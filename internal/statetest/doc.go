@@ -10,7 +10,8 @@
 //	pl := statetest.NewPowerLoss(t)
 //	db := pl.Open()
 //	... writes ...
-//	db = pl.Cut(db) // closes db, drops what was not synced, reopens
+//	pl.Cut(func() { db.Close() }) // drops what was not synced
+//	db = pl.Open()
 //
 // Not safe for concurrent use: one test goroutine drives it.
 package statetest
