@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -165,7 +166,7 @@ func TestVersionCommand(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", arg, err)
 		}
-		for _, want := range []string{"holdfast, version " + testVersion, "revision: " + testRevision, "build date:       " + testBuildDate, "go version:       " + runtime.Version()} {
+		for _, want := range []string{"holdfast, version " + testVersion, "(revision: " + testRevision + ")", "build date:       " + testBuildDate, "go version:       " + runtime.Version()} {
 			if !strings.Contains(string(out), want) {
 				t.Errorf("holdfast %s: no %q in\n%s", arg, want, out)
 			}
@@ -308,5 +309,21 @@ func TestDaemonsSurviveSIGHUP(t *testing.T) {
 		d.d.waitFor(t, d.logs, func() bool { return strings.Contains(d.d.stderr.String(), d.logs) })
 		httpGet(t, d.url) // any answer: it still serves
 		d.d.alive(t)
+	}
+}
+
+// TestBuildFactsModified: "-modified" follows the toolchain's own revision
+// of a dirty tree, never a revision make build stamped (its version, from
+// git describe --dirty, already says so).
+func TestBuildFactsModified(t *testing.T) {
+	dirty := &debug.BuildInfo{Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: "abc"}, {Key: "vcs.modified", Value: "true"}, {Key: "vcs.time", Value: "2026-11-22T00:00:00Z"}}}
+	if f := factsOf("", "", "", dirty); f.Revision != "abc" || !f.Modified || f.BuildDate != "2026-11-22T00:00:00Z" || f.Version != "devel" {
+		t.Errorf("plain go build of a dirty tree: %+v", f)
+	}
+	if f := factsOf("abc-dirty", "abcdef", "2026-11-21", dirty); f.Revision != "abcdef" || f.Modified || f.Version != "abc-dirty" || f.BuildDate != "2026-11-21" {
+		t.Errorf("make build of a dirty tree: %+v", f)
+	}
+	if f := factsOf("", "", "", nil); f.Revision != "unknown" || f.Version != "devel" || f.BuildDate != "unknown" {
+		t.Errorf("no build info: %+v", f)
 	}
 }

@@ -26,11 +26,23 @@ type buildFacts struct {
 }
 
 func buildInfo() buildFacts {
+	bi, _ := debug.ReadBuildInfo()
+	return factsOf(version, revision, buildDate, bi)
+}
+
+// factsOf is what a binary says of itself: the -ldflags values where make
+// build set them, else what the toolchain stamped (bi may be nil).
+func factsOf(version, revision, buildDate string, bi *debug.BuildInfo) buildFacts {
 	f := buildFacts{Version: version, Revision: revision, GoVersion: runtime.Version(), BuildDate: buildDate}
-	if bi, ok := debug.ReadBuildInfo(); ok {
+	if bi != nil {
 		if f.Version == "" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 			f.Version = bi.Main.Version
 		}
+		// A revision stamped by make build's -ldflags comes with a version
+		// from git describe --dirty, which says -dirty itself; the
+		// toolchain's vcs.modified is only ours to show beside its own
+		// vcs.revision ("abc-dirty (revision: abc-modified)" said it twice).
+		stamped := f.Revision != ""
 		for _, s := range bi.Settings {
 			switch s.Key {
 			case "vcs.revision":
@@ -42,7 +54,7 @@ func buildInfo() buildFacts {
 					f.BuildDate = s.Value // the commit's time: the best date a plain go build knows
 				}
 			case "vcs.modified":
-				f.Modified = s.Value == "true"
+				f.Modified = s.Value == "true" && !stamped
 			}
 		}
 	}
