@@ -312,9 +312,9 @@ func TestDaemonsSurviveSIGHUP(t *testing.T) {
 	}
 }
 
-// TestBuildFactsModified: "-modified" follows the toolchain's own revision
-// of a dirty tree, never a revision make build stamped (its version, from
-// git describe --dirty, already says so).
+// TestBuildFactsModified: "-modified" marks a binary the toolchain saw
+// built from a modified tree, unless its version already ends in -dirty
+// (make build's, from git describe --dirty).
 func TestBuildFactsModified(t *testing.T) {
 	dirty := &debug.BuildInfo{Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: "abc"}, {Key: "vcs.modified", Value: "true"}, {Key: "vcs.time", Value: "2026-11-22T00:00:00Z"}}}
 	if f := factsOf("", "", "", dirty); f.Revision != "abc" || !f.Modified || f.BuildDate != "2026-11-22T00:00:00Z" || f.Version != "devel" {
@@ -322,6 +322,9 @@ func TestBuildFactsModified(t *testing.T) {
 	}
 	if f := factsOf("abc-dirty", "abcdef", "2026-11-21", dirty); f.Revision != "abcdef" || f.Modified || f.Version != "abc-dirty" || f.BuildDate != "2026-11-21" {
 		t.Errorf("make build of a dirty tree: %+v", f)
+	}
+	if f := factsOf("v1.2.0", "abcdef", "2026-11-21", dirty); !f.Modified {
+		t.Errorf("make build VERSION=v1.2.0 of a modified tree: %+v, want it marked modified", f)
 	}
 	if f := factsOf("", "", "", nil); f.Revision != "unknown" || f.Version != "devel" || f.BuildDate != "unknown" {
 		t.Errorf("no build info: %+v", f)

@@ -5,6 +5,7 @@ import (
 	"io"
 	"runtime"
 	"runtime/debug"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -38,11 +39,12 @@ func factsOf(version, revision, buildDate string, bi *debug.BuildInfo) buildFact
 		if f.Version == "" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 			f.Version = bi.Main.Version
 		}
-		// A revision stamped by make build's -ldflags comes with a version
-		// from git describe --dirty, which says -dirty itself; the
-		// toolchain's vcs.modified is only ours to show beside its own
-		// vcs.revision ("abc-dirty (revision: abc-modified)" said it twice).
-		stamped := f.Revision != ""
+		// make build's version comes from git describe --dirty: when it
+		// says -dirty already, "-modified" would say it twice ("abc-dirty
+		// (revision: abc-modified)"). Any other version (make build
+		// VERSION=v1.2.0, or a tree git describe calls clean but whose
+		// untracked files were compiled in) keeps the toolchain's word.
+		saidDirty := strings.HasSuffix(f.Version, "-dirty")
 		for _, s := range bi.Settings {
 			switch s.Key {
 			case "vcs.revision":
@@ -54,7 +56,7 @@ func factsOf(version, revision, buildDate string, bi *debug.BuildInfo) buildFact
 					f.BuildDate = s.Value // the commit's time: the best date a plain go build knows
 				}
 			case "vcs.modified":
-				f.Modified = s.Value == "true" && !stamped
+				f.Modified = s.Value == "true" && !saidDirty
 			}
 		}
 	}
