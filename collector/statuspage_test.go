@@ -39,16 +39,23 @@ func TestStatusPage(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	c, err := collector.Open(collector.Options{
 		DataDir: t.TempDir(), CollectorID: "page-test", DefaultInterval: 50 * time.Millisecond, Registerer: reg,
-		Producers: []collector.ProducerConfig{{ID: hostileID, URL: hs.URL}, {ID: "gone", URL: deadURL}},
-		Forwarder: forwarder.Options{Addr: "127.0.0.1:1", BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond},
+		DrainTimeout: 100 * time.Millisecond, // ClickHouse is unreachable: the shutdown delivers nothing
+		Producers:    []collector.ProducerConfig{{ID: hostileID, URL: hs.URL}, {ID: "gone", URL: deadURL}},
+		Forwarder:    forwarder.Options{Addr: "127.0.0.1:1", BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go c.Run(ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	// Close only after Run returned (its contract): a delivery still in
+	// flight would write to the closed state store (a CI run panicked so).
+	defer func() {
+		cancel()
+		<-done
+	}()
 	admin := httptest.NewServer(c.AdminHandler(collector.AdminOptions{Gatherer: reg}))
 	defer admin.Close()
 	waitFor(t, 10*time.Second, "one producer collected, the other failing", func() (bool, string) {
