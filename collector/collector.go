@@ -49,6 +49,13 @@ type Collector struct {
 	// assignMu serialises changes of the assigned set (registry refresh,
 	// admin API) so the cache and the running loops agree.
 	assignMu sync.Mutex
+	// running is the last Run's: stop cancels it, done is closed when it
+	// has returned. Close uses them.
+	running struct {
+		sync.Mutex
+		stop context.CancelFunc
+		done chan struct{}
+	}
 
 	mu struct {
 		sync.Mutex
@@ -180,11 +187,19 @@ func loadID(db *pebble.DB, configured string) (string, error) {
 // ID returns the collector's id, which names its cursor at every producer.
 func (c *Collector) ID() string { return c.id }
 
-// Run collects and forwards until ctx ends, then drains: producer loops stop
-// (acknowledging pages already in the WAL), the forwarder gets DrainTimeout to
-// deliver the backlog, and Run returns. What is not delivered stays in the
-// WAL for the next start. A non-nil error means the forwarder failed.
+// Run collects and forwards until ctx ends (or Close is called), then
+// drains: producer loops stop (acknowledging pages already in the WAL), the
+// forwarder gets DrainTimeout to deliver the backlog, and Run returns. What
+// is not delivered stays in the WAL for the next start. A non-nil error
+// means the forwarder failed.
 func (c *Collector) Run(ctx context.Context) error {
+	ctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	c.running.Lock()
+	c.running.stop, c.running.done = stop, done
+	c.running.Unlock()
+	defer close(done)
+	defer stop()
 	fctx, stopForwarder := context.WithCancel(context.Background())
 	defer stopForwarder()
 	fdone := make(chan error, 1)
@@ -241,8 +256,18 @@ func (c *Collector) Run(ctx context.Context) error {
 	return err
 }
 
-// Close closes the forwarder, WAL and state. Call after Run returned.
+// Close closes the forwarder, WAL and state. A Run still going is stopped
+// and waited for first (its drain takes up to DrainTimeout): a delivery in
+// flight must not write to a closed state store, which Pebble answers with a
+// panic.
 func (c *Collector) Close() error {
+	c.running.Lock()
+	stop, done := c.running.stop, c.running.done
+	c.running.Unlock()
+	if stop != nil {
+		stop()
+		<-done
+	}
 	var errs []error
 	if c.fwd != nil {
 		errs = append(errs, c.fwd.Close())

@@ -44,5 +44,7 @@
 // # Concurrency
 //
 // Open, then Run once; Status, Checkpoint, Health, Flush and the admin
-// handler may be used from any goroutine while Run runs. Close after Run.
+// handler may be used from any goroutine while Run runs. Close stops a Run
+// still going and waits for it (its drain included) before it closes the
+// forwarder, WAL and state store.
 package collector
