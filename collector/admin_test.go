@@ -24,13 +24,7 @@ import (
 // on into the WAL, and health turns unhealthy once the forwarder has made no
 // progress for StallAfter with a backlog.
 func TestAdminAPIAndHonestHealth(t *testing.T) {
-	srv, err := pa.NewServer(pa.ServerOptions{ID: "p"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Add(sampletest.NewFleet(10).Append(nil, 5000, 1))
-	hs := httptest.NewServer(srv.Handler())
-	defer hs.Close()
+	srv, hs := fleetProducer(t, 5000)
 	reg := prometheus.NewRegistry()
 	c, err := collector.Open(collector.Options{
 		DataDir: t.TempDir(), CollectorID: "admin-test", DefaultInterval: 50 * time.Millisecond, StallAfter: 300 * time.Millisecond,

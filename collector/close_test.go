@@ -2,7 +2,6 @@ package collector_test
 
 import (
 	"context"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -10,8 +9,6 @@ import (
 
 	"github.com/holdfast/holdfast/collector"
 	"github.com/holdfast/holdfast/forwarder"
-	"github.com/holdfast/holdfast/internal/sampletest"
-	pa "github.com/holdfast/holdfast/producerapi"
 )
 
 // TestCloseStopsAndWaitsForRun: Close with Run still going (a caller that
@@ -20,13 +17,7 @@ import (
 // the state store after they are closed: a delivery writing to a closed
 // Pebble panics, which a test that closed without waiting once did.
 func TestCloseStopsAndWaitsForRun(t *testing.T) {
-	srv, err := pa.NewServer(pa.ServerOptions{ID: "p"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Add(sampletest.NewFleet(10).Append(nil, 500, 1))
-	hs := httptest.NewServer(srv.Handler())
-	defer hs.Close()
+	_, hs := fleetProducer(t, 500)
 	c, err := collector.Open(collector.Options{
 		DataDir: t.TempDir(), CollectorID: "close-test", DefaultInterval: 50 * time.Millisecond,
 		Registerer: prometheus.NewRegistry(), DrainTimeout: 100 * time.Millisecond,

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 	"github.com/holdfast/holdfast/collector"
 	"github.com/holdfast/holdfast/forwarder"
 	"github.com/holdfast/holdfast/internal/chtest"
+	"github.com/holdfast/holdfast/internal/sampletest"
 	pa "github.com/holdfast/holdfast/producerapi"
 )
 
@@ -246,4 +248,18 @@ func (c *clickhouse) expect(db string, want uint64) {
 	if seen != want || distinct != want {
 		c.t.Fatalf("database %s: readers see %d samples (%d distinct), want exactly %d", db, seen, distinct, want)
 	}
+}
+
+// fleetProducer serves n samples of a 10-VM fleet as producer "p" over
+// loopback until the test ends.
+func fleetProducer(t *testing.T, n int) (*pa.Server, *httptest.Server) {
+	t.Helper()
+	srv, err := pa.NewServer(pa.ServerOptions{ID: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Add(sampletest.NewFleet(10).Append(nil, n, 1))
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	return srv, hs
 }

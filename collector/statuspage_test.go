@@ -15,8 +15,6 @@ import (
 
 	"github.com/holdfast/holdfast/collector"
 	"github.com/holdfast/holdfast/forwarder"
-	"github.com/holdfast/holdfast/internal/sampletest"
-	pa "github.com/holdfast/holdfast/producerapi"
 )
 
 // hostileID is a producer name meant to break out of HTML: static producer
@@ -28,13 +26,7 @@ const hostileID = `<img src=x onerror="alert(1)">'&</td>`
 // checkpoint and quarantine; a hostile producer name is escaped; the page
 // loads nothing from elsewhere.
 func TestStatusPage(t *testing.T) {
-	srv, err := pa.NewServer(pa.ServerOptions{ID: "p"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Add(sampletest.NewFleet(10).Append(nil, 500, 1))
-	hs := httptest.NewServer(srv.Handler())
-	defer hs.Close()
+	_, hs := fleetProducer(t, 500)
 	deadURL := refusingURL(t)
 	reg := prometheus.NewRegistry()
 	c, err := collector.Open(collector.Options{

@@ -17,8 +17,6 @@ import (
 
 	"github.com/holdfast/holdfast/collector"
 	"github.com/holdfast/holdfast/forwarder"
-	"github.com/holdfast/holdfast/internal/sampletest"
-	pa "github.com/holdfast/holdfast/producerapi"
 )
 
 // switchProxy is a TCP listener that forwards each new connection to an
@@ -91,13 +89,7 @@ func wrongPort(t *testing.T, samples int) {
 	}
 	proxy := newSwitchProxy(t, httpAddr)
 
-	srv, err := pa.NewServer(pa.ServerOptions{ID: "p"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Add(sampletest.NewFleet(10).Append(nil, samples, 1))
-	ps := httptest.NewServer(srv.Handler())
-	defer ps.Close()
+	srv, ps := fleetProducer(t, samples)
 	var producers []collector.ProducerConfig
 	if samples > 0 {
 		producers = []collector.ProducerConfig{{URL: ps.URL}}

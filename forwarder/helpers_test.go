@@ -72,6 +72,17 @@ func (e *env) open() {
 	}
 }
 
+// reopenWAL closes the env's WAL and opens it again with opts (its
+// segment and cache sizes, for tests that depend on them).
+func (e *env) reopenWAL(opts wal.Options) {
+	e.t.Helper()
+	e.wal.Close()
+	var err error
+	if e.wal, err = wal.Open(e.dir+"/wal", opts); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
 func (e *env) close() {
 	if e.wal != nil {
 		e.wal.Close()

@@ -22,11 +22,7 @@ func TestRecordDamagedAfterOpenIsQuarantined(t *testing.T) {
 	e := newEnv(t, "")
 	// One older segment cached (the default, said here because the test
 	// rests on it): with three or more segments the first is read from disk.
-	e.wal.Close()
-	var err error
-	if e.wal, err = wal.Open(e.dir+"/wal", wal.Options{SegmentSize: 256 << 10, SegmentCacheSize: 1}); err != nil {
-		t.Fatal(err)
-	}
+	e.reopenWAL(wal.Options{SegmentSize: 256 << 10, SegmentCacheSize: 1})
 	samples := sampletest.NewFleet(5).Append(nil, 8000, 1_700_000_000_000_000_000)
 	const pageSize = 100
 	e.appendPages(samples, pageSize)

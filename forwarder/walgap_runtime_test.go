@@ -61,18 +61,11 @@ func TestRuntimeWALGapStops(t *testing.T) {
 func TestWALReadIOErrorRetried(t *testing.T) {
 	e := newEnv(t, "")
 	samples := sampletest.NewFleet(5).Append(nil, 2_000, 1_700_000_000_000_000_000)
-	e.wal.Close()
-	var err error
 	dir := filepath.Join(e.dir, "wal")
 	opts := wal.Options{SegmentSize: 16 << 10, SegmentCacheSize: 1}
-	if e.wal, err = wal.Open(dir, opts); err != nil {
-		t.Fatal(err)
-	}
+	e.reopenWAL(opts)
 	e.appendPages(samples, 20)
-	e.wal.Close()
-	if e.wal, err = wal.Open(dir, opts); err != nil { // nothing cached
-		t.Fatal(err)
-	}
+	e.reopenWAL(opts) // nothing cached
 	var first string
 	entries, _ := os.ReadDir(dir)
 	for _, de := range entries {

@@ -17,12 +17,8 @@ import (
 // first index without a word; now New fails, naming the missing range.
 func TestFirstSegmentDeletedRefusesToStart(t *testing.T) {
 	e := newEnv(t, "")
-	e.wal.Close()
-	var err error
+	e.reopenWAL(wal.Options{SegmentSize: 4096})
 	dir := filepath.Join(e.dir, "wal")
-	if e.wal, err = wal.Open(dir, wal.Options{SegmentSize: 4096}); err != nil {
-		t.Fatal(err)
-	}
 	for i := 0; i < 200; i++ {
 		if _, err := e.wal.Append(context.Background(), wal.Record{Type: wal.TypePage, Payload: make([]byte, 100)}); err != nil {
 			t.Fatal(err)
@@ -43,6 +39,7 @@ func TestFirstSegmentDeletedRefusesToStart(t *testing.T) {
 	if err := os.Remove(filepath.Join(dir, names[0])); err != nil {
 		t.Fatal(err)
 	}
+	var err error
 	if e.wal, err = wal.Open(dir, wal.Options{SegmentSize: 4096}); err != nil {
 		t.Fatal(err)
 	}
