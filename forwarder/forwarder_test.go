@@ -111,6 +111,22 @@ func TestCheckpointAndTruncation(t *testing.T) {
 
 const crashChildEnv = "HOLDFAST_FORWARDER_CRASH_CHILD"
 
+// killedChild closes the env (the child takes the WAL's lock), runs the
+// test child (TestCrashChild, TestCrashChild3) with its spec in env var
+// envVar, requires that it died of SIGKILL, and opens the env again.
+func (e *env) killedChild(child, envVar, spec string) {
+	e.t.Helper()
+	e.close()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+child+"$", "-test.count=1")
+	cmd.Env = append(os.Environ(), envVar+"="+spec)
+	out, err := cmd.CombinedOutput()
+	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if err == nil || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		e.t.Fatalf("child was not killed: %v\n%s", err, out)
+	}
+	e.open()
+}
+
 // TestCrashChild is the child of TestKillBetweenInsertAndCheckpoint: it
 // forwards, and SIGKILLs itself right after the first insert, before the
 // checkpoint is written.
@@ -139,16 +155,7 @@ func TestKillBetweenInsertAndCheckpoint(t *testing.T) {
 	samples := sampletest.NewFleet(20).Append(nil, 5_000, 1_700_000_000_000_000_000)
 	samples = append(samples, sampletest.EveryDatumType(1)...)
 	e.appendPages(samples, 250)
-	e.close() // the child takes the WAL's lock
-
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s|%s|%s", crashChildEnv, e.addr, e.db, e.dir))
-	out, err := cmd.CombinedOutput()
-	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
-	if err == nil || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-		t.Fatalf("child was not killed: %v\n%s", err, out)
-	}
-	e.open()
+	e.killedChild("TestCrashChild", crashChildEnv, fmt.Sprintf("%s|%s|%s", e.addr, e.db, e.dir))
 	if ckpt, err := LoadCheckpoint(e.state); err != nil || ckpt != 0 {
 		t.Fatalf("checkpoint after the kill = %d, %v; want 0 (killed before it was written)", ckpt, err)
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -298,15 +297,7 @@ func TestRecord3KilledAfterTruncation(t *testing.T) {
 		all = append(all, p...)
 		e.appendRecord(sess.record(p))
 	}
-	e.close() // the child takes the WAL's lock
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild3$", "-test.count=1")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s|%s|%s", crashChild3Env, e.addr, e.db, e.dir))
-	out, err := cmd.CombinedOutput()
-	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
-	if err == nil || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-		t.Fatalf("child was not killed: %v\n%s", err, out)
-	}
-	e.open()
+	e.killedChild("TestCrashChild3", crashChild3Env, fmt.Sprintf("%s|%s|%s", e.addr, e.db, e.dir))
 	ckpt, err := LoadCheckpoint(e.state)
 	if err != nil {
 		t.Fatal(err)
