@@ -56,6 +56,21 @@ func (e *env) checkExactly(want []pa.Sample) {
 }
 
 // distinctTimes gives every sample its own timestamp (readBack keys by it).
+// appendRecords3 appends records version 3 records of sess, each of
+// perRecord samples of fleet at distinct times (record i from
+// 1_700_000_000_000_000_000 + 1000i on), and returns their samples.
+func (e *env) appendRecords3(sess *session3, fleet *sampletest.Fleet, records, perRecord int) []pa.Sample {
+	e.t.Helper()
+	const ts = 1_700_000_000_000_000_000
+	var all []pa.Sample
+	for i := 0; i < records; i++ {
+		p := distinctTimes(fleet.Append(nil, perRecord, 0), ts+int64(i)*1000)
+		all = append(all, p...)
+		e.appendRecord(sess.record(p))
+	}
+	return all
+}
+
 func distinctTimes(samples []pa.Sample, t0 int64) []pa.Sample {
 	for i := range samples {
 		samples[i].TimestampNs = t0 + int64(i)
@@ -516,14 +531,8 @@ func (e *env) drainAgain(sess *session3, page func(int) []pa.Sample, from, to in
 func TestRecord3DefinitionsOnADiskFilledMeanwhile(t *testing.T) {
 	e := newEnv(t, "")
 	mnt := tmpfstest.Mount(t, "8m")
-	const ts = 1_700_000_000_000_000_000
 	sess := newSession3("test", "inc-1", 0xf11)
-	var all []pa.Sample
-	for i := 0; i < 3; i++ {
-		p := distinctTimes(sampletest.NewFleet(20).Append(nil, 440, 0), ts+int64(i)*1000)
-		all = append(all, p...)
-		e.appendRecord(sess.record(p))
-	}
+	all := e.appendRecords3(sess, sampletest.NewFleet(20), 3, 440)
 	opts := e.options()
 	opts.SessionDir = filepath.Join(mnt, "sessions")
 	f, err := New(e.wal, e.state, opts)
