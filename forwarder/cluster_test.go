@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -243,16 +240,7 @@ func TestClusterReplayIsDedupedWithoutFinal(t *testing.T) {
 	first = append(first, sampletest.EveryDatumType(1)...)
 	e.appendPages(first, 250)
 	lastOfFirst := e.wal.Stats().LastIndex
-	e.close()
-
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s|%s|%s|%s", crashChildEnv, e.addr, e.db, e.dir, c.Name))
-	out, err := cmd.CombinedOutput()
-	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
-	if err == nil || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-		t.Fatalf("child was not killed: %v\n%s", err, out)
-	}
-	e.open()
+	e.killedChild("TestCrashChild", crashChildEnv, fmt.Sprintf("%s|%s|%s|%s", e.addr, e.db, e.dir, c.Name))
 	if ckpt, err := LoadCheckpoint(e.state); err != nil || ckpt != 0 {
 		t.Fatalf("checkpoint after the kill = %d, %v; want 0", ckpt, err)
 	}

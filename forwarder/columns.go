@@ -448,6 +448,9 @@ type fieldRows struct {
 	// with the rows.
 	pairList  []fieldPair
 	pairIndex map[fieldPair]uint32
+	// sorted: the rows are in sorting-key order (sortRows), until a row is
+	// added; a retried INSERT does not sort them again.
+	sorted bool
 }
 
 // fieldPair is a fields row's timeseries and field names.
@@ -466,6 +469,7 @@ func (f *fieldRows) add(name string, key uint64, field *pa.Field) {
 	}
 	f.keys = append(f.keys, key)
 	f.pairs = append(f.pairs, pi)
+	f.sorted = false
 	v := &field.Value
 	switch f.t {
 	case pa.FieldString:
@@ -537,6 +541,7 @@ func (f *fieldRows) reset() {
 	f.u8, f.i8, f.i16, f.i32, f.i64 = f.u8[:0], f.i8[:0], f.i16[:0], f.i32[:0], f.i64[:0]
 	f.u16, f.u32, f.u64, f.uuids = f.u16[:0], f.u32[:0], f.u64[:0], f.uuids[:0]
 	f.pairList = f.pairList[:0]
+	f.sorted = false
 }
 
 // fieldBlocks hands f's rows to chbatch.SendBlocks a block at a time,

@@ -55,7 +55,6 @@ func (e *env) checkExactly(want []pa.Sample) {
 	}
 }
 
-// distinctTimes gives every sample its own timestamp (readBack keys by it).
 // appendRecords3 appends records version 3 records of sess, each of
 // perRecord samples of fleet at distinct times (record i from
 // 1_700_000_000_000_000_000 + 1000i on), and returns their samples.
@@ -71,6 +70,7 @@ func (e *env) appendRecords3(sess *session3, fleet *sampletest.Fleet, records, p
 	return all
 }
 
+// distinctTimes gives every sample its own timestamp (readBack keys by it).
 func distinctTimes(samples []pa.Sample, t0 int64) []pa.Sample {
 	for i := range samples {
 		samples[i].TimestampNs = t0 + int64(i)
@@ -303,15 +303,7 @@ func TestCrashChild3(t *testing.T) {
 // forwarder has, and it drains the rest: every sample seen exactly once.
 func TestRecord3KilledAfterTruncation(t *testing.T) {
 	e := newEnv(t, "")
-	const ts = 1_700_000_000_000_000_000
-	fleet := sampletest.NewFleet(5)
-	sess := newSession3("test", "inc-1", 0xdecaf)
-	var all []pa.Sample
-	for i := 0; i < 200; i++ {
-		p := distinctTimes(fleet.Append(nil, 110, 0), ts+int64(i)*1000)
-		all = append(all, p...)
-		e.appendRecord(sess.record(p))
-	}
+	all := e.appendRecords3(newSession3("test", "inc-1", 0xdecaf), sampletest.NewFleet(5), 200, 110)
 	e.killedChild("TestCrashChild3", crashChild3Env, fmt.Sprintf("%s|%s|%s", e.addr, e.db, e.dir))
 	ckpt, err := LoadCheckpoint(e.state)
 	if err != nil {

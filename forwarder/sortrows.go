@@ -341,9 +341,10 @@ var fieldSorters = sync.Pool{New: func() any { return &fieldSorter{strIDs: map[s
 // not their bytes'.
 func (f *fieldRows) sortRows() {
 	n := f.len()
-	if n < 2 || !sortBlocks || f.t == pa.FieldUUID {
+	if n < 2 || !sortBlocks || f.t == pa.FieldUUID || f.sorted {
 		return
 	}
+	f.sorted = true
 	s := fieldSorters.Get().(*fieldSorter)
 	defer func() {
 		if keepScratch(cap(s.items), n) && keepScratch(len(s.strs), 0) {

@@ -97,10 +97,5 @@ func benchServerInsertCPU(b *testing.B, newSeries bool) {
 // serverCPU is the server's CPU time in query threads so far.
 func serverCPU(ctx context.Context, b *testing.B, e *env) time.Duration {
 	b.Helper()
-	var us uint64
-	err := e.conn.QueryRow(ctx, "SELECT toUInt64(sum(value)) FROM system.events WHERE event = 'OSCPUVirtualTimeMicroseconds'").Scan(&us)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(us) * time.Microsecond
+	return time.Duration(serverEvent(ctx, b, e, "OSCPUVirtualTimeMicroseconds")) * time.Microsecond
 }

@@ -277,11 +277,17 @@ func shuffledFleet(vms, n int) []pa.Sample {
 }
 
 func alreadySorted(ctx context.Context, t *testing.T, e *env) uint64 {
-	t.Helper()
+	return serverEvent(ctx, t, e, "MergeTreeDataWriterBlocksAlreadySorted")
+}
+
+// serverEvent is the server's count of a profile event since it started
+// (system.events), 0 before the first.
+func serverEvent(ctx context.Context, tb testing.TB, e *env, event string) uint64 {
+	tb.Helper()
 	var n uint64
-	err := e.conn.QueryRow(ctx, "SELECT toUInt64(sum(value)) FROM system.events WHERE event = 'MergeTreeDataWriterBlocksAlreadySorted'").Scan(&n)
+	err := e.conn.QueryRow(ctx, "SELECT toUInt64(sum(value)) FROM system.events WHERE event = ?", event).Scan(&n)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	return n
 }

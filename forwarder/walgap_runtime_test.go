@@ -66,14 +66,7 @@ func TestWALReadIOErrorRetried(t *testing.T) {
 	e.reopenWAL(opts)
 	e.appendPages(samples, 20)
 	e.reopenWAL(opts) // nothing cached
-	var first string
-	entries, _ := os.ReadDir(dir)
-	for _, de := range entries {
-		if len(de.Name()) == 20 && (first == "" || de.Name() < first) {
-			first = de.Name()
-		}
-	}
-	path := filepath.Join(dir, first)
+	path := walSegments(t, dir)[0]
 	if err := os.Rename(path, path+".away"); err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 
@@ -28,15 +27,7 @@ func TestFirstSegmentDeletedRefusesToStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.wal.Close()
-	var names []string
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		if len(e.Name()) == 20 {
-			names = append(names, e.Name())
-		}
-	}
-	sort.Strings(names)
-	if err := os.Remove(filepath.Join(dir, names[0])); err != nil {
+	if err := os.Remove(walSegments(t, dir)[0]); err != nil {
 		t.Fatal(err)
 	}
 	var err error

@@ -9,16 +9,24 @@ import (
 	"log/slog"
 
 	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/vfs"
 )
 
 // Open opens (creating if needed) the store in dir.
 func Open(dir string, log *slog.Logger) (*pebble.DB, error) {
+	return OpenFS(vfs.Default, dir, log)
+}
+
+// OpenFS is Open on the file system fs: tests run the store on one that
+// loses power (internal/statetest).
+func OpenFS(fs vfs.FS, dir string, log *slog.Logger) (*pebble.DB, error) {
 	if log == nil {
 		log = slog.Default()
 	}
 	cache := pebble.NewCache(8 << 20)
 	defer cache.Unref()
 	db, err := pebble.Open(dir, &pebble.Options{
+		FS:                 fs,
 		Cache:              cache,
 		MemTableSize:       4 << 20,
 		MaxOpenFiles:       64,

@@ -3,7 +3,8 @@
 // Tests of the stores built on Pebble (the forwarder's checkpoint, the
 // registry, the collector's cached assignment) use it to check that what
 // they answered was synced, which a SIGKILL cannot show (the page cache
-// survives a killed process).
+// survives a killed process). The store is opened as production opens it
+// (state.OpenFS).
 //
 // Usage:
 //

@@ -5,6 +5,8 @@ import (
 
 	"github.com/cockroachdb/pebble"
 	"github.com/cockroachdb/pebble/vfs"
+
+	"github.com/holdfast/holdfast/internal/state"
 )
 
 // PowerLoss is a strict in-memory file system holding one store.
@@ -35,7 +37,7 @@ func NewPowerLoss(t testing.TB) *PowerLoss {
 // Open opens the store (creating it the first time).
 func (p *PowerLoss) Open() *pebble.DB {
 	p.t.Helper()
-	db, err := pebble.Open("state", &pebble.Options{FS: p.fs, FormatMajorVersion: pebble.FormatVirtualSSTables})
+	db, err := state.OpenFS(p.fs, "state", nil)
 	if err != nil {
 		p.t.Fatal(err)
 	}
